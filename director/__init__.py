@@ -1,0 +1,1 @@
+"""lvsd's director: the daemon that composes scheduling, health checks and failover."""

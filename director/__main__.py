@@ -1,0 +1,7 @@
+"""``python -m director`` is ``lvsd``."""
+
+import sys
+
+from director.cli import main
+
+sys.exit(main())

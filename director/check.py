@@ -1,0 +1,26 @@
+"""``lvsd check``: validate an lvs.cf and print it normalized."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from director.config import format_config, load_config
+from director.errors import ConfigError
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser("check", help="validate an lvs.cf and print the normalized configuration")
+    p.add_argument("-c", "--config", default="/etc/lvs.cf", help="the lvs.cf to read")
+    p.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"lvsd: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(format_config(cfg))
+    return 0

@@ -1,0 +1,1 @@
+"""Heartbeat failover between two directors in the manner of Piranha's pulse."""
