@@ -36,7 +36,8 @@ def test_any_order_gives_the_original_datagram(size: int, rnd: random.Random) ->
     assert len(whole) == 1
     assert outs[-1] == whole[0]
     got = IP(whole[0])
-    assert got.flags == 0 and got.frag == 0
+    assert got.flags == 0
+    assert got.frag == 0
     assert bytes(got[UDP]) == bytes(IP(bytes(pkt))[UDP])
     rebuilt = IP(whole[0])
     del rebuilt.chksum
@@ -72,7 +73,8 @@ def test_table_is_bounded() -> None:
         pkt.id = ident
         r.add(_frags(pkt)[0], now=0)
     stats = r.statistics()
-    assert stats.pending == 2 and stats.refused == 1
+    assert stats.pending == 2
+    assert stats.refused == 1
 
 
 def test_garbage_is_refused_not_raised() -> None:
