@@ -11,9 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from director import check
+from director import check, lab
 
-COMMAND_MODULES = (check,)
+COMMAND_MODULES = (check, lab)
 
 
 def build_parser() -> argparse.ArgumentParser:
