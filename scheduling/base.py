@@ -8,17 +8,34 @@ changes through ``update``.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Final, Protocol
+
+from scheduling.errors import SchedulerFlagError, UpdateKindError
+
+#: The ``kind`` values of ``Scheduler.update``: the kernel's init_service, add_dest,
+#: del_dest and upd_dest hooks.
+UPDATE_KINDS: Final = frozenset({"init", "add", "del", "upd"})
+
+#: Every ipvsadm ``--sched-flags`` value (IP_VS_SVC_F_SCHED1 / SCHED2 for sh and mh).
+SCHED_FLAGS: Final = frozenset({"sh-fallback", "sh-port", "mh-fallback", "mh-port"})
+
+#: IP protocol numbers whose first two payload words are ports (sh-port, mh-port).
+PORT_PROTOCOLS: Final = frozenset({6, 17, 132})
 
 
 class DestView(Protocol):
     """What a scheduler may read of a destination (kernel ``struct ip_vs_dest``).
 
     ``addr`` is the IPv4 address as an int in host order, ``port`` the port in host order.
-    ``available`` is the kernel's IP_VS_DEST_F_AVAILABLE (linked in the service);
-    ``overloaded`` its IP_VS_DEST_F_OVERLOAD (set by u_threshold, cleared by l_threshold).
+    ``available`` is the kernel's IP_VS_DEST_F_AVAILABLE (linked in the service): the
+    director clears it when it deletes the destination and sets it again if the same
+    object is added back, because lblc and lblcr keep references to deleted objects.
+    ``overloaded`` is IP_VS_DEST_F_OVERLOAD (set by u_threshold, cleared by l_threshold).
     ``last_weight`` is the latest non-zero weight (set on add even when 0); only mh reads it.
+    Destinations are compared by identity, never by value.
     """
 
     @property
@@ -44,7 +61,7 @@ class FlowKey:
     """The packet that asks for a destination (host-order ints; ``now`` in milliseconds).
 
     ``proto`` is the IP protocol number (6 TCP, 17 UDP). ``now`` is monotonic time,
-    used only by schedulers with timers of their own (lblc, lblcr).
+    used only by schedulers with timers of their own (lblc, lblcr); it must not go back.
     """
 
     proto: int
@@ -58,17 +75,96 @@ class FlowKey:
 class Scheduler(Protocol):
     """One IPVS scheduling algorithm bound to one service.
 
-    ``update(dests)`` is called with the full list (kernel list order) at bind time and
-    after every change to the set, a weight or a threshold: the kernel's init_service,
-    add_dest, del_dest and upd_dest hooks in one call. ``kind`` tells which of those it
-    was ("init", "add", "del", "upd"), because some schedulers react differently (dh does
-    not rebuild on "upd"; wrr resets its position on all three).
+    ``update(dests, kind, dest)`` is called with the full list (kernel list order: the
+    most recently added first) at bind time and after every change to the set, a weight
+    or a threshold. ``kind`` says which kernel hook it stands for:
+
+    * "init": init_service, the scheduler is bound to the service (created, or changed
+      with ``ipvsadm -E -s``); ``dest`` is None;
+    * "add": add_dest, ``dest`` was just linked (normally at the head of ``dests``);
+    * "del": del_dest, ``dest`` was just unlinked (it is no longer in ``dests``);
+    * "upd": upd_dest, ``dest`` was edited (weight, thresholds, forwarding method).
+
+    Schedulers react as their kernel twins do: dh does not rebuild on "upd", rr only
+    moves its position on "del" (to the predecessor of ``dest``, which is why ``dest`` is
+    passed), wrr resets to the head on all three. If ``dest`` is None on "del" the
+    scheduler finds the removed one by comparing with the previous list.
+    The scheduler keeps its own copy of the sequence; it reads the objects' fields live.
+
     ``schedule(flow)`` returns the chosen destination, or ``None`` when none is available.
     Event-loop thread only.
     """
 
     name: ClassVar[str]
 
-    def update(self, dests: list[DestView], kind: str) -> None: ...
+    def update(
+        self, dests: Sequence[DestView], kind: str, dest: DestView | None = None
+    ) -> None: ...
 
     def schedule(self, flow: FlowKey) -> DestView | None: ...
+
+
+class SchedulerBase:
+    """Shared constructor and bookkeeping of lvsd's schedulers (not part of the contract).
+
+    ``flags`` must be a subset of the class's ``accepted_flags``; ``rand(n)`` returns a
+    uniform int in [0, n) and defaults to ``random.SystemRandom().randrange``.
+    ``update`` validates ``kind``, stores the list and calls ``_changed``.
+    """
+
+    __slots__ = ("_dests", "_rand", "flags")
+
+    name: ClassVar[str] = ""
+    accepted_flags: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        flags: frozenset[str] = frozenset(),
+        rand: Callable[[int], int] | None = None,
+    ) -> None:
+        for flag in sorted(flags):
+            if flag in self.accepted_flags:
+                continue
+            accepts = ", ".join(sorted(self.accepted_flags)) or "no flags"
+            if flag in SCHED_FLAGS:
+                raise SchedulerFlagError(
+                    f"{self.name}: scheduler flag {flag!r} is for {flag.split('-')[0]}; "
+                    f"{self.name} accepts: {accepts}"
+                )
+            raise SchedulerFlagError(
+                f"{self.name}: unknown scheduler flag {flag!r}; {self.name} accepts: {accepts}"
+            )
+        self.flags: frozenset[str] = frozenset(flags)
+        self._rand: Callable[[int], int] = (
+            rand if rand is not None else random.SystemRandom().randrange
+        )
+        self._dests: tuple[DestView, ...] = ()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Set the state a fresh scheduler has before init_service; stateless ones have none."""
+
+    def update(self, dests: Sequence[DestView], kind: str, dest: DestView | None = None) -> None:
+        """Take the new list (see ``Scheduler.update``)."""
+        if kind not in UPDATE_KINDS:
+            raise UpdateKindError(
+                f"{self.name}: update kind must be one of init, add, del, upd, got {kind!r}"
+            )
+        old = self._dests
+        self._dests = tuple(dests)
+        self._changed(kind, dest, old)
+
+    def _changed(self, kind: str, dest: DestView | None, old: tuple[DestView, ...]) -> None:
+        """React to a hook; ``old`` is the list before it. Schedulers without hooks ignore it."""
+
+    def schedule(self, flow: FlowKey) -> DestView | None:
+        raise NotImplementedError
+
+
+def removed_dest(old: Sequence[DestView], new: Sequence[DestView]) -> DestView | None:
+    """The first destination of ``old`` that is not (by identity) in ``new``, or None."""
+    present = {id(d) for d in new}
+    for d in old:
+        if id(d) not in present:
+            return d
+    return None
