@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import http.client
 import itertools
 import os
 import re
@@ -516,6 +517,17 @@ class Lab:
             raise LabError(f"lab {self.name}: no node {node!r} (namespace {ns} does not exist)")
         return ns_socket(ns, family, sock_type, proto)
 
+    def http(
+        self, node: str, host: IPv4Address | str, port: int | None = None, timeout: float = 10.0
+    ) -> http.client.HTTPConnection:
+        """An HTTP/1.1 connection from ``node`` to ``host:port`` (default ``spec.http_port``).
+
+        Keep-alive works as with any :class:`http.client.HTTPConnection`; close it when done.
+        """
+        return _NamespaceHTTPConnection(
+            self, node, str(host), self.spec.http_port if port is None else port, timeout
+        )
+
     def ping(self, node: str, address: IPv4Address | str, timeout: float = 1.0) -> bool:
         """Send one ICMP echo request from ``node``; True if the reply comes within ``timeout`` s.
 
@@ -544,6 +556,26 @@ class Lab:
                 if (icmp_type, src, r_ident, r_seq) == (0, dst, ident, seq):
                     return True
         return False
+
+
+class _NamespaceHTTPConnection(http.client.HTTPConnection):
+    """An HTTPConnection whose socket is created in a lab node's namespace."""
+
+    def __init__(self, lab: Lab, node: str, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._lab, self._node = lab, node
+        lab.ns(node)  # refuses an unknown node name now, not at the first request
+
+    def connect(self) -> None:
+        sock = self._lab.socket(self._node)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect((self.host, self.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 _ping_seq = itertools.count(1)
