@@ -480,9 +480,9 @@ class Plumbing:
                 log.error("plumbing: teardown after a failed setup: %s", undo_error)
             raise
 
-    def _set_sysctl(self, key: tuple[str, ...], value: str) -> None:
+    def _set_sysctl(self, key: tuple[str, ...], value: str, *, force: bool = False) -> None:
         previous = self.sysctls.read(key)
-        if previous == value:
+        if previous == value and not force:
             return
         self._journal.append(_SysctlChanged(key, previous))
         self.sysctls.write(key, value)
@@ -525,8 +525,10 @@ class Plumbing:
         self._add(_TunOpened(tun))
         mtu = spec.mtu or nl.link_mtu(ifs.public_index) or DEFAULT_MTU
         self._netlink(f"link set {tun.name} up mtu {mtu}", nl.link_up, tun.ifindex, mtu)
-        self._set_sysctl(_conf(tun.name, "rp_filter"), "0")
         self._exempt_from_all_rp_filter(tun.name)
+        # Written even when already 0: a value never written follows later writes
+        # to conf.default, and the daemon must not depend on nobody making them.
+        self._set_sysctl(_conf(tun.name, "rp_filter"), "0", force=True)
 
         # 2. VIP/32 into the TUN.
         for vip in spec.vips:
