@@ -463,3 +463,30 @@ def sniff_arp_main() -> None:
             mac = frame[22:28].hex(":")
             seen.append((op, mac, socket.inet_ntoa(frame[28:32]), socket.inet_ntoa(frame[38:42])))
         print(json.dumps(seen), flush=True)
+
+
+def test_find_iface_for_uses_connected_subnets(lab: Lab) -> None:
+    code = (
+        "from ipaddress import IPv4Address as A\n"
+        "from director.plumbing import find_iface_for\n"
+        "from director.errors import TunError\n"
+        "for a in ('10.0.1.5', '192.168.1.10', '203.0.113.9'):\n"
+        "    try:\n"
+        "        print(find_iface_for(A(a)))\n"
+        "    except TunError as e:\n"
+        "        print(e)\n"
+    )
+    out = run(*python_in_ns(lab.director, code)).splitlines()
+    assert out == [
+        "eth0",
+        "eth1",
+        "find_iface_for(203.0.113.9): no interface has a connected subnet holding 203.0.113.9",
+    ]
+    run("ip", "-n", lab.director, "addr", "add", "10.0.1.2/24", "dev", "eth1")
+    out = run(*python_in_ns(lab.director, code)).splitlines()
+    assert out[0] == (
+        "find_iface_for(10.0.1.5): 10.0.1.5 is in a /24 connected on several interfaces "
+        "(eth0, eth1); name the interface"
+    )
+    run("ip", "-n", lab.director, "addr", "add", "10.0.1.6/28", "dev", "eth1")
+    assert run(*python_in_ns(lab.director, code)).splitlines()[0] == "eth1", "longest prefix"
