@@ -1,0 +1,72 @@
+"""ICMP messages the director itself sends: echo replies for a VIP, port unreachable.
+
+Pure functions over IPv4 packets without options (the fast path refuses options
+before anything reaches here). Addresses are as on the wire.
+"""
+
+from __future__ import annotations
+
+import struct
+
+ICMP = 1
+ECHO_REPLY = 0
+DEST_UNREACH = 3
+PORT_UNREACH = 3
+ECHO_REQUEST = 8
+_TTL = 64
+
+
+def checksum(data: bytes | bytearray) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _ip_header(
+    src: bytes | bytearray, dst: bytes | bytearray, payload_len: int, ident: int
+) -> bytearray:
+    hdr = bytearray(
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, ident, 0, _TTL, ICMP, 0, src, dst)
+    )
+    struct.pack_into("!H", hdr, 10, checksum(hdr))
+    return hdr
+
+
+def echo_reply(packet: bytes | bytearray) -> bytes | None:
+    """The reply to an ICMP echo request, or None if ``packet`` is not a well-formed one."""
+    if len(packet) < 28 or packet[0] != 0x45 or packet[9] != ICMP:
+        return None
+    tot = struct.unpack_from("!H", packet, 2)[0]
+    if tot > len(packet) or tot < 28 or packet[20] != ECHO_REQUEST or packet[21] != 0:
+        return None
+    if checksum(packet[20:tot]) != 0:
+        return None
+    icmp = bytearray(packet[20:tot])
+    icmp[0] = ECHO_REPLY
+    icmp[2:4] = b"\0\0"
+    struct.pack_into("!H", icmp, 2, checksum(icmp))
+    ident = struct.unpack_from("!H", packet, 4)[0]
+    return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), ident) + icmp)
+
+
+def port_unreachable(packet: bytes | bytearray) -> bytes | None:
+    """ICMP port unreachable from the packet's destination to its source (RFC 1812 4.3.2.3).
+
+    Quotes the IP header and the first 8 bytes of its payload. None for a packet
+    that must not be answered with an error (ICMP itself, a fragment past the first,
+    a broadcast or multicast source).
+    """
+    if len(packet) < 28 or packet[0] != 0x45 or packet[9] == ICMP:
+        return None
+    if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
+        return None
+    if packet[12] >= 224 or packet[12:16] == b"\xff\xff\xff\xff":
+        return None
+    quoted = bytes(packet[:28])
+    icmp = bytearray(struct.pack("!BBHI", DEST_UNREACH, PORT_UNREACH, 0, 0) + quoted)
+    struct.pack_into("!H", icmp, 2, checksum(icmp))
+    return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), 0) + icmp)
