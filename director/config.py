@@ -828,8 +828,7 @@ def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
             )
         seen_names[child.name] = child.line
         server = _build_server(child, filename, persistent > 0)
-        for vport in ports:
-            dest = (server.address, server.dport(vport))
+        for dest in dict.fromkeys((server.address, server.dport(vport)) for vport in ports):
             if dest in seen_dests:
                 other, other_line = seen_dests[dest]
                 raise ConfigError(
