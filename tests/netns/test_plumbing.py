@@ -15,6 +15,7 @@ teardown. Every namespace is removed in the fixture's finally.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any
 import pytest
 
 from director.errors import TunError
-from director.plumbing import Plumbing, PlumbingSpec, send_gratuitous_arp
+from director.plumbing import Plumbing, PlumbingSpec, announce, send_gratuitous_arp
 from tests.conftest import require_root
 
 pytestmark = pytest.mark.netns
@@ -345,8 +346,9 @@ def test_cleanup_stale_refuses_while_a_director_holds_the_tun(
     assert f"{VIP} dev eth0 proxy" in in_ns(lab.director, "ip", "neigh", "show", "proxy")
 
 
+@pytest.mark.parametrize("command", ["garp", "announce"])
 def test_gratuitous_arp_announces_the_vip_with_the_public_mac(
-    lab: Lab, agents: list[Agent]
+    lab: Lab, agents: list[Agent], command: str
 ) -> None:
     code = "from tests.netns.test_plumbing import sniff_arp_main; sniff_arp_main()"
     sniffer = subprocess.Popen(
@@ -356,7 +358,7 @@ def test_gratuitous_arp_announces_the_vip_with_the_public_mac(
         assert sniffer.stdout is not None
         assert sniffer.stdout.readline().strip() == "ready"
         agent = start(agents, lab.director, spec())
-        assert agent.ask("garp", "eth0", VIP, "2") == {"ok": True}
+        assert agent.ask(command, "eth0", VIP, "2") == {"ok": True}
         frames = json.loads(sniffer.communicate(timeout=TIMEOUT_S)[0])
     finally:
         if sniffer.poll() is None:
@@ -440,6 +442,9 @@ def agent_main() -> None:
                     reply({"result": _probe(args[0])})
                 case "garp":
                     send_gratuitous_arp(args[0], IPv4Address(args[1]), int(args[2]), 0.05)
+                    reply({"ok": True})
+                case "announce":
+                    asyncio.run(announce(args[0], [IPv4Address(args[1])], int(args[2]), 0.05))
                     reply({"ok": True})
                 case _:
                     reply({"error": f"unknown command {cmd!r}"})
