@@ -1,10 +1,9 @@
 """Locality-based least connection, as net/netfilter/ipvs/ip_vs_lblc.c.
 
-Rule: a table keyed by the packet's daddr (1024 buckets, hash_32(daddr, 10)) remembers a
-dest; it is kept while AVAILABLE, weight > 0 and not "lb-overloaded" (active > weight
-while some dest of the service has 2*active < weight), else replaced by the WLC pick
-(first wins ties). The cached dest's OVERLOAD flag is not checked; weight 0 never is
-chosen. A GC timer (60 s ticks from ``flow.now``) expires idle entries.
+Rule: a daddr-keyed table (1024 buckets, hash_32(daddr, 10)) keeps a dest while it is
+AVAILABLE, weight > 0 and not lb-overloaded (active > weight while some dest has 2*active
+< weight; its OVERLOAD flag is not checked); else the WLC pick (first wins ties) replaces
+it. Weight 0 is never chosen. A GC timer driven by ``flow.now`` expires idle entries.
 """
 
 from __future__ import annotations

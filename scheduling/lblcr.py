@@ -1,10 +1,9 @@
 """Locality-based least connection with replication, as net/netfilter/ipvs/ip_vs_lblcr.c.
 
-Rule: a table keyed by daddr (1024 buckets, hash_32(daddr, 10)) holds a set of dests
-(newest first); the pick is the set's WLC minimum among AVAILABLE members (newest wins
-ties) unless it is lb-overloaded, then the service-wide WLC pick (first wins ties) joins
-the set. A set unchanged for ``expiration_s`` loses its most loaded member, one per
-decision. Weight 0 is never chosen. Entries expire as in lblc (GC ticks from ``flow.now``).
+Rule: a daddr-keyed table holds a dest set (newest first); the pick is the set's WLC
+minimum among AVAILABLE members (newest wins ties) unless lb-overloaded, then the
+service-wide WLC pick (first wins ties) joins the set; a set unchanged for the expiration
+loses its most loaded member. Weight 0 is never chosen. GC as lblc, from ``flow.now``.
 """
 
 from __future__ import annotations

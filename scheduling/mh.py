@@ -1,10 +1,9 @@
 """Maglev hashing, as net/netfilter/ipvs/ip_vs_mh.c.
 
-Rule: a 4093-slot Maglev table; each dest (list order) owns the permutation offset,
-offset+skip, ... from hsiphash of its addr+port and claims (last_weight/gcd) >> rshift
-slots per round (at least one if last_weight != 0); the rebuild runs on init/add/del/upd.
-Lookup: slot hsiphash(saddr + sport?) mod 4093. Weight 0 or OVERLOAD is unavailable:
-None, or with mh-fallback a rehash with offsets ih, ih+1, ... inside the hashed value.
+Rule: 4093 slots filled in rounds over the list, each dest taking (last_weight/gcd) >>
+rshift slots (at least one if last_weight != 0) along its hsiphash permutation; rebuilt
+on init/add/del/upd; slot = hsiphash(sport? + saddr) mod 4093. Weight 0 or OVERLOAD is
+unavailable: None, or with mh-fallback a rehash with offset ih + k inside the hashed value.
 """
 
 from __future__ import annotations

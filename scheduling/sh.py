@@ -1,10 +1,9 @@
 """Source hashing, as net/netfilter/ipvs/ip_vs_sh.c.
 
-Rule: a 256-bucket table filled walking the list cyclically, each dest taking `weight`
-consecutive buckets per round (one if weight <= 0), rebuilt on init/add/del/upd; key
-hash_32((sport + saddr) mod 2**32, 8), the port only with sh-port for TCP/UDP/SCTP.
-Weight 0 or OVERLOAD is unavailable: None, or with sh-fallback a probe of the buckets
-(2*ih + k) mod 256 (the kernel adds the first hash twice) until a usable or empty one.
+Rule: 256 buckets filled cyclically in list order, `weight` in a row per dest (one if
+weight <= 0), rebuilt on init/add/del/upd; key hash_32((sport? + saddr) mod 2**32, 8).
+Weight 0 or OVERLOAD is unavailable: None, or with sh-fallback the first usable of the
+buckets (2*ih + k) mod 256 (the kernel adds the hash twice), stopping at an empty one.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Power of two choices, as net/netfilter/ipvs/ip_vs_twos.c.
 
-Rule: T = sum of usable weights (no OVERLOAD, weight > 0); draw r1, r2 in [0, T]
-(get_random_u32_below(T + 1)); walking the usable dests and subtracting each weight, the
-first dest where r <= 0 is the choice. Pick choice2 only if w2*overhead1 > w1*overhead2
-(overhead = active*256 + inactive, products in 32-bit int as the kernel), else choice1.
-Weight 0 is skipped. The draws come from ``rand`` so tests can inject them.
+Rule: T = sum of weights of dests with weight > 0 and no OVERLOAD; r1, r2 drawn in [0, T]
+each select the first such dest where r - (running weight sum) <= 0; choice2 wins only if
+w2*overhead1 > w1*overhead2 (overhead active*256 + inactive; 32-bit int products), ties
+keep choice1. Weight 0 is skipped. ``rand`` supplies the draws (tests inject them).
 """
 
 from __future__ import annotations
