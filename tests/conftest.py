@@ -16,7 +16,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, None]:
     """Under CI=true a skipped netns test is a failure: CI runs as root and must run them."""
     outcome = yield
-    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    report: pytest.TestReport = outcome.get_result()
     if IN_CI and report.skipped and item.get_closest_marker("netns") is not None:
         report.outcome = "failed"
         report.longrepr = f"netns test skipped under CI=true ({report.longrepr!r})"
