@@ -496,10 +496,12 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 def _integer(lo: int, hi: int) -> Callable[[list[_Token]], int]:
     def convert(values: list[_Token]) -> int:
         text = _one(values)
-        if not _INT_RE.fullmatch(text) or not lo <= int(text) <= hi:
-            expected = f">= {lo}" if hi in (U32_MAX, S32_MAX) else f"from {lo} to {hi}"
-            raise _Bad(f"must be an integer {expected}, got {text!r}")
-        return int(text)
+        if _INT_RE.fullmatch(text) and lo <= int(text) <= hi:
+            return int(text)
+        # A bound as large as the C type it mirrors reads better left unsaid, until it is hit.
+        too_big = _INT_RE.fullmatch(text) is not None and int(text) > hi
+        expected = f"from {lo} to {hi}" if too_big or hi < S32_MAX else f">= {lo}"
+        raise _Bad(f"must be an integer {expected}, got {text!r}")
 
     return convert
 

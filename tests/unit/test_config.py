@@ -347,7 +347,12 @@ def test_heartbeat_port_out_of_range() -> None:
 
 
 def test_weight_not_an_integer() -> None:
-    assert_error(GOOD.replace("weight = 2", "weight = 2.5"), 11, "weight", "'2.5'")
+    assert_error(GOOD.replace("weight = 2", "weight = 2.5"), 11, "weight", ">= 0", "'2.5'")
+
+
+def test_weight_above_the_kernel_int() -> None:
+    text = GOOD.replace("weight = 2", "weight = 2147483648")
+    assert_error(text, 11, "weight", "from 0 to 2147483647", "'2147483648'")
 
 
 def test_boolean_must_be_0_or_1() -> None:
