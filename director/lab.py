@@ -15,9 +15,10 @@ every other node's interface is one end of a veth whose peer is a port of a brid
 nowhere: the director daemon adds them. The root namespace is never modified: veths are
 created inside ``sw`` with their peer placed straight into the node's namespace.
 
-Real servers run ``python -m director.labserver`` (or nginx with ``nginx=True``), detached,
-logging under ``/run/lvsd-lab/<lab>/``. :meth:`Lab.down` removes a lab, also one left
-half-built by a crash: it finds the namespaces by name and ends only the processes inside them.
+Real servers run ``python -m director.labserver`` (or nginx with ``nginx=True``; plus vsftpd
+with ``ftp=True``), detached, logging under ``/run/lvsd-lab/<lab>/``. :meth:`Lab.down`
+removes a lab, also one left half-built by a crash: it finds the namespaces by name and ends
+only the processes inside them.
 """
 
 from __future__ import annotations
@@ -301,8 +302,13 @@ class Lab:
 
     # -- building -----------------------------------------------------------------------
 
-    def up(self, reals: int = 3, backup: bool = False, nginx: bool = False) -> None:
+    def up(
+        self, reals: int = 3, backup: bool = False, nginx: bool = False, ftp: bool = False
+    ) -> None:
         """Build the lab and start an HTTP server on every real; return once all accept.
+
+        ``nginx`` runs nginx instead of the labserver (answers ``/`` only); ``ftp`` also runs
+        an anonymous, read-only vsftpd on port 21 whose root holds ``name.txt``.
 
         Refuses (LabError) if any namespace of this lab exists. On any failure it removes
         what it built before re-raising.
@@ -335,9 +341,15 @@ class Lab:
             self._wire(nodes)
             for node in nodes:
                 self._configure(node)
-            started = {n: self._start_server(n, nginx) for n in nodes if n.startswith("real")}
-            for node, proc in started.items():
-                self._wait_server(node, proc)
+            started = [
+                (node, log_name, self._start_server(node, log_name, argv))
+                for node in nodes
+                if node.startswith("real")
+                for log_name, argv in self._server_commands(node, nginx, ftp).items()
+            ]
+            for node, log_name, proc in started:
+                port = FTP_PORT if log_name.endswith("-ftp") else self.spec.http_port
+                self._wait_accepting(node, proc, port, log_name)
         except BaseException:
             self.down()
             raise
@@ -377,8 +389,9 @@ class Lab:
             if gateway is not None:
                 ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
 
-    def _start_server(self, node: str, nginx: bool) -> subprocess.Popen[bytes]:
-        argv = (
+    def _server_commands(self, node: str, nginx: bool, ftp: bool) -> dict[str, list[str]]:
+        """The servers of real ``node`` by log name (``real1``, ``real1-ftp``) with their argv."""
+        http = (
             self._nginx_argv(node)
             if nginx
             else [
@@ -386,7 +399,14 @@ class Lab:
                 "--name", node, "--port", str(self.spec.http_port),
             ]
         )  # fmt: skip
-        with open(self.run_dir / f"{node}.log", "ab") as log:
+        commands = {node: http}
+        if ftp:
+            commands[f"{node}-ftp"] = self._vsftpd_argv(node)
+        return commands
+
+    def _start_server(self, node: str, log_name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in ``node``, detached, output to ``<run_dir>/<log_name>.log``."""
+        with open(self.run_dir / f"{log_name}.log", "ab") as log:
             proc = self.popen(
                 node,
                 argv,
@@ -398,17 +418,33 @@ class Lab:
         self._servers.append(proc)
         return proc
 
+    def _conf_dir(self, node: str) -> Path:
+        conf_dir = self.run_dir / node
+        conf_dir.mkdir(mode=0o755, exist_ok=True)
+        return conf_dir
+
     def _nginx_argv(self, node: str) -> list[str]:
         """Write ``<run_dir>/<node>/nginx.conf`` and return the command that runs it."""
-        conf_dir = self.run_dir / node
-        conf_dir.mkdir(exist_ok=True)
+        conf_dir = self._conf_dir(node)
         conf = conf_dir / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=conf_dir, name=node, port=self.spec.http_port))
         return ["nginx", "-c", str(conf), "-p", str(conf_dir), "-e", str(conf_dir / "error.log")]
 
-    def _wait_server(self, node: str, proc: subprocess.Popen[bytes]) -> None:
-        """Poll a connect to the real's own address until it is accepted, within the deadline."""
-        addr = (str(self.spec.links(node)[0].address.ip), self.spec.http_port)
+    def _vsftpd_argv(self, node: str) -> list[str]:
+        """Write ``<run_dir>/<node>/vsftpd.conf`` and an anonymous root holding ``name.txt``."""
+        conf_dir = self._conf_dir(node)
+        for sub in ("ftp", "empty"):
+            (conf_dir / sub).mkdir(mode=0o755, exist_ok=True)
+        (conf_dir / "ftp" / "name.txt").write_text(f"{node}\n")
+        conf = conf_dir / "vsftpd.conf"
+        conf.write_text(VSFTPD_CONF.format(dir=conf_dir))
+        return ["vsftpd", str(conf)]
+
+    def _wait_accepting(
+        self, node: str, proc: subprocess.Popen[bytes], port: int, log_name: str
+    ) -> None:
+        """Poll a connect to the real's own address:port until accepted, within the deadline."""
+        addr = (str(self.spec.links(node)[0].address.ip), port)
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while True:
             with ns_socket(self.ns(node)) as s:
@@ -417,13 +453,13 @@ class Lab:
                     return
             if proc.poll() is not None:
                 raise LabError(
-                    f"lab {self.name}: {node}'s server exited with {proc.returncode}; "
-                    f"see {self.run_dir / f'{node}.log'}"
+                    f"lab {self.name}: {log_name}'s server exited with {proc.returncode}; "
+                    f"see {self.run_dir / f'{log_name}.log'}"
                 )
             if time.monotonic() > deadline:
                 raise LabError(
-                    f"lab {self.name}: {node}'s server does not accept on {addr[0]}:{addr[1]} "
-                    f"after {SERVER_START_TIMEOUT:.0f} s"
+                    f"lab {self.name}: {log_name}'s server does not accept on "
+                    f"{addr[0]}:{addr[1]} after {SERVER_START_TIMEOUT:.0f} s"
                 )
             time.sleep(0.02)
 
@@ -635,6 +671,28 @@ http {{
 """
 """The nginx configuration of one real (``lvsd lab up --nginx``): answers ``/`` with its name."""
 
+FTP_PORT = 21
+
+VSFTPD_CONF = """\
+listen=YES
+listen_ipv6=NO
+listen_port=21
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={dir}/ftp
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+connect_from_port_20=NO
+seccomp_sandbox=NO
+secure_chroot_dir={dir}/empty
+xferlog_enable=YES
+vsftpd_log_file={dir}/vsftpd.log
+xferlog_file={dir}/vsftpd.log
+"""
+"""The vsftpd configuration of one real (``lvsd lab up --ftp``): anonymous and read-only."""
+
 
 # -- the ``lvsd lab`` command -----------------------------------------------------------
 
@@ -648,6 +706,7 @@ def add_command(sub: Any) -> None:
     up.add_argument("--reals", type=int, default=3, help="number of real servers (default 3)")
     up.add_argument("--backup", action="store_true", help="add the backup director node")
     up.add_argument("--nginx", action="store_true", help="run nginx in the reals, not labserver")
+    up.add_argument("--ftp", action="store_true", help="also run vsftpd (anonymous) in the reals")
     up.set_defaults(func=run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
@@ -668,7 +727,7 @@ def add_command(sub: Any) -> None:
 def run_up(args: argparse.Namespace) -> int:
     try:
         lab = Lab(LabSpec(), args.name)
-        lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx)
+        lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp)
     except LabError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1

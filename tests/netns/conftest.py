@@ -27,7 +27,7 @@ def unique_lab_name() -> str:
 
 @pytest.fixture
 def lab_factory() -> Iterator[LabFactory]:
-    """``make(reals=3, backup=False, spec=LabSpec(), nginx=False) -> Lab``, already up.
+    """``make(reals=3, backup=False, spec=LabSpec(), nginx=False, ftp=False) -> Lab``, up.
 
     Every lab it made is downed at teardown, also when the test or ``up`` failed.
     """
@@ -35,11 +35,15 @@ def lab_factory() -> Iterator[LabFactory]:
     labs: list[Lab] = []
 
     def make(
-        reals: int = 3, backup: bool = False, spec: LabSpec | None = None, nginx: bool = False
+        reals: int = 3,
+        backup: bool = False,
+        spec: LabSpec | None = None,
+        nginx: bool = False,
+        ftp: bool = False,
     ) -> Lab:
         lab = Lab(spec or LabSpec(), unique_lab_name())
         labs.append(lab)
-        lab.up(reals=reals, backup=backup, nginx=nginx)
+        lab.up(reals=reals, backup=backup, nginx=nginx, ftp=ftp)
         return lab
 
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +282,26 @@ def test_context_manager_downs_the_lab() -> None:
         assert len(server_pids) == 1
     assert lab_namespaces(lab.name) == []
     assert not any(running(pid) for pid in server_pids)
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None or shutil.which("vsftpd") is None,
+    reason="needs Debian's nginx-light and vsftpd",
+)
+def test_nginx_and_vsftpd_reals_answer_with_their_names(lab_factory: LabFactory) -> None:
+    lab = lab_factory(reals=2, nginx=True, ftp=True)
+    assert get(lab, "director", "192.168.1.11", "/") == (200, "real2", b"real2\n")
+    fetch_name = (
+        "import ftplib, io\n"
+        "ftp = ftplib.FTP('192.168.1.10', timeout=10)\n"
+        "ftp.login()\n"
+        "buf = io.BytesIO()\n"
+        "ftp.retrbinary('RETR name.txt', buf.write)\n"
+        "ftp.quit()\n"
+        "print(buf.getvalue().decode(), end='')\n"
+    )
+    assert lab.run("director", [sys.executable, "-c", fetch_name]).stdout == "real1\n"
+    assert (lab.run_dir / "real1" / "nginx.conf").is_file()
+    name = lab.name
+    lab.down()
+    assert not any(p.name.startswith(f"lvsd-{name}-") for p in Path("/run/netns").iterdir())
