@@ -11,9 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from director import check, lab
+from director import check, lab, run, simulate
 
-COMMAND_MODULES = (check, lab)
+COMMAND_MODULES = (check, lab, simulate, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

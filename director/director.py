@@ -1,0 +1,333 @@
+"""The director daemon: builds the parts from one configuration, runs the packet loop.
+
+``Director(cfg).run()`` sets up the namespace plumbing (TUN, VIP routes, proxy ARP,
+reply steering, nat_router), loads the services of every active ``virtual`` into
+the IPVS service layer, and serves until SIGTERM or SIGINT, after which the host is
+left exactly as it was. The packet loop is one ``add_reader`` callback: one call
+into the fast path drains the TUN and forwards every packet of a known
+connection; only packets that need a decision come back here (``_decide``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+
+from director import fastpath, icmp
+from director.config import DirectorConfig, Network, Protocol
+from director.control import ControlServer
+from director.errors import ConfigError
+from director.ipvs import IPVS, IPVSError, VirtualService, format_addr
+from director.notify import Notifier
+from director.plumbing import Plumbing, PlumbingSpec
+from director.reassembly import Reassembler
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = {Protocol.TCP: 6, Protocol.UDP: 17}
+_VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we built
+EXPIRY_INTERVAL_S = 1.0
+
+
+def now_ms() -> int:
+    """Monotonic milliseconds: the only clock of the data plane."""
+    return time.monotonic_ns() // 1_000_000
+
+
+def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
+    """The service layer for every active virtual service of ``cfg``.
+
+    Each port of a ``virtual`` block is one service. Servers enter in file order,
+    as Piranha's lvs daemon added them with ipvsadm, so the kernel's list (and every
+    scheduler's iteration) is the reverse. Inactive virtuals and servers are skipped.
+    """
+    ipvs = IPVS(table)
+    ipvs.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+    for v in cfg.virtuals:
+        if not v.active:
+            continue
+        proto = PROTOCOLS[v.protocol]
+        for vport in v.ports:
+            try:
+                svc = ipvs.add_service(
+                    proto,
+                    int(v.address),
+                    vport,
+                    v.scheduler,
+                    frozenset(v.sched_flags),
+                    timeout=v.persistent,
+                    netmask=int(v.pmask),
+                    fwmark=v.fwmark,
+                )
+                for s in v.servers:
+                    if s.active:
+                        svc.add_dest(
+                            int(s.address), s.dport(vport), s.weight, s.u_threshold, s.l_threshold
+                        )
+            except IPVSError as e:
+                raise ConfigError(f"virtual {v.name}: port {vport}: {e}") from e
+    return ipvs
+
+
+def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
+    """What the director's namespace needs for ``cfg`` (network = nat only)."""
+    if cfg.network is not Network.NAT:
+        raise ConfigError(f"network = {cfg.network}: lvsd serves network = nat only")
+    vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
+    if not vips:
+        raise ConfigError("no active virtual server: nothing to direct")
+    reals = tuple(
+        dict.fromkeys(s.address for v in cfg.virtuals if v.active for s in v.servers if s.active)
+    )
+    nat_router = None
+    label = None
+    private = cfg.private_iface
+    if cfg.nat_router is not None:
+        nat_router = IPv4Interface(f"{cfg.nat_router}/{cfg.nat_nmask}")
+        if cfg.nat_router_device:
+            label = cfg.nat_router_device
+            private = private or cfg.nat_router_device.split(":", 1)[0]
+    return PlumbingSpec(
+        vips=vips,
+        tun=tun,
+        public_iface=cfg.public_iface,
+        private_iface=private,
+        reals=reals,
+        nat_router=nat_router,
+        nat_router_label=label,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorStats:
+    """What the director did with the packets that came back from the fast path."""
+
+    implementation: str
+    connections: int
+    max_connections: int
+    decided: int
+    no_service: int
+    no_dest: int
+    echo_replies: int
+    drops: dict[str, int]
+
+
+class Director:
+    """Composes the fast path, the service layer and the plumbing; runs the loop.
+
+    Event-loop thread only. ``run()`` returns after a stop signal (or ``stop()``)
+    once everything it set up is removed.
+    """
+
+    def __init__(self, cfg: DirectorConfig, *, tun: str = "lvs0") -> None:
+        self.cfg = cfg
+        self.table = fastpath.ConnTable(cfg.max_connections)
+        self.ipvs = build_ipvs(cfg, self.table)
+        self.plumbing = Plumbing(plumbing_spec(cfg, tun))
+        self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
+        self.reassembler = Reassembler()
+        self._notifier = Notifier.from_environment()
+        self._stop = asyncio.Event()
+        self._fd = -1
+        self._pending: list[bytes] = []
+        self._counts: Counter[str] = Counter()
+        self._no_dest: Counter[str] = Counter()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        # pyroute2's synchronous API runs an event loop of its own: netlink work goes
+        # to a thread, which has no running loop.
+        await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
+        await asyncio.to_thread(self.plumbing.setup)
+        try:
+            self._fd = self.plumbing.tun.fd
+            loop.add_reader(self._fd, self._on_readable)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._expiry())
+                    control = ControlServer(self.cfg.control_socket, self)
+                    await control.start()
+                    tg.create_task(control.serve())
+                    log.info(
+                        "serving %d services with the %s fast path (table limit %d)",
+                        len(self.ipvs.services),
+                        fastpath.IMPLEMENTATION,
+                        self.table.max_conns,
+                    )
+                    self._notifier.ready(f"{len(self.ipvs.services)} services")
+                    await self._stop.wait()
+                    self._notifier.stopping()
+                    control.close()
+                    raise _Stopped
+            except* _Stopped:
+                pass
+            finally:
+                loop.remove_reader(self._fd)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await asyncio.to_thread(self.plumbing.teardown)
+            log.info("stopped; plumbing removed")
+
+    async def _expiry(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_INTERVAL_S)
+            self.ipvs.expire(now_ms())
+
+    # --- the packet loop -------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        now = now_ms()
+        pending = self._pending
+        self.table.drain(self._fd, now, pending)
+        if pending:
+            for pkt in pending:
+                self._decide(bytearray(pkt), now)
+            pending.clear()
+
+    def _decide(self, buf: bytearray, now: int) -> None:
+        """A packet the fast path could not forward alone: schedule, answer or reassemble."""
+        verdict = self.table.process_vnet(buf, now)
+        if verdict == fastpath.NEW:
+            verdict = self._new_connection(buf, now)
+        elif verdict == fastpath.FRAGMENT:
+            whole = self.reassembler.add(bytes(buf[fastpath.VNET_HDR_LEN :]), now)
+            if whole is None:
+                return
+            buf = bytearray(_VNET_PLAIN + whole)
+            verdict = self.table.process_vnet(buf, now)
+            if verdict == fastpath.NEW:
+                verdict = self._new_connection(buf, now)
+        elif verdict == fastpath.LOCAL:
+            self._local(buf)
+            return
+        if verdict == fastpath.FORWARD:
+            self._write(buf)
+
+    def _new_connection(self, buf: bytearray, now: int) -> int:
+        off = fastpath.VNET_HDR_LEN
+        proto = buf[off + 9]
+        saddr, daddr = struct.unpack_from("!II", buf, off + 12)
+        sport, dport = struct.unpack_from("!HH", buf, off + 20)
+        self._counts["decided"] += 1
+        svc = self.ipvs.find_service(proto, daddr, dport)
+        if svc is None:
+            self._counts["no_service"] += 1
+            self._unreachable(buf)
+            return fastpath.DROP_NO_CONN
+        if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now) is None:
+            self._counts["no_dest"] += 1
+            self._log_no_dest(svc)
+            self._unreachable(buf)
+            return fastpath.DROP_NO_CONN
+        return int(self.table.process_vnet(buf, now))
+
+    def _log_no_dest(self, svc: VirtualService) -> None:
+        # Rate-limited (1, 2, 4, 8... times): a service without destinations would
+        # otherwise log once per SYN.
+        n = self._no_dest[str(svc)] = self._no_dest[str(svc)] + 1
+        if n & (n - 1) == 0:
+            log.warning("%s: %s - no destination available (%d times)", svc.sched_name, svc, n)
+
+    def _local(self, buf: bytearray) -> None:
+        pkt = buf[fastpath.VNET_HDR_LEN :]
+        if bytes(pkt[16:20]) in self.vips:
+            reply = icmp.echo_reply(pkt)
+            if reply is not None:
+                self._counts["echo_replies"] += 1
+                self._write(bytearray(_VNET_PLAIN + reply))
+
+    def _unreachable(self, buf: bytearray) -> None:
+        err = icmp.port_unreachable(buf[fastpath.VNET_HDR_LEN :])
+        if err is not None:
+            self._write(bytearray(_VNET_PLAIN + err))
+
+    def _write(self, buf: bytearray) -> None:
+        try:
+            os.write(self._fd, buf)
+        except OSError:
+            self._counts["tx_errors"] += 1
+
+    # --- reporting -------------------------------------------------------------------
+
+    def statistics(self) -> DirectorStats:
+        drops = self.table.drops()
+        return DirectorStats(
+            implementation=fastpath.IMPLEMENTATION,
+            connections=len(self.table),
+            max_connections=self.table.max_conns,
+            decided=self._counts["decided"],
+            no_service=self._counts["no_service"],
+            no_dest=self._counts["no_dest"],
+            echo_replies=self._counts["echo_replies"],
+            drops=dict(drops),
+        )
+
+    def snapshot(self) -> dict[str, object]:
+        """Services, destinations and counters as plain data, for the control socket."""
+        sbuf = self.table.svc_buffer()
+        dbuf = self.table.dest_buffer()
+        services = []
+        for svc in self.ipvs.services.values():
+            base = svc.index * fastpath.SVC_FIELDS
+            dests = []
+            for d in svc.dests:
+                db = d.slot * fastpath.DEST_FIELDS
+                dests.append(
+                    {
+                        "addr": format_addr(d.addr, d.port),
+                        "weight": d.weight,
+                        "active": d.active_conns,
+                        "inactive": d.inactive_conns,
+                        "persist": d.persist_conns,
+                        "conns": dbuf[db + fastpath.DEST_CONNS],
+                        "inpkts": dbuf[db + fastpath.DEST_INPKTS],
+                        "outpkts": dbuf[db + fastpath.DEST_OUTPKTS],
+                        "inbytes": dbuf[db + fastpath.DEST_INBYTES],
+                        "outbytes": dbuf[db + fastpath.DEST_OUTBYTES],
+                    }
+                )
+            services.append(
+                {
+                    "proto": "TCP" if svc.protocol == 6 else "UDP",
+                    "addr": format_addr(svc.vaddr, svc.vport),
+                    "scheduler": svc.sched_name,
+                    "flags": sorted(svc.sched_flags),
+                    "persistent": svc.timeout,
+                    "conns": sbuf[base + fastpath.SVC_CONNS],
+                    "inpkts": sbuf[base + fastpath.SVC_INPKTS],
+                    "outpkts": sbuf[base + fastpath.SVC_OUTPKTS],
+                    "inbytes": sbuf[base + fastpath.SVC_INBYTES],
+                    "outbytes": sbuf[base + fastpath.SVC_OUTBYTES],
+                    "dests": dests,
+                }
+            )
+        stats = self.statistics()
+        return {
+            "fastpath": stats.implementation,
+            "connections": stats.connections,
+            "max_connections": stats.max_connections,
+            "decided": stats.decided,
+            "no_service": stats.no_service,
+            "no_dest": stats.no_dest,
+            "echo_replies": stats.echo_replies,
+            "drops": stats.drops,
+            "reassembly": self.reassembler.statistics().completed,
+            "services": services,
+        }
+
+
+class _Stopped(Exception):
+    """Ends the TaskGroup after a stop signal."""
