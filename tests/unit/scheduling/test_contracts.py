@@ -23,8 +23,8 @@ def make(name: str, seed: int = 7) -> SchedulerBase:
     return get_scheduler(name, rand=random.Random(seed).randrange)
 
 
-def three(**kw: int) -> list[Dest]:
-    return [Dest(n, addr=0x0A000001 + i, **kw) for i, n in enumerate("ABC")]
+def three(weight: int = 1) -> list[Dest]:
+    return [Dest(n, addr=0x0A000001 + i, weight=weight) for i, n in enumerate("ABC")]
 
 
 def flows(n: int) -> list[tuple[int, int, int]]:
