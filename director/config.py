@@ -490,7 +490,7 @@ def _one(values: list[_Token]) -> str:
     return values[0].text
 
 
-_INT_RE = re.compile(r"[+-]?[0-9]+")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 def _integer(lo: int, hi: int) -> Callable[[list[_Token]], int]:

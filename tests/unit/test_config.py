@@ -730,3 +730,51 @@ def test_format_then_parse_gives_an_equal_model(cfg: DirectorConfig) -> None:
     text = format_config(cfg)
     assert parse_config(text) == cfg
     assert format_config(parse_config(text)) == text
+
+
+LVSCF_PIECES = st.sampled_from(
+    [
+        "virtual",
+        "server",
+        "failover",
+        "address",
+        "port",
+        "weight",
+        "=",
+        "{",
+        "}",
+        "\n",
+        " ",
+        "#",
+        '"',
+        "'",
+        "\\",
+        "10.0.0.1",
+        "80,21",
+        "-3",
+        "99999999999999999999999",
+        "0",
+        "1",
+        "eth0:1",
+        "wlc",
+        "sched_flags",
+        "sh-port",
+        "l_threshold",
+        "u_threshold",
+        "nat_router",
+    ]
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(LVSCF_PIECES | st.text(max_size=5), max_size=40).map("".join))
+def test_any_text_parses_or_raises_config_error(text: str) -> None:
+    message = ""
+    try:
+        cfg = parse_config(text)
+    except ConfigError as e:
+        message = str(e)
+    if message:
+        assert message.startswith("<string>:")
+    else:
+        assert parse_config(format_config(cfg)) == cfg
