@@ -542,11 +542,13 @@ def _ipv4(values: list[_Token]) -> IPv4Address:
 def _netmask(values: list[_Token]) -> IPv4Address:
     text = _one(values)
     try:
-        IPv4Network(f"0.0.0.0/{text}")
         mask = IPv4Address(text)
+        # ipaddress also takes a host mask (0.0.0.255) after the "/"; lvs.cf means netmasks.
+        if IPv4Network(f"0.0.0.0/{text}").netmask == mask:
+            return mask
     except (AddressValueError, NetmaskValueError, ValueError):
-        raise _Bad(f"must be a netmask such as 255.255.255.0, got {text!r}") from None
-    return mask
+        pass
+    raise _Bad(f"must be a netmask such as 255.255.255.0, got {text!r}")
 
 
 def _ifname_text(text: str) -> str:

@@ -320,6 +320,8 @@ def test_bad_address() -> None:
 
 def test_bad_netmask() -> None:
     assert_error("nat_nmask = 255.0.255.0\n", 1, "nat_nmask", "netmask", "'255.0.255.0'")
+    assert_error("nat_nmask = 0.0.0.255\n", 1, "nat_nmask", "netmask", "'0.0.0.255'")
+    assert_error("nat_nmask = 24\n", 1, "nat_nmask", "netmask", "'24'")
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "-1", "eighty"])
