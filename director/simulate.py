@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import random
 import struct
 import sys
@@ -409,17 +410,24 @@ def add_command(sub: Any) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     sim = Simulator(max_conns=args.max_conns)
     if args.trace == "-":
-        _replay(sim, sys.stdin)
-        return 0
+        return _replay(sim, sys.stdin)
     try:
-        with open(args.trace, encoding="utf-8") as f:
-            _replay(sim, f)
+        f = open(args.trace, encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as e:
         print(f"lvsd: {args.trace}: {e.strerror}", file=sys.stderr)
         return 1
+    with f:
+        return _replay(sim, f)
+
+
+def _replay(sim: Simulator, lines: TextIO) -> int:
+    try:
+        for out in sim.replay(lines):
+            sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other filters do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
-
-
-def _replay(sim: Simulator, lines: TextIO) -> None:
-    for out in sim.replay(lines):
-        sys.stdout.write(out + "\n")

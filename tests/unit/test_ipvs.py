@@ -1,0 +1,447 @@
+"""The IPVS service layer: ip_vs_ctl.c's dest rules and ip_vs_core.c's scheduling, both tables."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from types import ModuleType
+
+import pytest
+
+from director.ipvs import (
+    CONN_INFO_DEST,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPVS,
+    TRASH_PERIOD_MS,
+    Destination,
+    DestinationExists,
+    InvalidArgument,
+    NoSuchDestination,
+    OutOfMemory,
+    OutOfRange,
+    SchedulerNotFound,
+    ServiceExists,
+    ServiceNotDefined,
+    VirtualService,
+)
+from director.simulate import TCP_ACK, TCP_FIN, TCP_SYN, craft_packet
+from scheduling.base import DestView
+
+VIP = int(ipaddress.IPv4Address("10.0.1.5"))
+A = int(ipaddress.IPv4Address("192.168.1.10"))
+B = int(ipaddress.IPv4Address("192.168.1.11"))
+C = int(ipaddress.IPv4Address("192.168.1.12"))
+CLIENT = int(ipaddress.IPv4Address("203.0.113.7"))
+# conn_info() positions
+DADDR, DPORT, STATE, EXPIRES = 5, 6, 8, 10
+
+
+def ip(a: str) -> int:
+    return int(ipaddress.IPv4Address(a))
+
+
+@pytest.fixture
+def ipvs(fastpath: ModuleType) -> IPVS:
+    return IPVS(fastpath.ConnTable(64, max_dests=8, max_svcs=4))
+
+
+def names(svc: VirtualService) -> list[str]:
+    return [str(d) for d in svc.dests]
+
+
+def connect(ipvs: IPVS, caddr: int, cport: int, now: int = 0, vport: int = 80) -> int | None:
+    """A client SYN through the table: NEW, schedule + insert, then the SYN itself."""
+    buf = craft_packet(IPPROTO_TCP, caddr, cport, VIP, vport, TCP_SYN)
+    verdict = ipvs.table.process(buf, now)
+    if verdict != 1:  # NEW
+        return None
+    h = ipvs.new_connection(IPPROTO_TCP, caddr, cport, VIP, vport, now)
+    if h is not None:
+        ipvs.table.process(craft_packet(IPPROTO_TCP, caddr, cport, VIP, vport, TCP_SYN), now)
+    return h
+
+
+def dest_of(ipvs: IPVS, handle: int) -> Destination:
+    d = ipvs.dest_at(ipvs.table.conn_info(handle)[CONN_INFO_DEST])
+    assert d is not None
+    return d
+
+
+# --- the destination list (ip_vs_ctl.c) ---------------------------------------------------
+
+
+def test_add_links_at_the_head(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    for addr in (A, B, C):
+        svc.add_dest(addr, 80)
+    assert names(svc) == ["192.168.1.12:80", "192.168.1.11:80", "192.168.1.10:80"]
+
+
+def test_destination_is_a_dest_view(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    view: DestView = svc.add_dest(A, 80, weight=3)
+    assert (view.addr, view.port, view.weight, view.available) == (A, 80, 3, True)
+    assert (view.active_conns, view.inactive_conns, view.overloaded) == (0, 0, False)
+
+
+def test_add_existing_dest_is_eexist(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    with pytest.raises(DestinationExists) as e:
+        svc.add_dest(A, 80, weight=5)
+    assert e.value.errno == errno.EEXIST
+    assert str(e.value).startswith("Destination already exists")
+    assert svc.dests[0].weight == 1
+
+
+def test_edit_and_del_of_unknown_dest_are_enoent(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    with pytest.raises(NoSuchDestination) as e:
+        svc.edit_dest(A, 81, weight=2)
+    assert e.value.errno == errno.ENOENT
+    assert str(e.value) == "No such destination: TCP 10.0.1.5:80 -> 192.168.1.10:81"
+    with pytest.raises(NoSuchDestination):
+        svc.del_dest(B, 80)
+
+
+@pytest.mark.parametrize(
+    ("weight", "u", "lo"),
+    [(-1, 0, 0), (1, 2, 3), (1, 0, 1), (1, -1, 0)],
+)
+def test_out_of_range_dest_values_are_erange(ipvs: IPVS, weight: int, u: int, lo: int) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    with pytest.raises(OutOfRange) as e:
+        svc.add_dest(A, 80, weight, u, lo)
+    assert e.value.errno == errno.ERANGE
+    assert svc.dests == []
+
+
+def test_edit_keeps_position_and_unspecified_values(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80, weight=2, u_threshold=10, l_threshold=5)
+    svc.add_dest(B, 80)
+    d = svc.edit_dest(A, 80, weight=7)
+    assert names(svc) == ["192.168.1.11:80", "192.168.1.10:80"]
+    assert (d.weight, d.u_threshold, d.l_threshold) == (7, 10, 5)
+
+
+def test_last_weight_follows_adds_and_nonzero_edits(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "mh")
+    d = svc.add_dest(A, 80, weight=0)
+    assert d.last_weight == 0
+    svc.edit_dest(A, 80, weight=3)
+    assert d.last_weight == 3
+    svc.edit_dest(A, 80, weight=0)
+    assert (d.weight, d.last_weight) == (0, 3)
+
+
+def test_del_unlinks_and_marks_unavailable(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    d = svc.add_dest(B, 80)
+    assert svc.del_dest(B, 80) is d
+    assert names(svc) == ["192.168.1.10:80"]
+    assert not d.available
+    assert ipvs.trashed() == [d]
+
+
+def test_deleted_dest_keeps_counting_and_revives_with_its_counters(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    b = svc.add_dest(B, 80)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    assert dest_of(ipvs, h) is b
+    svc.del_dest(B, 80)
+    # the client closes; its connection still moves the deleted dest's counters
+    ipvs.table.process(craft_packet(IPPROTO_TCP, CLIENT, 40000, VIP, 80, TCP_FIN | TCP_ACK), 1)
+    assert (b.active_conns, b.inactive_conns) == (0, 1)
+    revived = svc.add_dest(B, 80, weight=4)
+    assert revived is b
+    assert names(svc) == ["192.168.1.11:80", "192.168.1.10:80"]
+    assert (b.available, b.weight, b.inactive_conns) == (True, 4, 1)
+    assert ipvs.trashed() == []
+
+
+def test_trashed_slot_is_freed_after_the_trash_period_and_reused(fastpath: ModuleType) -> None:
+    ipvs = IPVS(fastpath.ConnTable(16, max_dests=2, max_svcs=1))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    b = svc.add_dest(B, 80)
+    assert connect(ipvs, CLIENT, 40000) is not None  # on B, SYN_RECV for 60 s
+    svc.del_dest(B, 80)
+    with pytest.raises(OutOfMemory, match="Memory allocation problem"):
+        svc.add_dest(C, 80)
+    ipvs.expire(60_000)  # the connection goes; B is unreferenced from now on
+    assert b.refs == 0
+    ipvs.expire(60_000 + TRASH_PERIOD_MS - 1)
+    assert ipvs.trashed() == [b]
+    ipvs.expire(60_000 + TRASH_PERIOD_MS)
+    assert ipvs.trashed() == []
+    c = svc.add_dest(C, 80)
+    assert c.slot == b.slot
+    assert (c.active_conns, c.inactive_conns, c.persist_conns) == (0, 0, 0)
+
+
+def test_a_dest_referenced_again_restarts_its_trash_period(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    b = svc.add_dest(B, 80)
+    svc.del_dest(B, 80)
+    ipvs.expire(0)
+    ipvs.expire(TRASH_PERIOD_MS)
+    assert ipvs.trashed() == []
+    assert ipvs.dest_at(b.slot) is None
+
+
+# --- schedulers and their hooks -------------------------------------------------------------
+
+
+def picks(svc: VirtualService, n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        d = svc.pick(IPPROTO_TCP, CLIENT + i, 40000, VIP, 80, 0)
+        out.append("-" if d is None else str(d.addr & 0xFF))
+    return out
+
+
+def test_same_scheduler_keeps_its_state_a_different_one_reinits(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    for addr, w in ((C, 2), (B, 3), (A, 4)):
+        svc.add_dest(addr, 80, weight=w)
+    svc.set_scheduler("wrr")
+    assert picks(svc, 3) == ["10", "10", "11"]
+    svc.set_scheduler("wrr")
+    assert picks(svc, 6) == ["10", "11", "12", "10", "11", "12"]
+    svc.set_scheduler("rr")
+    svc.set_scheduler("wrr")
+    assert picks(svc, 3) == ["10", "10", "11"]
+
+
+def test_scheduler_sees_add_del_and_upd(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    svc.add_dest(B, 80)
+    svc.add_dest(C, 80)
+    assert picks(svc, 2) == ["12", "11"]
+    svc.del_dest(B, 80)  # rr's position moves to B's predecessor: the rotation goes on
+    assert picks(svc, 2) == ["10", "12"]
+    svc.edit_dest(A, 80, weight=0)
+    assert picks(svc, 2) == ["12", "12"]
+
+
+def test_unknown_scheduler_and_bad_flags(ipvs: IPVS) -> None:
+    with pytest.raises(SchedulerNotFound, match="wlcx") as e:
+        ipvs.add_service(IPPROTO_TCP, VIP, 80, "wlcx")
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(InvalidArgument, match="sh-port"):
+        ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr", frozenset({"sh-port"}))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "sh", frozenset({"sh-port"}))
+    with pytest.raises(SchedulerNotFound):
+        svc.set_scheduler("nope")
+    assert svc.sched_name == "sh"
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+def test_service_table(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80)
+    assert svc.sched_name == "wlc"
+    with pytest.raises(ServiceExists):
+        ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    assert ipvs.get_service(IPPROTO_TCP, VIP, 80) is svc
+    with pytest.raises(ServiceNotDefined, match=r"Service not defined: UDP 10\.0\.1\.5:80") as e:
+        ipvs.get_service(IPPROTO_UDP, VIP, 80)
+    assert e.value.errno == errno.ESRCH
+    d = svc.add_dest(A, 80)
+    ipvs.del_service(IPPROTO_TCP, VIP, 80)
+    assert ipvs.services == {}
+    assert ipvs.trashed() == [d]
+    assert ipvs.add_service(IPPROTO_TCP, VIP, 80).index == svc.index
+
+
+def test_find_service_falls_back_to_ftp_then_port_zero(ipvs: IPVS) -> None:
+    ftp = ipvs.add_service(IPPROTO_TCP, VIP, 21, "rr", timeout=300)
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 21) is ftp
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 20) is ftp
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 30000) is ftp
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 443) is None
+    assert ipvs.find_service(IPPROTO_UDP, VIP, 30000) is None
+    zero = ipvs.add_service(IPPROTO_TCP, VIP, 0, "rr", timeout=60)
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 443) is zero
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 30000) is ftp
+
+
+# --- scheduling a connection (ip_vs_core.c) ------------------------------------------------
+
+
+def test_new_connection_binds_and_rewrites_to_the_dest(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    a = svc.add_dest(A, 8080)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    info = ipvs.table.conn_info(h)
+    assert (info[DADDR], info[DPORT]) == (A, 8080)
+    assert (a.active_conns, a.inactive_conns) == (1, 0)  # SYN_RECV counts as active
+
+
+def test_non_persistent_service_schedules_only_its_port(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 0, "rr")
+    svc.add_dest(A, 80)
+    assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is None
+    assert svc.schedule(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is None
+
+
+def test_ftp_data_source_port_is_never_scheduled(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    assert svc.schedule(IPPROTO_TCP, CLIENT, 20, VIP, 80, 0) is None
+    assert svc.schedule(IPPROTO_TCP, CLIENT, 21, VIP, 80, 0) is not None
+
+
+def test_no_destination_is_none(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "wlc")
+    svc.add_dest(A, 80, weight=0)
+    assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is None
+    assert len(ipvs.table) == 0
+
+
+def test_full_table_is_none_and_counted(fastpath: ModuleType) -> None:
+    ipvs = IPVS(fastpath.ConnTable(2, max_dests=2, max_svcs=1))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    assert connect(ipvs, CLIENT, 1) is not None
+    assert connect(ipvs, CLIENT, 2) is not None
+    assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 3, VIP, 80, 0) is None
+    assert ipvs.no_memory == 1
+
+
+def test_set_timeouts_changes_established(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    a = svc.add_dest(A, 80)
+    ipvs.set_timeouts(tcp=100)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    ipvs.table.process(craft_packet(IPPROTO_TCP, CLIENT, 40000, VIP, 80, TCP_ACK), 0)
+    assert ipvs.table.conn_info(h)[EXPIRES] == 100_000
+    ipvs.expire(99_999)
+    assert a.active_conns == 1
+    ipvs.expire(100_000)
+    assert a.active_conns == 0
+    with pytest.raises(OutOfRange):
+        ipvs.set_timeouts(udp=-1)
+
+
+# --- persistence ----------------------------------------------------------------------------
+
+
+def persistent(ipvs: IPVS, timeout: int = 300, netmask: int = 0xFFFFFFFF) -> VirtualService:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr", timeout=timeout, netmask=netmask)
+    svc.add_dest(A, 80)
+    svc.add_dest(B, 80)
+    return svc
+
+
+def test_template_pins_the_client_without_asking_the_scheduler(ipvs: IPVS) -> None:
+    svc = persistent(ipvs)
+    h1 = connect(ipvs, CLIENT, 40000)
+    assert h1 is not None
+    b = dest_of(ipvs, h1)
+    assert str(b) == "192.168.1.11:80"
+    assert b.persist_conns == 1
+    for port in range(40001, 40005):
+        h = connect(ipvs, CLIENT, port)
+        assert h is not None
+        assert dest_of(ipvs, h) is b
+    assert b.persist_conns == 1
+    # rr was asked once, so its next pick is A
+    assert str(svc.pick(IPPROTO_TCP, CLIENT, 1, VIP, 80, 0)) == "192.168.1.10:80"
+
+
+def test_template_ignores_overload_and_weight_zero(ipvs: IPVS) -> None:
+    svc = persistent(ipvs)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    b = dest_of(ipvs, h)
+    svc.edit_dest(b.addr, b.port, weight=0, u_threshold=1)
+    assert b.overloaded is False  # edit raised u: cleared; next bind sets it
+    h2 = connect(ipvs, CLIENT, 40001)
+    assert h2 is not None
+    assert dest_of(ipvs, h2) is b
+    assert b.overloaded
+
+
+def test_expire_quiescent_template_reschedules_weight_zero(fastpath: ModuleType) -> None:
+    ipvs = IPVS(fastpath.ConnTable(64, max_dests=8, max_svcs=4), expire_quiescent_template=True)
+    svc = persistent(ipvs)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    b = dest_of(ipvs, h)
+    svc.edit_dest(b.addr, b.port, weight=0)
+    h2 = connect(ipvs, CLIENT, 40001)
+    assert h2 is not None
+    assert str(dest_of(ipvs, h2)) == "192.168.1.10:80"
+    # the invalidated template lives on until its timer: B keeps its persist count
+    assert b.persist_conns == 1
+
+
+def test_deleted_dest_invalidates_its_template(ipvs: IPVS) -> None:
+    svc = persistent(ipvs)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    svc.del_dest(B, 80)
+    h2 = connect(ipvs, CLIENT, 40001)
+    assert h2 is not None
+    assert str(dest_of(ipvs, h2)) == "192.168.1.10:80"
+
+
+def test_netmask_groups_clients(ipvs: IPVS) -> None:
+    persistent(ipvs, netmask=0xFFFFFF00)
+    first = connect(ipvs, ip("203.0.113.7"), 40000)
+    same = connect(ipvs, ip("203.0.113.250"), 40000)
+    other = connect(ipvs, ip("203.0.114.7"), 40000)
+    assert first is not None
+    assert same is not None
+    assert other is not None
+    assert dest_of(ipvs, same) is dest_of(ipvs, first)
+    assert dest_of(ipvs, other) is not dest_of(ipvs, first)
+
+
+def test_template_is_rearmed_by_each_new_connection(ipvs: IPVS) -> None:
+    svc = persistent(ipvs, timeout=300)
+    connect(ipvs, CLIENT, 40000, now=0)
+    ipvs.expire(250_000)  # the SYN_RECV connection is gone at 60 s
+    connect(ipvs, CLIENT, 40001, now=250_000)
+    ipvs.expire(310_000)  # the connection is gone; the template was re-armed to 550 s
+    b = svc.find_dest(B, 80)
+    assert b is not None
+    assert (b.active_conns, b.persist_conns) == (0, 1)
+    ipvs.expire(549_999)
+    assert b.persist_conns == 1
+    ipvs.expire(550_000)
+    assert b.persist_conns == 0
+
+
+def test_port_zero_persistent_service_shares_one_template(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 0, "rr", timeout=300)
+    svc.add_dest(A, 0)
+    svc.add_dest(B, 0)
+    h80 = connect(ipvs, CLIENT, 40000, vport=80)
+    h443 = connect(ipvs, CLIENT, 40001, vport=443)
+    assert h80 is not None
+    assert h443 is not None
+    assert dest_of(ipvs, h443) is dest_of(ipvs, h80)
+    assert ipvs.table.conn_info(h443)[DPORT] == 443
+
+
+def test_udp_persistence_and_connections_are_inactive(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_UDP, VIP, 53, "rr", timeout=60)
+    a = svc.add_dest(A, 53)
+    for port in (1000, 1001):
+        buf = craft_packet(IPPROTO_UDP, CLIENT, port, VIP, 53)
+        assert ipvs.table.process(buf, 0) == 1  # NEW
+        assert ipvs.new_connection(IPPROTO_UDP, CLIENT, port, VIP, 53, 0) is not None
+        assert ipvs.table.process(craft_packet(IPPROTO_UDP, CLIENT, port, VIP, 53), 0) == 0
+    assert (a.active_conns, a.inactive_conns, a.persist_conns) == (0, 2, 1)
