@@ -512,7 +512,12 @@ class Lab:
 
     # -- running commands in nodes ------------------------------------------------------
 
-    def _argv(self, node: str, argv: Sequence[str]) -> list[str]:
+    def exec_argv(self, node: str, argv: Sequence[str]) -> list[str]:
+        """The command line that runs ``argv`` in ``node`` (``ip netns exec ...``).
+
+        For callers that start processes their own way (asyncio subprocesses). Raises
+        LabError if the node's namespace does not exist.
+        """
         ns = self.ns(node)
         if not (NETNS_DIR / ns).exists():
             raise LabError(f"lab {self.name}: no node {node!r} (namespace {ns} does not exist)")
@@ -530,7 +535,9 @@ class Lab:
         kwargs.setdefault("text", True)
         if not {"stdout", "stderr", "capture_output"} & kwargs.keys():
             kwargs["capture_output"] = True
-        result: subprocess.CompletedProcess[str] = subprocess.run(self._argv(node, argv), **kwargs)
+        result: subprocess.CompletedProcess[str] = subprocess.run(
+            self.exec_argv(node, argv), **kwargs
+        )
         return result
 
     def popen(self, node: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
@@ -538,7 +545,7 @@ class Lab:
 
         ``ip netns exec`` execs the command, so the Popen's pid is the command's own.
         """
-        return subprocess.Popen(self._argv(node, argv), **kwargs)
+        return subprocess.Popen(self.exec_argv(node, argv), **kwargs)
 
     def socket(
         self,
@@ -750,7 +757,7 @@ def run_exec(args: argparse.Namespace) -> int:
         print("lvsd: lab exec: no command given (lab exec NODE -- CMD...)", file=sys.stderr)
         return 2
     try:
-        argv = Lab(LabSpec(), args.name)._argv(args.node, cmd)
+        argv = Lab(LabSpec(), args.name).exec_argv(args.node, cmd)
     except LabError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1
