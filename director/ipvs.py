@@ -41,8 +41,6 @@ _ACTIVE = fastpath.DEST_ACTIVE
 _INACTIVE = fastpath.DEST_INACTIVE
 _PERSIST = fastpath.DEST_PERSIST
 _OVERLOAD = fastpath.DEST_OVERLOAD
-_U_THRESHOLD = fastpath.DEST_U_THRESHOLD
-_L_THRESHOLD = fastpath.DEST_L_THRESHOLD
 _FIELDS = fastpath.DEST_FIELDS
 # The dest slot's position in ConnTable.conn_info()'s tuple.
 CONN_INFO_DEST = 7
@@ -205,6 +203,7 @@ class VirtualService:
         self.sched_name = scheduler
         self.sched_flags = flags
         self.scheduler: Scheduler = ipvs.make_scheduler(scheduler, flags)
+        self._warned_port_zero = False
         self.scheduler.update([], "init")
 
     @property
@@ -356,14 +355,12 @@ class VirtualService:
             return None
         if not self.persistent:
             if not self.fwmark and vport != self.vport:
-                if self.vport == 0:
+                if self.vport == 0 and not self._warned_port_zero:
+                    self._warned_port_zero = True
                     log.warning("%s: port zero only supported in persistent services", self)
                 return None
             dest = self.pick(proto, caddr, cport, vaddr, vport, now)
-            if dest is None:
-                log.debug("%s: %s - no destination available", self.sched_name, self)
-                return None
-            return dest, -1
+            return None if dest is None else (dest, -1)
         return self._bind_persistent(proto, caddr, cport, vaddr, vport, now)
 
     def _bind_persistent(
@@ -395,7 +392,6 @@ class VirtualService:
         if dest is None:
             dest = self.pick(proto, caddr, cport, vaddr, vport, now)
             if dest is None:
-                log.debug("%s: %s - no destination available", self.sched_name, self)
                 return None
             ct = table.insert_template(tproto, snet, tvaddr, tvport, dest.slot, self.timeout, now)
             if ct < 0:
@@ -589,6 +585,9 @@ class IPVS:
 
     def new_dest(self, svc: VirtualService, addr: int, port: int) -> Destination:
         if not self._free_slots:
+            # Out of slots: give up the revival chance of unreferenced trashed dests.
+            self._purge_trash(None)
+        if not self._free_slots:
             raise OutOfMemory(f"no dest slot for {svc} -> {format_addr(addr, port)}")
         slot = heapq.heappop(self._free_slots)
         self.table.clear_dest(slot)
@@ -611,20 +610,24 @@ class IPVS:
         """Destinations in the trash (deleted, still referenced or recently so)."""
         return list(self._trash.values())
 
-    def _purge_trash(self, now: int) -> None:
+    def _purge_trash(self, now: int | None) -> None:
+        """Free trashed dests unreferenced for the trash period (now None: all unreferenced)."""
         for key, dest in list(self._trash.items()):
             if dest.refs:
                 self._trash_since[dest.slot] = None
                 continue
-            since = self._trash_since.get(dest.slot)
-            if since is None:
-                self._trash_since[dest.slot] = now
-            elif now - since >= TRASH_PERIOD_MS:
-                del self._trash[key]
-                del self._trash_since[dest.slot]
-                self.table.clear_dest(dest.slot)
-                self._slots[dest.slot] = None
-                heapq.heappush(self._free_slots, dest.slot)
+            if now is not None:
+                since = self._trash_since.get(dest.slot)
+                if since is None:
+                    self._trash_since[dest.slot] = now
+                    continue
+                if now - since < TRASH_PERIOD_MS:
+                    continue
+            del self._trash[key]
+            del self._trash_since[dest.slot]
+            self.table.clear_dest(dest.slot)
+            self._slots[dest.slot] = None
+            heapq.heappush(self._free_slots, dest.slot)
 
     def iter_dests(self) -> Iterator[Destination]:
         for svc in self.services.values():

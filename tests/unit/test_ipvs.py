@@ -445,3 +445,26 @@ def test_udp_persistence_and_connections_are_inactive(ipvs: IPVS) -> None:
         assert ipvs.new_connection(IPPROTO_UDP, CLIENT, port, VIP, 53, 0) is not None
         assert ipvs.table.process(craft_packet(IPPROTO_UDP, CLIENT, port, VIP, 53), 0) == 0
     assert (a.active_conns, a.inactive_conns, a.persist_conns) == (0, 2, 1)
+
+
+def test_out_of_slots_frees_unreferenced_trash_early(fastpath: ModuleType) -> None:
+    ipvs = IPVS(fastpath.ConnTable(16, max_dests=2, max_svcs=1))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    b = svc.add_dest(B, 80)
+    svc.del_dest(B, 80)
+    c = svc.add_dest(C, 80)
+    assert c.slot == b.slot
+    assert ipvs.trashed() == []
+
+
+def test_port_zero_needs_persistence_warns_once(
+    ipvs: IPVS, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 0, "rr")
+    svc.add_dest(A, 80)
+    for port in (1, 2, 3):
+        assert svc.schedule(IPPROTO_TCP, CLIENT, port, VIP, 80, 0) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "TCP 10.0.1.5:0: port zero only supported in persistent services"
+    ]
