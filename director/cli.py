@@ -11,9 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from director import check, lab, run, simulate
+from director import check, demo, lab, run, simulate
 
-COMMAND_MODULES = (check, lab, simulate, run)
+COMMAND_MODULES = (check, lab, run, demo, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:
