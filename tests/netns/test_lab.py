@@ -219,6 +219,34 @@ def test_one_gib_download_streams_through_the_bridge(lab: Lab) -> None:
     assert h.hexdigest() == expected_digest(n)
 
 
+def test_down_after_up_was_killed_midway() -> None:
+    require_root()
+    name = unique_lab_name()
+    # SIGKILL at a known point: everything is built and the servers are starting.
+    crash = (
+        "import os, signal\n"
+        "from director.lab import Lab, LabSpec\n"
+        "Lab._wait_accepting = lambda *args: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"Lab(LabSpec(), {name!r}).up(reals=2, backup=True)\n"
+    )
+    links_before = root_links()
+    try:
+        up = subprocess.run([sys.executable, "-c", crash], check=False, timeout=120)
+        assert up.returncode == -9
+        assert len(lab_namespaces(name)) == 6, "the killed up left its namespaces"
+        pids = [pid for ns in lab_namespaces(name) for pid in namespace_pids(ns)]
+        assert pids, "and its servers"
+
+        down = lvsd("lab", "down", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert lab_namespaces(name) == []
+        assert not any(running(pid) for pid in pids)
+        assert root_links() == links_before
+        assert not (RUN_ROOT / name).exists()
+    finally:
+        Lab(SPEC, name).down()
+
+
 def test_down_removes_a_half_built_lab_and_only_its_processes(lab_factory: LabFactory) -> None:
     bystander = lab_factory(reals=1)
     name = unique_lab_name()
