@@ -7,6 +7,8 @@ import ipaddress
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from director.ipvs import (
     CONN_INFO_DEST,
@@ -468,3 +470,61 @@ def test_port_zero_needs_persistence_warns_once(
     assert [r.getMessage() for r in caplog.records] == [
         "TCP 10.0.1.5:0: port zero only supported in persistent services"
     ]
+
+
+# --- accounting invariants under random operations -----------------------------------------
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.just("edit"), st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.just("del"), st.integers(0, 3), st.just(0)),
+        st.tuples(st.just("connect"), st.integers(0, 7), st.integers(1, 3)),
+        st.tuples(st.just("advance"), st.integers(1, 200), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS, persistent_timeout=st.sampled_from([0, 30]))
+def test_counters_match_the_table_under_random_operations(
+    fastpath: ModuleType, ops: list[tuple[str, int, int]], persistent_timeout: int
+) -> None:
+    """Slots are never shared, the list and the trash are disjoint, and the dest counters
+    (linked and trashed alike) add up to the table's connections and templates."""
+    ipvs = IPVS(fastpath.ConnTable(32, max_dests=6, max_svcs=1))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "wlc", timeout=persistent_timeout)
+    now = 0
+    cport = 1000
+    for op, x, y in ops:
+        addr = A + x
+        try:
+            if op == "add":
+                svc.add_dest(addr, 80, weight=y)
+            elif op == "edit":
+                svc.edit_dest(addr, 80, weight=y, u_threshold=y)
+            elif op == "del":
+                svc.del_dest(addr, 80)
+            elif op == "connect":
+                cport += 1
+                connect(ipvs, CLIENT + x, cport, now)
+            else:
+                now += x * 1000
+                ipvs.expire(now)
+        except (DestinationExists, NoSuchDestination, OutOfMemory):
+            pass
+        linked = svc.dests
+        trashed = ipvs.trashed()
+        assert len({(d.addr, d.port) for d in linked}) == len(linked)
+        assert all(d.available for d in linked)
+        assert not any(d.available for d in trashed)
+        slots = [d.slot for d in (*linked, *trashed)]
+        assert len(set(slots)) == len(slots)
+        assert all(ipvs.dest_at(d.slot) is d for d in (*linked, *trashed))
+        everyone = (*linked, *trashed)
+        conns = sum(d.active_conns + d.inactive_conns for d in everyone)
+        templates = sum(d.persist_conns for d in everyone)
+        assert conns + templates == len(ipvs.table)
+        if not persistent_timeout:
+            assert templates == 0
