@@ -1,0 +1,487 @@
+/* The IPVS connection table of lvsd's C fast path.
+ *
+ * Entries. One flat array of `struct conn` (80 bytes) sized to max_conns, indexed by int32
+ * handles; free slots form an intrusive LIFO list through `in_next`, so handles are reused
+ * last-freed-first exactly as in the Python twin. Templates live in the same array.
+ *
+ * Keys. Client side <proto, caddr, cport, vaddr, vport>; server side <proto, daddr, dport,
+ * caddr, cport>. Templates use <proto, snet, 0, vaddr, vport> in the client-side hash with
+ * the template flag as part of the key, so packets never match them. Each entry is on two
+ * intrusive singly linked chains (in_next, out_next) hanging off two int32 bucket arrays
+ * of a power of two >= max_conns. New entries go to the head of their chain, so among equal
+ * keys the newest wins and an older one reappears when the newer goes (hlist_add_head).
+ *
+ * Hash. A keyed multiply-xorshift over the key packed into two 64-bit words, with three
+ * 64-bit secrets drawn from getrandom() at creation, so clients cannot aim collisions at a
+ * bucket. Collisions are resolved by walking the chain; expected length <= 1.
+ *
+ * Expiry. Each entry stores its deadline (`expires`, ms). A hashed timer wheel of 65,536
+ * one-millisecond slots files each entry once, at `slot_tick`; packets only rewrite
+ * `expires` (lazy re-arm) unless the deadline moves earlier than the filing, which re-files
+ * at once. expire(now) walks the slots of the ticks since the previous call (all slots at
+ * most once); an entry found there that is due is collected, one filed early is re-filed at
+ * its deadline, one filed for a later turn of the wheel is left. Collected entries fire in
+ * (deadline, creation sequence) order. Deadlines at or before the last expire() are filed
+ * on the next tick, so they are always found.
+ *
+ * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel.
+ * Cost: insert, lookup, remove O(1) expected; a packet O(1); expire O(ticks elapsed, capped
+ * at 65,536) + O(k log k) for k entries due or re-filed. Never a scan of the whole table.
+ */
+#ifndef LVSD_FASTPATH_TABLE_H
+#define LVSD_FASTPATH_TABLE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef DIRECTOR_DEBUG
+#include <assert.h>
+#define FP_ASSERT(x) assert(x)
+#else
+#define FP_ASSERT(x) ((void)0)
+#endif
+
+enum verdict {
+    V_FORWARD,
+    V_NEW,
+    V_LOCAL,
+    V_FRAGMENT,
+    V_DROP_TRUNCATED,
+    V_DROP_BAD_HEADER,
+    V_DROP_IP_OPTIONS,
+    V_DROP_UNKNOWN_PROTO,
+    V_DROP_NO_CONN,
+    V_DROP_TABLE_FULL,
+    V_DROP_BAD_ICMP,
+    V_DROP_TX,
+    V_COUNT
+};
+
+enum state {
+    S_NONE,
+    S_ESTABLISHED,
+    S_SYN_SENT,
+    S_SYN_RECV,
+    S_FIN_WAIT,
+    S_TIME_WAIT,
+    S_CLOSE,
+    S_CLOSE_WAIT,
+    S_LAST_ACK,
+    S_LISTEN,
+    S_SYNACK,
+    S_UDP,
+    S_COUNT
+};
+
+#define CONN_F_HASHED 0x0040
+#define CONN_F_INACTIVE 0x0100
+#define CONN_F_TEMPLATE 0x1000
+
+enum dest_field {
+    DEST_ACTIVE,
+    DEST_INACTIVE,
+    DEST_PERSIST,
+    DEST_OVERLOAD,
+    DEST_U_THRESHOLD,
+    DEST_L_THRESHOLD,
+    DEST_CONNS,
+    DEST_INPKTS,
+    DEST_OUTPKTS,
+    DEST_INBYTES,
+    DEST_OUTBYTES,
+    DEST_SVC,
+    DEST_ADDR,
+    DEST_PORT,
+    DEST_FIELDS
+};
+
+enum svc_field { SVC_CONNS, SVC_INPKTS, SVC_OUTPKTS, SVC_INBYTES, SVC_OUTBYTES, SVC_FIELDS };
+
+#define PROTO_ICMP 1
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define TEMPLATE_EXPIRED_MS 60000
+#define WHEEL_BITS 16
+#define WHEEL_SIZE (1 << WHEEL_BITS)
+#define WHEEL_MASK (WHEEL_SIZE - 1)
+
+struct conn {
+    uint32_t caddr, vaddr, daddr;
+    uint16_t cport, vport, dport;
+    uint8_t proto, state;
+    uint16_t flags;
+    uint8_t live;
+    uint8_t pad_;
+    int32_t dest, ctl, n_control;
+    int32_t in_next, out_next;
+    int32_t t_next, t_prev;
+    uint32_t timeout_ms;
+    int64_t expires;
+    int64_t slot_tick;
+    uint64_t seq;
+};
+
+struct due {
+    int64_t expires;
+    uint64_t seq;
+    int32_t h;
+};
+
+struct table {
+    struct conn *c;
+    int32_t *in_b, *out_b;
+    int32_t *wheel;
+    struct due *due;
+    size_t due_cap;
+    uint32_t nb_mask;
+    int32_t max, count, next_unused, free_head;
+    int64_t last_run;
+    uint64_t seq;
+    uint64_t k0, k1, k2;
+    int64_t *dests, *svcs;
+    int32_t max_dests, max_svcs;
+    uint64_t drops[V_COUNT];
+    uint32_t tcp_to[S_SYNACK + 1];
+    uint32_t udp_to;
+};
+
+static const uint32_t default_tcp_timeouts[S_SYNACK + 1] = {2,   900, 120, 60, 120, 120,
+                                                            10,  60,  30,  120, 120};
+
+static inline uint32_t tbl_hash(const struct table *t, uint32_t a1, uint32_t a2, uint32_t p1,
+                                uint32_t p2, uint32_t tag) {
+    uint64_t x = (((uint64_t)a1 << 32) | a2) ^ t->k0;
+    x *= 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 32;
+    x ^= (((uint64_t)tag << 32) | (p1 << 16) | p2) ^ t->k1;
+    x *= 0xD6E8FEB86659FD93ULL;
+    x ^= x >> 29;
+    x *= t->k2;
+    return (uint32_t)(x >> 32);
+}
+
+/* The template flag is part of a client-side key: packets (tag = proto) never find one. */
+static inline uint32_t in_tag(uint32_t proto, int tmpl) { return proto | (tmpl ? 0x100u : 0u); }
+
+static inline uint32_t in_bucket(const struct table *t, const struct conn *c) {
+    return tbl_hash(t, c->caddr, c->vaddr, c->cport, c->vport,
+                    in_tag(c->proto, c->flags & CONN_F_TEMPLATE)) &
+           t->nb_mask;
+}
+
+static inline uint32_t out_bucket(const struct table *t, const struct conn *c) {
+    return tbl_hash(t, c->daddr, c->caddr, c->dport, c->cport, c->proto) & t->nb_mask;
+}
+
+static int32_t lookup_in(const struct table *t, uint32_t proto, uint32_t caddr, uint32_t cport,
+                         uint32_t vaddr, uint32_t vport, int tmpl) {
+    uint32_t tag = in_tag(proto, tmpl);
+    int32_t i = t->in_b[tbl_hash(t, caddr, vaddr, cport, vport, tag) & t->nb_mask];
+    while (i >= 0) {
+        const struct conn *c = &t->c[i];
+        if (c->caddr == caddr && c->vaddr == vaddr && c->cport == cport && c->vport == vport &&
+            in_tag(c->proto, c->flags & CONN_F_TEMPLATE) == tag)
+            return i;
+        i = c->in_next;
+    }
+    return -1;
+}
+
+static int32_t lookup_out(const struct table *t, uint32_t proto, uint32_t daddr, uint32_t dport,
+                          uint32_t caddr, uint32_t cport) {
+    int32_t i = t->out_b[tbl_hash(t, daddr, caddr, dport, cport, proto) & t->nb_mask];
+    while (i >= 0) {
+        const struct conn *c = &t->c[i];
+        if (c->daddr == daddr && c->caddr == caddr && c->dport == dport && c->cport == cport &&
+            c->proto == proto && !(c->flags & CONN_F_TEMPLATE))
+            return i;
+        i = c->out_next;
+    }
+    return -1;
+}
+
+static void chain_unlink(struct table *t, int32_t *head, int32_t h, int out) {
+    int32_t *p = head;
+    while (*p >= 0 && *p != h)
+        p = out ? &t->c[*p].out_next : &t->c[*p].in_next;
+    FP_ASSERT(*p == h);
+    if (*p == h)
+        *p = out ? t->c[h].out_next : t->c[h].in_next;
+}
+
+static void tbl_hash_conn(struct table *t, int32_t h) {
+    struct conn *c = &t->c[h];
+    uint32_t b = in_bucket(t, c);
+    c->in_next = t->in_b[b];
+    t->in_b[b] = h;
+    if (!(c->flags & CONN_F_TEMPLATE)) {
+        b = out_bucket(t, c);
+        c->out_next = t->out_b[b];
+        t->out_b[b] = h;
+    }
+    c->flags |= CONN_F_HASHED;
+}
+
+static void tbl_unhash(struct table *t, int32_t h) {
+    struct conn *c = &t->c[h];
+    if (!(c->flags & CONN_F_HASHED))
+        return;
+    chain_unlink(t, &t->in_b[in_bucket(t, c)], h, 0);
+    if (!(c->flags & CONN_F_TEMPLATE))
+        chain_unlink(t, &t->out_b[out_bucket(t, c)], h, 1);
+    c->flags &= (uint16_t)~CONN_F_HASHED;
+}
+
+/* -- timer wheel ------------------------------------------------------------------------ */
+
+static void wheel_link(struct table *t, int32_t h, int64_t tick) {
+    struct conn *c = &t->c[h];
+    int32_t s = (int32_t)(tick & WHEEL_MASK);
+    c->slot_tick = tick;
+    c->t_prev = -1;
+    c->t_next = t->wheel[s];
+    if (c->t_next >= 0)
+        t->c[c->t_next].t_prev = h;
+    t->wheel[s] = h;
+}
+
+static void wheel_unlink(struct table *t, int32_t h) {
+    struct conn *c = &t->c[h];
+    if (c->t_prev >= 0)
+        t->c[c->t_prev].t_next = c->t_next;
+    else
+        t->wheel[c->slot_tick & WHEEL_MASK] = c->t_next;
+    if (c->t_next >= 0)
+        t->c[c->t_next].t_prev = c->t_prev;
+}
+
+static void wheel_file(struct table *t, int32_t h) {
+    int64_t e = t->c[h].expires;
+    wheel_link(t, h, e > t->last_run ? e : t->last_run + 1);
+}
+
+static void tbl_arm(struct table *t, int32_t h, int64_t now, uint32_t timeout_ms) {
+    struct conn *c = &t->c[h];
+    c->timeout_ms = timeout_ms;
+    c->expires = now + timeout_ms;
+    if (c->expires < c->slot_tick) {
+        wheel_unlink(t, h);
+        wheel_file(t, h);
+    }
+}
+
+/* -- dest binding (ip_vs_bind_dest / ip_vs_unbind_dest) ------------------------------------ */
+
+static void tbl_bind(struct table *t, const struct conn *c) {
+    int64_t *d = &t->dests[(size_t)c->dest * DEST_FIELDS];
+    if (c->flags & CONN_F_TEMPLATE) {
+        d[DEST_PERSIST]++;
+    } else {
+        d[DEST_INACTIVE]++;
+        d[DEST_CONNS]++;
+        t->svcs[(size_t)d[DEST_SVC] * SVC_FIELDS + SVC_CONNS]++;
+    }
+    if (d[DEST_U_THRESHOLD] && d[DEST_ACTIVE] + d[DEST_INACTIVE] >= d[DEST_U_THRESHOLD])
+        d[DEST_OVERLOAD] = 1;
+}
+
+static void tbl_unbind(struct table *t, const struct conn *c) {
+    int64_t *d = &t->dests[(size_t)c->dest * DEST_FIELDS];
+    if (c->flags & CONN_F_TEMPLATE)
+        d[DEST_PERSIST]--;
+    else if (c->flags & CONN_F_INACTIVE)
+        d[DEST_INACTIVE]--;
+    else
+        d[DEST_ACTIVE]--;
+    int64_t total = d[DEST_ACTIVE] + d[DEST_INACTIVE];
+    if (d[DEST_L_THRESHOLD]) {
+        if (total < d[DEST_L_THRESHOLD])
+            d[DEST_OVERLOAD] = 0;
+    } else if (d[DEST_U_THRESHOLD]) {
+        if (total * 4 < d[DEST_U_THRESHOLD] * 3)
+            d[DEST_OVERLOAD] = 0;
+    } else {
+        d[DEST_OVERLOAD] = 0;
+    }
+}
+
+static inline int state_active(int s) {
+    return s == S_ESTABLISHED || s == S_SYN_SENT || s == S_SYN_RECV || s == S_SYNACK;
+}
+
+static void tbl_set_state(struct table *t, int32_t h, int new_state, int64_t now) {
+    struct conn *c = &t->c[h];
+    if (new_state != c->state) {
+        int was_active = !(c->flags & CONN_F_INACTIVE);
+        int active = state_active(new_state);
+        if (active != was_active) {
+            int64_t *d = &t->dests[(size_t)c->dest * DEST_FIELDS];
+            if (active) {
+                d[DEST_INACTIVE]--;
+                d[DEST_ACTIVE]++;
+                c->flags &= (uint16_t)~CONN_F_INACTIVE;
+            } else {
+                d[DEST_ACTIVE]--;
+                d[DEST_INACTIVE]++;
+                c->flags |= CONN_F_INACTIVE;
+            }
+        }
+        c->state = (uint8_t)new_state;
+    }
+    tbl_arm(t, h, now, t->tcp_to[new_state]);
+}
+
+/* -- entries ------------------------------------------------------------------------------ */
+
+static inline int tbl_live(const struct table *t, int64_t h) {
+    return h >= 0 && h < t->next_unused && t->c[h].live;
+}
+
+/* A zeroed entry, or -1 (counted) when the table is full. */
+static int32_t tbl_alloc(struct table *t) {
+    int32_t h;
+    if (t->count >= t->max) {
+        t->drops[V_DROP_TABLE_FULL]++;
+        return -1;
+    }
+    if (t->free_head >= 0) {
+        h = t->free_head;
+        t->free_head = t->c[h].in_next;
+    } else {
+        h = t->next_unused++;
+    }
+    t->count++;
+    memset(&t->c[h], 0, sizeof(struct conn));
+    t->c[h].live = 1;
+    t->c[h].ctl = -1;
+    t->c[h].seq = t->seq++;
+    return h;
+}
+
+/* Unhash, detach from its controller, unbind from its dest, free. */
+static void tbl_release(struct table *t, int32_t h) {
+    struct conn *c = &t->c[h];
+    FP_ASSERT(c->live && c->n_control == 0);
+    tbl_unhash(t, h);
+    if (c->slot_tick != INT64_MAX)
+        wheel_unlink(t, h);
+    if (c->ctl >= 0)
+        t->c[c->ctl].n_control--;
+    tbl_unbind(t, c);
+    c->live = 0;
+    c->in_next = t->free_head;
+    t->free_head = h;
+    t->count--;
+}
+
+static int cmp_due(const void *a, const void *b) {
+    const struct due *x = a, *y = b;
+    if (x->expires != y->expires)
+        return x->expires < y->expires ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int due_push(struct table *t, size_t *n, int32_t h) {
+    if (*n == t->due_cap) {
+        size_t cap = t->due_cap ? t->due_cap * 2 : 256;
+        struct due *p = realloc(t->due, cap * sizeof(struct due));
+        if (!p)
+            return -1;
+        t->due = p;
+        t->due_cap = cap;
+    }
+    t->due[(*n)++] = (struct due){t->c[h].expires, t->c[h].seq, h};
+    return 0;
+}
+
+/* Walks one slot: collects due entries (unfiled: slot_tick INT64_MAX), re-files those filed
+ * before their deadline. */
+static int walk_slot(struct table *t, int32_t s, int64_t now, size_t *n) {
+    int32_t i = t->wheel[s];
+    while (i >= 0) {
+        struct conn *c = &t->c[i];
+        int32_t next = c->t_next;
+        if (c->expires <= now) {
+            wheel_unlink(t, i);
+            c->slot_tick = INT64_MAX;
+            if (due_push(t, n, i) < 0)
+                return -1;
+        } else if (c->slot_tick <= now) {
+            wheel_unlink(t, i);
+            wheel_link(t, i, c->expires);
+        }
+        i = next;
+    }
+    return 0;
+}
+
+/* Fires every entry due at `now`; returns how many were removed, or -1 on ENOMEM. */
+static int64_t tbl_expire(struct table *t, int64_t now) {
+    size_t n = 0;
+    int64_t removed = 0;
+    if (now <= t->last_run) {
+        /* Time went back: only deadlines filed on the next tick can be due. */
+        if (walk_slot(t, (int32_t)((t->last_run + 1) & WHEEL_MASK), now, &n) < 0)
+            return -1;
+    } else {
+        int64_t start = t->last_run + 1;
+        if (now - start >= WHEEL_SIZE)
+            start = now - WHEEL_SIZE + 1;
+        for (int64_t tick = start; tick <= now; tick++)
+            if (t->wheel[tick & WHEEL_MASK] >= 0 &&
+                walk_slot(t, (int32_t)(tick & WHEEL_MASK), now, &n) < 0)
+                return -1;
+        t->last_run = now;
+    }
+    if (n > 1)
+        qsort(t->due, n, sizeof(struct due), cmp_due);
+    for (size_t k = 0; k < n; k++) {
+        int32_t h = t->due[k].h;
+        struct conn *c = &t->c[h];
+        if (c->n_control > 0) {
+            c->timeout_ms = TEMPLATE_EXPIRED_MS;
+            c->expires = now + TEMPLATE_EXPIRED_MS;
+            wheel_file(t, h);
+        } else {
+            tbl_release(t, h);
+            removed++;
+        }
+    }
+    return removed;
+}
+
+static void tbl_flush(struct table *t) {
+    for (int32_t h = 0; h < t->next_unused; h++)
+        if (t->c[h].live) {
+            tbl_unbind(t, &t->c[h]);
+            t->c[h].live = 0;
+        }
+    memset(t->in_b, 0xff, sizeof(int32_t) * ((size_t)t->nb_mask + 1));
+    memset(t->out_b, 0xff, sizeof(int32_t) * ((size_t)t->nb_mask + 1));
+    memset(t->wheel, 0xff, sizeof(int32_t) * WHEEL_SIZE);
+    t->count = 0;
+    t->next_unused = 0;
+    t->free_head = -1;
+}
+
+#ifdef DIRECTOR_DEBUG
+/* Invariants: chains only hold live hashed entries; counts agree. O(n): debug builds only. */
+static void tbl_check(const struct table *t) {
+    int32_t live = 0;
+    for (int32_t h = 0; h < t->next_unused; h++)
+        live += t->c[h].live;
+    assert(live == t->count);
+    for (uint32_t b = 0; b <= t->nb_mask; b++)
+        for (int32_t i = t->in_b[b]; i >= 0; i = t->c[i].in_next)
+            assert(t->c[i].live && (t->c[i].flags & CONN_F_HASHED) && in_bucket(t, &t->c[i]) == b);
+    for (int32_t s = 0; s < WHEEL_SIZE; s++)
+        for (int32_t i = t->wheel[s]; i >= 0; i = t->c[i].t_next)
+            assert(t->c[i].live && (t->c[i].slot_tick & WHEEL_MASK) == s);
+}
+#define TBL_CHECK(t) tbl_check(t)
+#else
+#define TBL_CHECK(t) ((void)0)
+#endif
+
+#endif
