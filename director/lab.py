@@ -167,37 +167,35 @@ def _node_key(node: str) -> tuple[int, int]:
     return (len(_NODE_ORDER), int(node.removeprefix("real")))
 
 
-def _all_namespaces() -> list[str]:
+def _lab_nodes() -> list[tuple[str, str]]:
+    """``(lab, node)`` of every lab namespace in ``/run/netns`` (``lvsd-<lab>-<node>``)."""
     try:
-        return sorted(p.name for p in NETNS_DIR.iterdir())
+        names = [p.name for p in NETNS_DIR.iterdir()]
     except FileNotFoundError:
         return []
+    found = []
+    for ns in names:
+        parts = ns.removeprefix(NS_PREFIX).split("-", 1)
+        if (
+            ns.startswith(NS_PREFIX)
+            and len(parts) == 2
+            and _LAB_NAME.fullmatch(parts[0])
+            and _NODE_NAME.fullmatch(parts[1])
+        ):
+            found.append((parts[0], parts[1]))
+    return found
 
 
 def lab_namespaces(name: str) -> list[str]:
     """The namespaces of lab ``name`` that exist now (also of a half-built lab), in node order."""
-    prefix = f"{NS_PREFIX}{check_lab_name(name)}-"
-    nodes = [
-        ns.removeprefix(prefix)
-        for ns in _all_namespaces()
-        if ns.startswith(prefix) and _NODE_NAME.fullmatch(ns.removeprefix(prefix))
-    ]
-    return [prefix + node for node in sorted(nodes, key=_node_key)]
+    check_lab_name(name)
+    nodes = sorted((node for lab, node in _lab_nodes() if lab == name), key=_node_key)
+    return [f"{NS_PREFIX}{name}-{node}" for node in nodes]
 
 
 def all_labs() -> list[str]:
     """The names of every lab with at least one namespace, sorted."""
-    names = set()
-    for ns in _all_namespaces():
-        parts = ns.split("-", 2)
-        if (
-            len(parts) == 3
-            and parts[0] + "-" == NS_PREFIX
-            and _LAB_NAME.fullmatch(parts[1])
-            and _NODE_NAME.fullmatch(parts[2])
-        ):
-            names.add(parts[1])
-    return sorted(names)
+    return sorted({lab for lab, _ in _lab_nodes()})
 
 
 def namespace_pids(ns: str) -> list[int]:
