@@ -25,6 +25,7 @@ elif os.environ.get("DIRECTOR_NO_EXTENSIONS") == "1":
 else:
     try:
         from director._fastpath import *  # noqa: F403
+        from director._fastpath import ConnTable  # noqa: F401  (a stale build lacks it)
 
         IMPLEMENTATION = "c"
     except ImportError as exc:
