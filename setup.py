@@ -20,5 +20,10 @@ setup(
             sources=["director/_fastpath.c"],
             extra_compile_args=cflags,
         ),
+        Extension(
+            "scheduling._schedhash",
+            sources=["scheduling/_schedhash.c"],
+            extra_compile_args=cflags,
+        ),
     ],
 )

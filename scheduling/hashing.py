@@ -4,10 +4,14 @@
 ``siphash`` is SipHash-c-d with 64-bit key words (lib/siphash.c); ``hsiphash_u32`` is
 the kernel's ``hsiphash(&u32, 4, key)`` on a 64-bit little-endian machine, which is
 SipHash-1-3 over the four bytes of the value, truncated to 32 bits (ip_vs_mh.c).
+``hsiphash_u32`` comes from the C module ``_schedhash`` when it is built (and
+DIRECTOR_NO_EXTENSIONS is not "1"); ``IMPLEMENTATION`` says which ("c" or "py").
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Final
 
 GOLDEN_RATIO_32: Final = 0x61C88647
@@ -73,7 +77,7 @@ def siphash(c_rounds: int, d_rounds: int, key0: int, key1: int, data: bytes) -> 
     return v0 ^ v1 ^ v2 ^ v3
 
 
-def hsiphash_u32(key0: int, key1: int, value: int) -> int:
+def hsiphash_u32_py(key0: int, key1: int, value: int) -> int:
     """``hsiphash(&value, 4, key)`` of a 64-bit kernel: SipHash-1-3, low 32 bits.
 
     ``value`` is a u32 whose four bytes are hashed in little-endian order. Unrolled
@@ -111,3 +115,17 @@ def hsiphash_u32(key0: int, key1: int, value: int) -> int:
         v1 = ((v1 << 17) | (v1 >> 47)) & m ^ v2
         v2 = ((v2 << 32) | (v2 >> 32)) & m
     return (v0 ^ v1 ^ v2 ^ v3) & 0xFFFFFFFF
+
+
+hsiphash_u32: Callable[[int, int, int], int]
+IMPLEMENTATION: str
+try:
+    if os.environ.get("DIRECTOR_NO_EXTENSIONS") == "1":
+        raise ImportError("DIRECTOR_NO_EXTENSIONS=1")
+    from scheduling._schedhash import hsiphash_u32 as _hsiphash_u32_c
+except ImportError:
+    hsiphash_u32 = hsiphash_u32_py
+    IMPLEMENTATION = "py"
+else:
+    hsiphash_u32 = _hsiphash_u32_c
+    IMPLEMENTATION = "c"

@@ -3,10 +3,17 @@ reference, last_weight semantics, mh-port and the rehash fallback."""
 
 from __future__ import annotations
 
-import pytest
+import importlib
+import os
+from collections.abc import Callable
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduling import hashing
 from scheduling.base import FlowKey
-from scheduling.hashing import hsiphash_u32, siphash
+from scheduling.hashing import hsiphash_u32, hsiphash_u32_py, siphash
 from scheduling.mh import HASH1, HASH2, TAB_SIZE, MaglevHashing
 from tests.unit.scheduling.service import Dest, Service
 
@@ -35,11 +42,48 @@ def test_siphash_1_3_matches_the_kernel_hsiphash(n: int, expected: int) -> None:
     assert siphash(1, 3, *KEY, bytes(range(n))) & 0xFFFFFFFF == expected
 
 
+def c_hsiphash() -> Callable[[int, int, int], int]:
+    """The C twin; missing is a skip locally and a failure under CI=true."""
+    try:
+        return importlib.import_module("scheduling._schedhash").hsiphash_u32  # type: ignore[no-any-return]
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("scheduling._schedhash is not built")
+
+
+@pytest.fixture(params=["py", pytest.param("c", marks=pytest.mark.c_extension)])
+def hsip(request: pytest.FixtureRequest) -> Callable[[int, int, int], int]:
+    return hsiphash_u32_py if request.param == "py" else c_hsiphash()
+
+
+def test_both_implementations_match_the_kernel_vector(
+    hsip: Callable[[int, int, int], int],
+) -> None:
+    assert hsip(*KEY, 0x03020100) == HSIPHASH64[4]
+
+
+@pytest.mark.c_extension
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1))
+def test_c_and_python_agree(k0: int, k1: int, v: int) -> None:
+    assert c_hsiphash()(k0, k1, v) == hsiphash_u32_py(k0, k1, v)
+
+
+def test_the_c_twin_is_used_when_built() -> None:
+    try:
+        importlib.import_module("scheduling._schedhash")
+    except ImportError:
+        assert hashing.IMPLEMENTATION == "py"
+    else:
+        forced_py = os.environ.get("DIRECTOR_NO_EXTENSIONS") == "1"
+        used = hashing.IMPLEMENTATION
+        assert used == ("py" if forced_py else "c")
+
+
 def test_unrolled_hsiphash_matches_the_generic_one() -> None:
-    assert hsiphash_u32(*KEY, 0x03020100) == HSIPHASH64[4]
     for v in (0, 1, 0x0A000001, 0xFFFFFFFF, 0x12345678):
         for key in (HASH1, HASH2, KEY):
-            assert hsiphash_u32(*key, v) == siphash(1, 3, *key, v.to_bytes(4, "little")) & (
+            assert hsiphash_u32_py(*key, v) == siphash(1, 3, *key, v.to_bytes(4, "little")) & (
                 2**32 - 1
             )
 
