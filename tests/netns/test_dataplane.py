@@ -233,7 +233,7 @@ send(IP(src='192.168.1.10', dst='10.0.1.100') / error / bytes(inner)[:28])
 def _inet_checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
