@@ -17,13 +17,14 @@ import signal
 import struct
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Interface
 
 from director import fastpath, icmp
 from director.config import DirectorConfig, Network, Protocol
 from director.control import ControlServer
 from director.errors import ConfigError
+from director.estimator import INTERVAL_S, RateEstimator
 from director.ipvs import IPVS, IPVSError, VirtualService, format_addr
 from director.notify import Notifier
 from director.plumbing import Plumbing, PlumbingSpec
@@ -133,6 +134,7 @@ class Director:
         self.plumbing = Plumbing(plumbing_spec(cfg, tun))
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
+        self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
         self._fd = -1
@@ -157,6 +159,7 @@ class Director:
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._expiry())
+                    tg.create_task(self._estimate())
                     control = ControlServer(self.cfg.control_socket, self)
                     await control.start()
                     tg.create_task(control.serve())
@@ -185,6 +188,23 @@ class Director:
         while True:
             await asyncio.sleep(EXPIRY_INTERVAL_S)
             self.ipvs.expire(now_ms())
+
+    async def _estimate(self) -> None:
+        while True:
+            await asyncio.sleep(INTERVAL_S)
+            self.estimator.sample(self._counter_sets())
+
+    def _counter_sets(self) -> list[tuple[tuple[str, int], tuple[int, int, int, int, int]]]:
+        sbuf = self.table.svc_buffer()
+        dbuf = self.table.dest_buffer()
+        sets = []
+        for svc in self.ipvs.services.values():
+            b = svc.index * fastpath.SVC_FIELDS + fastpath.SVC_CONNS
+            sets.append((("svc", svc.index), _five(sbuf, b)))
+            for d in svc.dests:
+                b = d.slot * fastpath.DEST_FIELDS + fastpath.DEST_CONNS
+                sets.append((("dest", d.slot), _five(dbuf, b)))
+        return sets
 
     # --- the packet loop -------------------------------------------------------------
 
@@ -297,6 +317,7 @@ class Director:
                         "outpkts": dbuf[db + fastpath.DEST_OUTPKTS],
                         "inbytes": dbuf[db + fastpath.DEST_INBYTES],
                         "outbytes": dbuf[db + fastpath.DEST_OUTBYTES],
+                        "rates": asdict(self.estimator.rates(("dest", d.slot))),
                     }
                 )
             services.append(
@@ -311,6 +332,7 @@ class Director:
                     "outpkts": sbuf[base + fastpath.SVC_OUTPKTS],
                     "inbytes": sbuf[base + fastpath.SVC_INBYTES],
                     "outbytes": sbuf[base + fastpath.SVC_OUTBYTES],
+                    "rates": asdict(self.estimator.rates(("svc", svc.index))),
                     "dests": dests,
                 }
             )
@@ -331,3 +353,8 @@ class Director:
 
 class _Stopped(Exception):
     """Ends the TaskGroup after a stop signal."""
+
+
+def _five(buf: memoryview, at: int) -> tuple[int, int, int, int, int]:
+    """conns, inpkts, outpkts, inbytes, outbytes: consecutive in both buffers."""
+    return (buf[at], buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4])

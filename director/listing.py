@@ -12,6 +12,7 @@ from typing import Any
 # lvsd answers to ipvsadm's IPVS version and the kernel's default table size.
 TITLE = "IP Virtual Server version 1.2.1 (size=4096)\n"
 _STAT_FIELDS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
+_RATE_FIELDS = ("cps", "inpps", "outpps", "inbps", "outbps")
 
 
 def largenum(n: int) -> str:
@@ -32,21 +33,31 @@ def _svc_name(svc: Mapping[str, Any]) -> str:
     return f"{svc['proto']}  {svc['addr']}"
 
 
-def format_list(snapshot: Mapping[str, Any], *, stats: bool = False) -> str:
-    """``ipvsadm -L -n`` (or with ``stats``, ``ipvsadm -L -n --stats``)."""
+def _numbers(entry: Mapping[str, Any], rate: bool) -> str:
+    if rate:
+        return "".join(largenum(int(entry["rates"][f])) for f in _RATE_FIELDS)
+    return "".join(largenum(int(entry[f])) for f in _STAT_FIELDS)
+
+
+def format_list(snapshot: Mapping[str, Any], *, stats: bool = False, rate: bool = False) -> str:
+    """``ipvsadm -L -n``, or with ``stats`` its ``--stats``, with ``rate`` its ``--rate``."""
     out = [TITLE]
     services: Sequence[Mapping[str, Any]] = snapshot["services"]
-    if stats:
+    if stats or rate:
+        heads = (
+            ("CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
+            if rate
+            else ("Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+        )
         out.append(
-            f"{'Prot LocalAddress:Port':<33} {'Conns':>8} {'InPkts':>8} {'OutPkts':>8} "
-            f"{'InBytes':>8} {'OutBytes':>8}\n  -> RemoteAddress:Port\n"
+            f"{'Prot LocalAddress:Port':<33}"
+            + "".join(f" {h:>8}" for h in heads)
+            + "\n  -> RemoteAddress:Port\n"
         )
         for svc in services:
-            nums = "".join(largenum(int(svc[f])) for f in _STAT_FIELDS)
-            out.append(f"{_svc_name(svc):<33}{nums}\n")
+            out.append(f"{_svc_name(svc):<33}{_numbers(svc, rate)}\n")
             for d in svc["dests"]:
-                nums = "".join(largenum(int(d[f])) for f in _STAT_FIELDS)
-                out.append(f"  -> {d['addr']:<28}{nums}\n")
+                out.append(f"  -> {d['addr']:<28}{_numbers(d, rate)}\n")
         return "".join(out)
     out.append(
         "Prot LocalAddress:Port Scheduler Flags\n"

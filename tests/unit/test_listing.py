@@ -17,6 +17,7 @@ SNAPSHOT = {
             "outpkts": 24,
             "inbytes": 2464,
             "outbytes": 2178,
+            "rates": {"cps": 3, "inpps": 18, "outpps": 12, "inbps": 1232, "outbps": 1089},
             "dests": [
                 {
                     "addr": "10.95.84.69:80",
@@ -28,6 +29,7 @@ SNAPSHOT = {
                     "outpkts": 8,
                     "inbytes": 825,
                     "outbytes": 726,
+                    "rates": {"cps": 1, "inpps": 6, "outpps": 4, "inbps": 412, "outbps": 363},
                 },
             ],
         }
@@ -61,3 +63,13 @@ def test_large_numbers_take_suffixes_like_ipvsadm() -> None:
     assert largenum(1_030_000_000) == "    1030M"
     assert largenum(150_000_000_000) == "     150G"
     assert largenum(100_000_000_000_000) == "     100T"
+
+
+def test_rate_layout_matches_ipvsadm() -> None:
+    assert format_list(SNAPSHOT, rate=True) == (
+        "IP Virtual Server version 1.2.1 (size=4096)\n"
+        "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"
+        "  -> RemoteAddress:Port\n"
+        "TCP  10.95.84.63:80                      3       18       12     1232     1089\n"
+        "  -> 10.95.84.69:80                      1        6        4      412      363\n"
+    )
