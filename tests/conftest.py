@@ -9,6 +9,8 @@ import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
