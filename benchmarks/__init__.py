@@ -1,0 +1,1 @@
+"""lvsd's benchmarks: the data-plane comparison (``benchmarks.run``) and micro benchmarks."""
