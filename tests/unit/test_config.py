@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from director import config
 from director.config import (
     SCHED_FLAGS,
     SCHEDULER_NAMES,
@@ -29,6 +30,7 @@ from director.config import (
     parse_config,
 )
 from director.errors import ConfigError
+from scheduling import SCHEDULER_FLAGS, SCHEDULERS
 
 REPO = Path(__file__).resolve().parents[2]
 THESIS = REPO / "examples" / "thesis-lvs.cf"
@@ -780,3 +782,8 @@ def test_any_text_parses_or_raises_config_error(text: str) -> None:
         assert message.startswith("<string>:")
     else:
         assert parse_config(format_config(cfg)) == cfg
+
+
+def test_config_knows_exactly_the_registered_schedulers() -> None:
+    assert sorted(config.SCHEDULER_NAMES) == sorted(SCHEDULERS)
+    assert set(config.SCHED_FLAGS) == set().union(*SCHEDULER_FLAGS.values())
