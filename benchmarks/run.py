@@ -359,8 +359,12 @@ def micro_benchmark(module: str, quick: bool) -> str | None:
     if not (Path(__file__).parent / f"{module}.py").exists():
         return None
     argv = [sys.executable, "-m", f"benchmarks.{module}"]
-    if quick and module == "bench_schedulers":
-        argv += ["--number", "200", "--repeat", "3"]
+    if quick:
+        quick_args = {
+            "bench_schedulers": ["--number", "200", "--repeat", "3"],
+            "bench_fastpath": ["--packets", "20000", "--conns", "100000"],
+        }
+        argv += quick_args.get(module, [])
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         return f"(exit {proc.returncode})\n{proc.stdout}{proc.stderr[-2000:]}"
