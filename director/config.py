@@ -180,8 +180,9 @@ class FailoverConfig:
 class DirectorConfig:
     """The whole lvs.cf: global settings, then the virtual and failover services.
 
-    Times are whole seconds. Optional addresses and interfaces are None when absent;
-    ``public_iface``/``private_iface`` None means "find it from the addresses at run time".
+    Times are whole seconds, bar keepalive and deadtime (fractions allowed). Optional
+    addresses and interfaces are None when absent; ``public_iface``/``private_iface``
+    None means "find it from the addresses at run time".
     """
 
     service: Service = Service.LVS
@@ -193,8 +194,8 @@ class DirectorConfig:
     backup_private: IPv4Address | None = None
     heartbeat: bool = True
     heartbeat_port: int = 539
-    keepalive: int = 6
-    deadtime: int = 18
+    keepalive: float = 6
+    deadtime: float = 18
     network: Network = Network.NAT
     nat_router: IPv4Address | None = None
     nat_router_device: str | None = None
@@ -217,6 +218,7 @@ class DirectorConfig:
     metrics_address: HostPort | None = HostPort(IPv4Address("127.0.0.1"), 9561)
     control_socket: Path = Path("/run/lvsd.sock")
     heartbeat_key_file: Path | None = None
+    heartbeat_insecure: bool = False
     max_connections: int = 1048576
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
@@ -506,6 +508,21 @@ def _integer(lo: int, hi: int) -> Callable[[list[_Token]], int]:
     return convert
 
 
+_SECONDS_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,3})?")
+
+
+def _seconds(values: list[_Token]) -> float:
+    """A positive time in seconds with at most three decimals (``0.2``, ``6``)."""
+    text = _one(values)
+    if _SECONDS_RE.fullmatch(text) and float(text) > 0:
+        return float(text)
+    raise _Bad(f"must be seconds > 0 with at most 3 decimals, got {text!r}")
+
+
+def _seconds_text(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def _boolean(values: list[_Token]) -> bool:
     text = _one(values)
     if text not in ("0", "1"):
@@ -719,8 +736,8 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
     defaults = DirectorConfig()
     backup = g.get("backup", _ipv4, None)
     nat_router = g.get("nat_router", _address_device, None)
-    keepalive = g.get("keepalive", _integer(1, S32_MAX), defaults.keepalive)
-    deadtime = g.get("deadtime", _integer(1, S32_MAX), defaults.deadtime)
+    keepalive = g.get("keepalive", _seconds, defaults.keepalive)
+    deadtime = g.get("deadtime", _seconds, defaults.deadtime)
     if deadtime <= keepalive:
         key = "deadtime" if g.has("deadtime") else "keepalive"
         raise g.error(
@@ -766,6 +783,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
         metrics_address=g.get("metrics_address", _host_port, defaults.metrics_address),
         control_socket=g.get("control_socket", _path, defaults.control_socket),
         heartbeat_key_file=g.get("heartbeat_key_file", _path, None),
+        heartbeat_insecure=g.get("heartbeat_insecure", _boolean, defaults.heartbeat_insecure),
         max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
     )
@@ -999,8 +1017,8 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "backup_private", cfg.backup_private)
     _line(out, "", "heartbeat", cfg.heartbeat)
     _line(out, "", "heartbeat_port", cfg.heartbeat_port)
-    _line(out, "", "keepalive", cfg.keepalive)
-    _line(out, "", "deadtime", cfg.deadtime)
+    _line(out, "", "keepalive", _seconds_text(cfg.keepalive))
+    _line(out, "", "deadtime", _seconds_text(cfg.deadtime))
     _line(out, "", "network", cfg.network.value)
     if cfg.nat_router is not None:
         device = f" {_quote(cfg.nat_router_device)}" if cfg.nat_router_device else ""
@@ -1023,6 +1041,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "metrics_address", str(cfg.metrics_address) if cfg.metrics_address else "none")
     _line(out, "", "control_socket", str(cfg.control_socket))
     _line(out, "", "heartbeat_key_file", _path_text(cfg.heartbeat_key_file))
+    _line(out, "", "heartbeat_insecure", cfg.heartbeat_insecure)
     _line(out, "", "max_connections", cfg.max_connections)
     _line(out, "", "state_dir", str(cfg.state_dir))
     for v in cfg.virtuals:
