@@ -824,6 +824,9 @@ class ConnTable:
             h = lst[-1]
             c = self._conns[h]
             assert c is not None
+            # conn_reuse_mode=1 (ip_vs_in, is_new_conn_expected): a SYN for a TIME_WAIT/CLOSE
+            # conn with no template above it (cp->control) and none below (n_control)
+            # expires it and is scheduled afresh.
             if (
                 syn
                 and not rst
