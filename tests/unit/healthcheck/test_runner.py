@@ -1,0 +1,96 @@
+"""The runner: misbehaving probes never delay the others; events reach the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from pathlib import Path
+
+from healthcheck.events import Event, HealthChanged
+from healthcheck.outcome import Outcome
+from healthcheck.runner import PROBES, ProbeFn, Runner
+from healthcheck.specs import ProbeKind, ProbeSpec, ServiceKey, Target, TrackerSpec
+from tests.unit.healthcheck.loopback import serving
+
+KEY = ServiceKey(6, "10.0.1.5", 80)
+
+
+def target(spec: ProbeSpec, interval: float = 0.05) -> Target:
+    return Target(KEY, spec.host, spec.port, spec, TrackerSpec(timeout=1, reentry=0), interval)
+
+
+async def test_hanging_program_and_trickling_server_do_not_delay_a_healthy_probe(
+    tmp_path: Path,
+) -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                writer.write(b"2")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+
+    async def healthy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    async with serving(trickle) as slow_port, serving(healthy) as ok_port:
+        await watch_three(hang, slow_port, ok_port)
+
+
+async def watch_three(hang: Path, slow_port: int, ok_port: int) -> None:
+    specs = [
+        ProbeSpec(ProbeKind.PROGRAM, "127.0.0.1", 1, timeout=30, program=str(hang)),
+        ProbeSpec(ProbeKind.SEND_EXPECT, "127.0.0.1", slow_port, timeout=30, expect="220 ready"),
+        ProbeSpec(ProbeKind.TCP, "127.0.0.1", ok_port, timeout=5),
+    ]
+    done: Counter[ProbeKind] = Counter()
+    healthy_ran = asyncio.Event()
+
+    def counting(fn: ProbeFn) -> ProbeFn:
+        async def wrapped(spec: ProbeSpec) -> Outcome:
+            out = await fn(spec)
+            done[spec.kind] += 1
+            if done[ProbeKind.TCP] >= 10:
+                healthy_ran.set()
+            return out
+
+        return wrapped
+
+    probes = {kind: counting(fn) for kind, fn in PROBES.items()}
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    runner = Runner([target(s) for s in specs], queue, probes=probes)
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(20):
+            await healthy_ran.wait()
+        # Ten healthy probes completed while the two bad ones are still in their first run.
+        assert done[ProbeKind.PROGRAM] == 0
+        assert done[ProbeKind.SEND_EXPECT] == 0
+        assert runner.statistics().passed >= 10
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert queue.empty()  # all were healthy or undecided: nothing for the director
+
+
+async def test_a_refused_server_is_reported_down_then_up() -> None:
+    closed = ProbeSpec(ProbeKind.TCP, "127.0.0.1", 1, timeout=1)
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    runner = Runner([target(closed)], queue)
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(10):
+            event = await queue.get()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert isinstance(event, HealthChanged)
+    assert (event.up, event.addr, event.port) == (False, "127.0.0.1", 1)
+    assert event.reason.startswith("connection refused")
+    [state] = runner.states()
+    assert (state.health, state.in_service, state.weight) == ("down", False, 0)
