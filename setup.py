@@ -3,6 +3,7 @@
 DIRECTOR_DEBUG_BUILD=1 builds with -O0 -g3 and the table's invariant checks.
 """
 
+import glob
 import os
 
 from setuptools import Extension, setup
@@ -18,6 +19,7 @@ setup(
         Extension(
             "director._fastpath",
             sources=["director/_fastpath.c"],
+            depends=sorted(glob.glob("director/fastpath/*.h")),
             extra_compile_args=cflags,
         ),
         Extension(
