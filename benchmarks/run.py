@@ -41,6 +41,7 @@ from pathlib import Path
 from benchmarks.peers import (
     HTTP_PORT,
     IPERF_PORT,
+    LvsdPeer,
     Peer,
     PeerError,
     all_peers,
@@ -188,6 +189,9 @@ def parse_wrk(output: str) -> dict[str, float]:
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
     if rate is None:
         raise BenchError(f"wrk: no Requests/sec in {output[-300:]!r}")
+    done = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
+    if done is None or int(done.group(1)) == 0:
+        raise BenchError("wrk: no request completed")
     result = {"requests_per_s": float(rate.group(1)), "errors": 0.0}
     sock = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
@@ -239,6 +243,19 @@ def _state(lab: Lab) -> str:
     return namespace_state(lab, "director") + namespace_state(lab, "client")
 
 
+def _diagnose(peer: Peer) -> str:
+    """lvsd's connection count and drop counters, to tell a stalled director from a slow one."""
+    if not isinstance(peer, LvsdPeer):
+        return ""
+    try:
+        status = peer.status()
+    except (OSError, RuntimeError, ValueError) as e:
+        return f" (control socket: {e})"
+    drops = status.get("drops")
+    nonzero = {k: v for k, v in drops.items() if v} if isinstance(drops, dict) else drops
+    return f" (lvsd: {status.get('connections')} connections, drops {nonzero})"
+
+
 def run_peer(
     lab: Lab,
     peer: Peer,
@@ -268,8 +285,9 @@ def run_peer(
                         case _:
                             got = latency(lab, target, seconds)
                 except (BenchError, subprocess.SubprocessError, OSError) as e:
-                    results.errors.append(f"{peer.name} {test}: {e}")
-                    log(f"  {peer.name} {test}: FAILED {e}")
+                    note = _diagnose(peer)
+                    results.errors.append(f"{peer.name} {test}: {e}{note}")
+                    log(f"  {peer.name} {test}: FAILED {e}{note}")
                     continue
                 results.add(peer.name, got)
                 log(f"  {peer.name} {test}: " + ", ".join(f"{k}={v:.3g}" for k, v in got.items()))

@@ -38,6 +38,12 @@ def test_parse_wrk_without_a_rate_is_an_error() -> None:
         parse_wrk("unable to connect to 10.0.1.5:80 Connection refused\n")
 
 
+def test_parse_wrk_with_no_completed_request_is_an_error() -> None:
+    stalled = WRK_LATENCY.replace("26866 requests", "0 requests")
+    with pytest.raises(BenchError, match="no request completed"):
+        parse_wrk(stalled)
+
+
 def test_table_gives_medians_and_ratios_to_the_baseline() -> None:
     results = Results()
     for value in (8.0, 10.0, 12.0):
