@@ -3,7 +3,11 @@
 Protocol (documented for clients such as ``lvsadm`` and ``lvsd demo``): the client
 sends one line ``{"cmd": NAME, ...}`` and reads one line back, ``{"ok": true,
 "result": ...}`` or ``{"ok": false, "error": "..."}``; it may send more requests on
-the same connection. Commands: ``status`` (services, destinations, counters).
+the same connection. ``status`` (services, destinations, counters) is always
+there; the director adds the operator's commands (``director.admin``). A refused
+operation answers ``{"ok": false, "error": "...", "errno": N}`` with the errno the
+kernel's ip_vs_ctl.c would have returned, so that clients word it as ipvsadm does.
+The full protocol is in docs/control.md.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from director.errors import DirectorError
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +33,27 @@ class Controlled(Protocol):
     def snapshot(self) -> dict[str, object]: ...
 
 
+Handler = Callable[[Mapping[str, Any]], object]
+
+
+class ControlError(RuntimeError):
+    """A refused request: the server's error text and, for an IPVS refusal, its errno."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class ControlServer:
     """Serves the control protocol for one director. Event-loop thread only."""
 
-    def __init__(self, path: Path, target: Controlled) -> None:
+    def __init__(
+        self, path: Path, target: Controlled, commands: Mapping[str, Handler] | None = None
+    ) -> None:
         self.path = path
         self._target = target
+        self._commands: dict[str, Handler] = {"status": lambda req: target.snapshot()}
+        self._commands.update(commands or {})
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -76,14 +98,21 @@ class ControlServer:
         except ValueError as e:
             return {"ok": False, "error": f"bad request: {e}"}
         cmd = req.get("cmd") if isinstance(req, dict) else None
-        if cmd == "status":
-            return {"ok": True, "result": self._target.snapshot()}
-        return {"ok": False, "error": f"unknown command {cmd!r}; expected one of: status"}
+        handler = self._commands.get(cmd) if isinstance(cmd, str) else None
+        if handler is None:
+            names = ", ".join(sorted(self._commands))
+            return {"ok": False, "error": f"unknown command {cmd!r}; expected one of: {names}"}
+        try:
+            return {"ok": True, "result": handler(req)}
+        except DirectorError as e:
+            # IPVSError and ConfigError: refusals the client reports; anything else
+            # is a bug and reaches the TaskGroup.
+            return {"ok": False, "error": str(e), "errno": getattr(e, "errno", 0)}
 
 
 def request(path: Path | str, cmd: str, timeout: float = 5.0, **args: object) -> object:
     """Send one request to a control socket and return its result; raises OSError or
-    RuntimeError (with the server's error text)."""
+    ControlError (a RuntimeError with the server's error text and errno)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))
@@ -96,5 +125,5 @@ def request(path: Path | str, cmd: str, timeout: float = 5.0, **args: object) ->
             data += chunk
     answer = json.loads(data)
     if not answer.get("ok"):
-        raise RuntimeError(str(answer.get("error")))
+        raise ControlError(str(answer.get("error")), int(answer.get("errno") or 0))
     return answer["result"]

@@ -19,8 +19,10 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Interface
+from pathlib import Path
 
-from director import fastpath, icmp
+from director import fastpath, icmp, metrics, reload, watchdog
+from director.admin import Admin
 from director.config import DirectorConfig, Network, Protocol
 from director.control import ControlServer
 from director.errors import ConfigError
@@ -127,8 +129,11 @@ class Director:
     once everything it set up is removed.
     """
 
-    def __init__(self, cfg: DirectorConfig, *, tun: str = "lvs0") -> None:
+    def __init__(
+        self, cfg: DirectorConfig, *, tun: str = "lvs0", config_path: Path | None = None
+    ) -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.table = fastpath.ConnTable(cfg.max_connections)
         self.ipvs = build_ipvs(cfg, self.table)
         self.plumbing = Plumbing(plumbing_spec(cfg, tun))
@@ -141,6 +146,8 @@ class Director:
         self._pending: list[bytes] = []
         self._counts: Counter[str] = Counter()
         self._no_dest: Counter[str] = Counter()
+        timeouts = (cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+        self.admin = Admin(self.ipvs, self.estimator, now_ms, timeouts)
 
     def stop(self) -> None:
         self._stop.set()
@@ -149,6 +156,7 @@ class Director:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         # pyroute2's synchronous API runs an event loop of its own: netlink work goes
         # to a thread, which has no running loop.
         await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
@@ -160,9 +168,15 @@ class Director:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._expiry())
                     tg.create_task(self._estimate())
-                    control = ControlServer(self.cfg.control_socket, self)
+                    control = ControlServer(
+                        self.cfg.control_socket, self, commands=self.admin.commands()
+                    )
                     await control.start()
                     tg.create_task(control.serve())
+                    if self.cfg.metrics_address is not None:
+                        tg.create_task(metrics.serve(self, self.cfg.metrics_address))
+                    if (interval := watchdog.interval_from_environment()) is not None:
+                        tg.create_task(watchdog.keep_alive(self._notifier, interval))
                     log.info(
                         "serving %d services with the %s fast path (table limit %d)",
                         len(self.ipvs.services),
@@ -179,10 +193,26 @@ class Director:
             finally:
                 loop.remove_reader(self._fd)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await asyncio.to_thread(self.plumbing.teardown)
             log.info("stopped; plumbing removed")
+
+    def reload(self) -> None:
+        """SIGHUP: apply the configuration file's changes (director.reload); a broken
+        file changes nothing."""
+        if self.config_path is None:
+            log.warning("reload: no configuration file to re-read")
+            return
+        self._notifier.reloading()
+        self.cfg = reload.reload_file(
+            self.config_path,
+            self.cfg,
+            self.admin,
+            self.plumbing.spec,
+            lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
+        )
+        self._notifier.ready(f"{len(self.ipvs.services)} services")
 
     async def _expiry(self) -> None:
         while True:

@@ -1,22 +1,30 @@
-"""ipvsadm's listings (``-L -n``, ``--stats``) rendered from a director snapshot.
+"""ipvsadm's listings rendered from a director snapshot: ``-L -n`` and its variants, ``-c``, ``-S``.
 
 The layout is ipvsadm 1.31's, column for column, so that scripts and eyes trained on
-ipvsadm read lvsd the same way. Addresses are printed numerically (``-n``).
+ipvsadm read lvsd the same way. Addresses are printed numerically (``-n``): lvsd
+does no name lookups. Services are sorted as libipvs's ipvs_cmp_services does
+(fwmark, protocol, address, port) and destinations by address and port, unless
+``sort`` is false (``--nosort``: the kernel's list order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # lvsd answers to ipvsadm's IPVS version and the kernel's default table size.
 TITLE = "IP Virtual Server version 1.2.1 (size=4096)\n"
 _STAT_FIELDS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
 _RATE_FIELDS = ("cps", "inpps", "outpps", "inbps", "outbps")
+_PROTO_ORDER = {"TCP": 6, "UDP": 17}
 
 
-def largenum(n: int) -> str:
-    """ipvsadm's print_largenum: 9 columns, K/M/G/T above 100 million."""
+def largenum(n: int, exact: bool = False) -> str:
+    """ipvsadm's print_largenum: 9 columns, K/M/G/T above 100 million (``--exact``: none)."""
+    if exact:
+        text = str(n)
+        return f"{n:{9 if len(text) <= 8 else len(text) + 1}d}"
     if n < 100_000_000:
         return f"{n:9d}"
     for limit, div, suffix in (
@@ -29,20 +37,58 @@ def largenum(n: int) -> str:
     return f"{n // 1_000_000_000_000:8d}T"
 
 
-def _svc_name(svc: Mapping[str, Any]) -> str:
-    return f"{svc['proto']}  {svc['addr']}"
+def _addr_key(addr: str) -> tuple[int, int]:
+    host, _, port = addr.rpartition(":")
+    return int(ipaddress.IPv4Address(host)), int(port)
 
 
-def _numbers(entry: Mapping[str, Any], rate: bool) -> str:
-    if rate:
-        return "".join(largenum(int(entry["rates"][f])) for f in _RATE_FIELDS)
-    return "".join(largenum(int(entry[f])) for f in _STAT_FIELDS)
+def _service_key(svc: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    return (int(svc.get("fwmark", 0)), _PROTO_ORDER.get(svc["proto"], 0), *_addr_key(svc["addr"]))
 
 
-def format_list(snapshot: Mapping[str, Any], *, stats: bool = False, rate: bool = False) -> str:
-    """``ipvsadm -L -n``, or with ``stats`` its ``--stats``, with ``rate`` its ``--rate``."""
-    out = [TITLE]
+def _sorted(snapshot: Mapping[str, Any], sort: bool) -> list[tuple[Mapping[str, Any], list[Any]]]:
     services: Sequence[Mapping[str, Any]] = snapshot["services"]
+    if not sort:
+        return [(s, list(s["dests"])) for s in services]
+    return [
+        (s, sorted(s["dests"], key=lambda d: _addr_key(d["addr"])))
+        for s in sorted(services, key=_service_key)
+    ]
+
+
+def _svc_name(svc: Mapping[str, Any]) -> str:
+    if svc.get("fwmark"):
+        return f"FWM  {svc['fwmark']}"
+    return f"{svc['proto']}  {svc['addr']}"[:33]
+
+
+def _numbers(entry: Mapping[str, Any], rate: bool, exact: bool) -> str:
+    if rate:
+        return "".join(largenum(int(entry["rates"][f]), exact) for f in _RATE_FIELDS)
+    return "".join(largenum(int(entry[f]), exact) for f in _STAT_FIELDS)
+
+
+def _flags_text(svc: Mapping[str, Any]) -> str:
+    return ",".join(svc.get("flags") or ())
+
+
+def format_list(
+    snapshot: Mapping[str, Any],
+    *,
+    stats: bool = False,
+    rate: bool = False,
+    thresholds: bool = False,
+    persistent_conn: bool = False,
+    exact: bool = False,
+    sort: bool = True,
+    title: bool = True,
+) -> str:
+    """``ipvsadm -L -n``, or its ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``.
+
+    ``title`` false leaves out the version line, as ``-L -t SERVICE`` does.
+    """
+    out = [TITLE] if title else []
+    entries = _sorted(snapshot, sort)
     if stats or rate:
         heads = (
             ("CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
@@ -54,25 +100,101 @@ def format_list(snapshot: Mapping[str, Any], *, stats: bool = False, rate: bool 
             + "".join(f" {h:>8}" for h in heads)
             + "\n  -> RemoteAddress:Port\n"
         )
-        for svc in services:
-            out.append(f"{_svc_name(svc):<33}{_numbers(svc, rate)}\n")
-            for d in svc["dests"]:
-                out.append(f"  -> {d['addr']:<28}{_numbers(d, rate)}\n")
+        for svc, dests in entries:
+            out.append(f"{_svc_name(svc):<33}{_numbers(svc, rate, exact)}\n")
+            for d in dests:
+                out.append(f"  -> {d['addr'][:28]:<28}{_numbers(d, rate, exact)}\n")
         return "".join(out)
-    out.append(
-        "Prot LocalAddress:Port Scheduler Flags\n"
-        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
-    )
-    for svc in services:
+    if thresholds:
+        out.append(
+            f"{'Prot LocalAddress:Port':<33} {'Uthreshold':<10} {'Lthreshold':<10} "
+            f"{'ActiveConn':<10} {'InActConn':<10}\n  -> RemoteAddress:Port\n"
+        )
+    elif persistent_conn:
+        out.append(
+            f"{'Prot LocalAddress:Port':<33} {'Weight':<9} {'PersistConn':<11} "
+            f"{'ActiveConn':<10} {'InActConn':<10}\n  -> RemoteAddress:Port\n"
+        )
+    else:
+        out.append(
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+        )
+    for svc, dests in entries:
         line = f"{_svc_name(svc)} {svc['scheduler']}"
         if svc.get("flags"):
-            line += f" ({','.join(svc['flags'])})"
+            line += f" ({_flags_text(svc)})"
         if svc.get("persistent"):
             line += f" persistent {svc['persistent']}"
+            if svc.get("netmask", "255.255.255.255") != "255.255.255.255":
+                line += f" mask {svc['netmask']}"
         out.append(line + "\n")
-        for d in svc["dests"]:
-            out.append(
-                f"  -> {d['addr']:<28} {'Masq':<7} {d['weight']:<6d} "
-                f"{d['active']:<10d} {d['inactive']:<10d}\n"
-            )
+        for d in dests:
+            name = d["addr"][:28]
+            if thresholds:
+                out.append(
+                    f"  -> {name:<28} {d.get('u_threshold', 0):<10d} "
+                    f"{d.get('l_threshold', 0):<10d} {d['active']:<10d} {d['inactive']:<10d}\n"
+                )
+            elif persistent_conn:
+                out.append(
+                    f"  -> {name:<28} {d['weight']:<9d} {d.get('persist', 0):<11d} "
+                    f"{d['active']:<10d} {d['inactive']:<10d}\n"
+                )
+            else:
+                out.append(
+                    f"  -> {name:<28} {'Masq':<7} {d['weight']:<6d} "
+                    f"{d['active']:<10d} {d['inactive']:<10d}\n"
+                )
     return "".join(out)
+
+
+def _rule_service(svc: Mapping[str, Any]) -> str:
+    if svc.get("fwmark"):
+        return f"-f {svc['fwmark']}"
+    return f"{'-t' if svc['proto'] == 'TCP' else '-u'} {svc['addr']}"
+
+
+def format_rules(snapshot: Mapping[str, Any], *, sort: bool = True) -> str:
+    """``ipvsadm -S -n``: one ``-A`` line per service, then one ``-a`` line per destination."""
+    out: list[str] = []
+    for svc, dests in _sorted(snapshot, sort):
+        name = _rule_service(svc)
+        line = f"-A {name} -s {svc['scheduler']}"
+        if svc.get("flags"):
+            line += f" -b {_flags_text(svc)}"
+        if svc.get("persistent"):
+            line += f" -p {svc['persistent']}"
+            if svc.get("netmask", "255.255.255.255") != "255.255.255.255":
+                line += f" -M {svc['netmask']}"
+        out.append(line + "\n")
+        for d in dests:
+            line = f"-a {name} -r {d['addr']} -m -w {d['weight']}"
+            # Thresholds only when set, so that a save restores them.
+            if d.get("u_threshold"):
+                line += f" -x {d['u_threshold']}"
+            if d.get("l_threshold"):
+                line += f" -y {d['l_threshold']}"
+            out.append(line + "\n")
+    return "".join(out)
+
+
+def format_connections(conns: Iterable[Mapping[str, Any]]) -> str:
+    """``ipvsadm -L -n -c``: the connection entries, expiry as mm:ss."""
+    out = [
+        "IPVS connection entries\n",
+        f"pro expire {'state':<11} {'source':<18} {'virtual':<18} destination\n",
+    ]
+    for c in conns:
+        minutes, seconds = divmod(int(c["expire"]), 60)
+        expire = f"{minutes:02d}:{seconds:02d}"
+        out.append(
+            f"{c['proto']:<3} {expire:<6} {c['state']:<11} {c['source']:<18} "
+            f"{c['virtual']:<18} {c['destination']}\n"
+        )
+    return "".join(out)
+
+
+def format_timeouts(tcp: int, tcpfin: int, udp: int) -> str:
+    """``ipvsadm -L --timeout``."""
+    return f"Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvloop
 
+from director import logsetup
 from director.config import load_config
 from director.director import Director
 from director.errors import DirectorError
@@ -26,7 +28,8 @@ def add_command(sub: Any) -> None:
 def run_daemon(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
-        director = Director(cfg, tun=args.tun)
+        logsetup.setup(cfg.debug_level, verbose=getattr(args, "verbose", False))
+        director = Director(cfg, tun=args.tun, config_path=Path(args.config))
         uvloop.run(director.run())
     except DirectorError as e:
         print(f"lvsd: {e}", file=sys.stderr)

@@ -1,0 +1,341 @@
+"""Prometheus metrics of a running director, built at scrape time from its statistics.
+
+Two sets of families. node_exporter's ipvs collector (collector/ipvs_linux.go), with
+its names, help texts and labels exactly, so that dashboards and alerts written for
+kernel IPVS work unchanged: ``node_ipvs_{connections,incoming_packets,
+outgoing_packets,incoming_bytes,outgoing_bytes}_total`` and
+``node_ipvs_backend_{connections_active,connections_inactive,weight}`` labelled
+``local_address, local_port, remote_address, remote_port, proto, local_mark``. And
+lvsd's own ``lvsd_*`` families: per service and per destination counters, the
+connection table, drops by reason, scheduling decisions, the fast path in use, and
+the host figures an operator watches (load, memory, network, the state directory's
+disk use). The only module that imports prometheus_client. Served over HTTP on the
+configured ``metrics_address`` by ``serve``, in the event loop, so each scrape reads
+the live table without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from director.admin import Admin
+from director.config import DirectorConfig, HostPort
+
+if TYPE_CHECKING:
+    from director.director import DirectorStats
+
+log = logging.getLogger(__name__)
+
+BACKEND_LABELS = (
+    "local_address",
+    "local_port",
+    "remote_address",
+    "remote_port",
+    "proto",
+    "local_mark",
+)
+SERVICE_LABELS = ("local_address", "local_port", "proto", "local_mark")
+_COUNTER_FIELDS = (
+    ("connections", "conns", "The total number of connections made."),
+    ("incoming_packets", "inpkts", "The total number of incoming packets."),
+    ("outgoing_packets", "outpkts", "The total number of outgoing packets."),
+    ("incoming_bytes", "inbytes", "The total amount of incoming data."),
+    ("outgoing_bytes", "outbytes", "The total amount of outgoing data."),
+)
+MAX_REQUEST_HEAD = 16 * 1024
+STATE_DIR_MAX_FILES = 10_000
+
+
+class Observed(Protocol):
+    """What the collector reads from a director (event-loop thread)."""
+
+    cfg: DirectorConfig
+    admin: Admin
+
+    def statistics(self) -> DirectorStats: ...
+
+
+def _split(addr: str) -> tuple[str, str]:
+    host, _, port = addr.rpartition(":")
+    return host, port
+
+
+def _service_labels(svc: Mapping[str, Any]) -> list[str]:
+    # /proc/net/ip_vs as procfs reads it: a fwmark service has no address, proto
+    # "FWM" and its mark in hex; others have no mark.
+    if svc.get("fwmark"):
+        return ["", "0", "FWM", f"{int(svc['fwmark']):08X}"]
+    host, port = _split(svc["addr"])
+    return [host, port, svc["proto"], ""]
+
+
+def _backend_labels(svc: Mapping[str, Any], dest: Mapping[str, Any]) -> list[str]:
+    local_address, local_port, proto, mark = _service_labels(svc)
+    host, port = _split(dest["addr"])
+    return [local_address, local_port, host, port, proto, mark]
+
+
+class DirectorCollector(Collector):
+    """Builds every family from one director's live state at each scrape."""
+
+    def __init__(self, director: Observed) -> None:
+        self._director = director
+
+    def collect(self) -> Iterator[Metric]:
+        d = self._director
+        listing = d.admin.listing(raw=True)
+        services: list[Mapping[str, Any]] = listing["services"]  # type: ignore[assignment]
+        yield from self._node_ipvs(services)
+        yield from self._lvsd_services(services)
+        yield from self._lvsd_director(d.statistics())
+        yield from host_families(d.cfg.state_dir)
+
+    @staticmethod
+    def _node_ipvs(services: list[Mapping[str, Any]]) -> Iterator[Metric]:
+        for name, field, text in _COUNTER_FIELDS:
+            fam = CounterMetricFamily(f"node_ipvs_{name}", text)
+            fam.add_metric([], float(sum(int(s[field]) for s in services)))
+            yield fam
+        active = GaugeMetricFamily(
+            "node_ipvs_backend_connections_active",
+            "The current active connections by local and remote address.",
+            labels=BACKEND_LABELS,
+        )
+        inactive = GaugeMetricFamily(
+            "node_ipvs_backend_connections_inactive",
+            "The current inactive connections by local and remote address.",
+            labels=BACKEND_LABELS,
+        )
+        weight = GaugeMetricFamily(
+            "node_ipvs_backend_weight",
+            "The current backend weight by local and remote address.",
+            labels=BACKEND_LABELS,
+        )
+        for s in services:
+            for dest in s["dests"]:
+                labels = _backend_labels(s, dest)
+                active.add_metric(labels, float(dest["active"]))
+                inactive.add_metric(labels, float(dest["inactive"]))
+                weight.add_metric(labels, float(dest["weight"]))
+        yield from (active, inactive, weight)
+
+    @staticmethod
+    def _lvsd_services(services: list[Mapping[str, Any]]) -> Iterator[Metric]:
+        for name, field, text in _COUNTER_FIELDS:
+            svc_fam = CounterMetricFamily(
+                f"lvsd_service_{name}", f"{text[:-1]} by virtual service.", labels=SERVICE_LABELS
+            )
+            dest_fam = CounterMetricFamily(
+                f"lvsd_backend_{name}", f"{text[:-1]} by real server.", labels=BACKEND_LABELS
+            )
+            for s in services:
+                svc_fam.add_metric(_service_labels(s), float(s[field]))
+                for dest in s["dests"]:
+                    dest_fam.add_metric(_backend_labels(s, dest), float(dest[field]))
+            yield svc_fam
+            yield dest_fam
+        persist = GaugeMetricFamily(
+            "lvsd_backend_persistent_connections",
+            "Persistence templates bound to a real server.",
+            labels=BACKEND_LABELS,
+        )
+        backends = GaugeMetricFamily(
+            "lvsd_service_backends",
+            "Real servers of a virtual service, and how many can be scheduled (weight > 0).",
+            labels=(*SERVICE_LABELS, "state"),
+        )
+        up = GaugeMetricFamily(
+            "lvsd_service_up",
+            "1 when the virtual service has a real server it can schedule, else 0.",
+            labels=(*SERVICE_LABELS, "scheduler"),
+        )
+        for s in services:
+            labels = _service_labels(s)
+            usable = sum(1 for dest in s["dests"] if dest["weight"] > 0)
+            backends.add_metric([*labels, "configured"], float(len(s["dests"])))
+            backends.add_metric([*labels, "schedulable"], float(usable))
+            up.add_metric([*labels, str(s["scheduler"])], 1.0 if usable else 0.0)
+            for dest in s["dests"]:
+                persist.add_metric(_backend_labels(s, dest), float(dest["persist"]))
+        yield from (persist, backends, up)
+
+    @staticmethod
+    def _lvsd_director(stats: DirectorStats) -> Iterator[Metric]:
+        fastpath = InfoMetricFamily("lvsd_fastpath", "The fast path implementation in use.")
+        fastpath.add_metric([], {"implementation": stats.implementation})
+        yield fastpath
+        table = GaugeMetricFamily("lvsd_connection_table_entries", "Connections and templates.")
+        table.add_metric([], float(stats.connections))
+        yield table
+        limit = GaugeMetricFamily("lvsd_connection_table_limit", "The table's capacity.")
+        limit.add_metric([], float(stats.max_connections))
+        yield limit
+        drops = CounterMetricFamily("lvsd_drops", "Packets dropped, by reason.", labels=("reason",))
+        reasons = dict(stats.drops)
+        reasons["no_service"] = reasons.get("no_service", 0) + stats.no_service
+        reasons["no_destination"] = reasons.get("no_destination", 0) + stats.no_dest
+        for reason, n in sorted(reasons.items()):
+            drops.add_metric([reason], float(n))
+        yield drops
+        decisions = CounterMetricFamily(
+            "lvsd_scheduling_decisions",
+            "New connections the director was asked to schedule, by outcome.",
+            labels=("outcome",),
+        )
+        decided = stats.decided - stats.no_service - stats.no_dest
+        decisions.add_metric(["scheduled"], float(max(0, decided)))
+        decisions.add_metric(["no_service"], float(stats.no_service))
+        decisions.add_metric(["no_destination"], float(stats.no_dest))
+        yield decisions
+        echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
+        echo.add_metric([], float(stats.echo_replies))
+        yield echo
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def host_families(state_dir: Path, proc: str = "/proc") -> Iterator[Metric]:
+    """The host's load, memory and network (of the director's namespace) and state_dir use."""
+    load = GaugeMetricFamily(
+        "lvsd_host_load_average", "The host's run-queue load average.", labels=("period",)
+    )
+    fields = _read(f"{proc}/loadavg").split()
+    for period, value in zip(("1m", "5m", "15m"), fields[:3], strict=False):
+        load.add_metric([period], float(value))
+    yield load
+    mem = GaugeMetricFamily(
+        "lvsd_host_memory_bytes", "The host's memory (/proc/meminfo).", labels=("kind",)
+    )
+    for line in _read(f"{proc}/meminfo").splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("MemTotal", "MemAvailable", "MemFree"):
+            mem.add_metric([key.removeprefix("Mem").lower()], float(rest.split()[0]) * 1024)
+    yield mem
+    rx = CounterMetricFamily(
+        "lvsd_host_network_receive_bytes",
+        "Bytes received by each interface of the director's network namespace.",
+        labels=("device",),
+    )
+    tx = CounterMetricFamily(
+        "lvsd_host_network_transmit_bytes",
+        "Bytes sent by each interface of the director's network namespace.",
+        labels=("device",),
+    )
+    for dev, received, sent in _net_dev(_read(f"{proc}/net/dev")):
+        rx.add_metric([dev], float(received))
+        tx.add_metric([dev], float(sent))
+    yield rx
+    yield tx
+    used = GaugeMetricFamily(
+        "lvsd_state_dir_bytes", "Bytes in the files of lvsd's state directory."
+    )
+    used.add_metric([], float(_dir_bytes(state_dir)))
+    yield used
+    fs = GaugeMetricFamily(
+        "lvsd_state_dir_filesystem_bytes",
+        "Size and free space of the file system holding the state directory.",
+        labels=("kind",),
+    )
+    with contextlib.suppress(OSError):
+        st = os.statvfs(_existing_parent(state_dir))
+        fs.add_metric(["size"], float(st.f_blocks * st.f_frsize))
+        fs.add_metric(["available"], float(st.f_bavail * st.f_frsize))
+    yield fs
+
+
+def _net_dev(text: str) -> Iterable[tuple[str, int, int]]:
+    for line in text.splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        cols = rest.split()
+        if len(cols) >= 9:
+            yield name.strip(), int(cols[0]), int(cols[8])
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    seen = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            seen += 1
+            if seen > STATE_DIR_MAX_FILES:
+                return total
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def registry_for(director: Observed) -> CollectorRegistry:
+    """A registry with the director's families and the process's (CPU seconds, memory)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DirectorCollector(director))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+async def serve(director: Observed, address: HostPort) -> None:
+    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup)."""
+    registry = registry_for(director)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            parts = head.split(b"\r\n", 1)[0].split()
+            path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
+            if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
+                status, ctype, body = b"405 Method Not Allowed", b"text/plain", b"GET only\n"
+            elif path in (b"/metrics", b"/"):
+                status, ctype, body = (
+                    b"200 OK",
+                    CONTENT_TYPE_LATEST.encode(),
+                    generate_latest(registry),
+                )
+            else:
+                status, ctype, body = b"404 Not Found", b"text/plain", b"see /metrics\n"
+            writer.write(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Type: "
+                + ctype
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + (body if parts[:1] != [b"HEAD"] else b"")
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # a client that hangs up or sends an oversized head
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(
+        handle, str(address.host), address.port, limit=MAX_REQUEST_HEAD
+    )
+    log.info("metrics on http://%s/metrics", address)
+    async with server:
+        await server.serve_forever()
