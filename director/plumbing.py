@@ -79,6 +79,9 @@ class PlumbingSpec:
     ``reals``. ``table`` is the routing table for steered replies and
     ``rule_priority`` the priority of ``iif private lookup table`` (below 32766,
     where the main table is consulted). ``mtu`` defaults to the public interface's.
+    ``claim_on_setup`` False leaves the VIPs' proxy ARP entries and the nat_router
+    address out of ``setup()``: a standby director holds the TUN and the routes but
+    does not answer for the VIPs until ``Plumbing.claim()``.
     """
 
     vips: tuple[IPv4Address, ...]
@@ -92,6 +95,7 @@ class PlumbingSpec:
     rule_priority: int = DEFAULT_RULE_PRIORITY
     mtu: int | None = None
     tun_offloads: bool = True
+    claim_on_setup: bool = True
 
     def __post_init__(self) -> None:
         if not self.vips:
@@ -439,6 +443,7 @@ class Plumbing:
     sysctls: _Sysctls = field(default_factory=_Sysctls)
     _journal: list[_Change] = field(default_factory=list, init=False, repr=False)
     _tun: TunDevice | None = field(default=None, init=False, repr=False)
+    _ifs: _Ifaces | None = field(default=None, init=False, repr=False)
 
     @property
     def tun(self) -> TunDevice:
@@ -541,14 +546,9 @@ class Plumbing:
         # 3. forwarding, and ARP for the VIPs on the public side.
         self._enable_forwarding((ifs.public, ifs.private, tun.name))
         self._set_sysctl(("net", "ipv4", "neigh", ifs.public, "proxy_delay"), "0")
-        for vip in spec.vips:
-            if nl.proxy_exists(vip, ifs.public_index):
-                log.debug("plumbing: proxy neighbour %s dev %s already there", vip, ifs.public)
-                continue
-            self._netlink(
-                f"neigh add proxy {vip} dev {ifs.public}", nl.proxy_add, vip, ifs.public_index
-            )
-            self._add(_ProxyAdded(vip, ifs.public_index, ifs.public))
+        self._ifs = ifs
+        if spec.claim_on_setup:
+            self._claim_vips(nl, ifs)
 
         # 4. replies from the private segment into the TUN.
         default = IPv4Network("0.0.0.0/0")
@@ -570,24 +570,103 @@ class Plumbing:
         self._add(_RuleAdded(ifs.private, spec.table, spec.rule_priority))
 
         # 5. the reals' gateway.
-        if spec.nat_router is not None:
-            self._netlink(
-                f"addr add {spec.nat_router} dev {ifs.private}",
-                nl.addr_add,
-                ifs.private_index,
-                spec.nat_router,
-                label,
-            )
-            self._add(_AddressAdded(spec.nat_router, ifs.private_index, ifs.private))
+        if spec.claim_on_setup:
+            self._claim_router(nl, ifs)
 
         summary = [
             f"tun {tun.name} up (mtu {mtu}, offloads {','.join(sorted(tun.offloads)) or 'none'})",
-            *(f"VIP {vip} proxied on {ifs.public}" for vip in spec.vips),
+            *(f"VIP {vip} proxied on {ifs.public}" for vip in spec.vips if spec.claim_on_setup),
             f"replies from {ifs.private} via table {spec.table} (rule {spec.rule_priority})",
         ]
-        if spec.nat_router is not None:
+        if spec.nat_router is not None and spec.claim_on_setup:
             summary.append(f"nat_router {spec.nat_router} on {label or ifs.private}")
+        if not spec.claim_on_setup:
+            summary.append("VIPs and nat_router not claimed (standby)")
         log.info("plumbing: %s", ", ".join(summary))
+
+    def _claim_vips(self, nl: _Netlink, ifs: _Ifaces) -> None:
+        for vip in self.spec.vips:
+            if nl.proxy_exists(vip, ifs.public_index):
+                log.debug("plumbing: proxy neighbour %s dev %s already there", vip, ifs.public)
+                continue
+            self._netlink(
+                f"neigh add proxy {vip} dev {ifs.public}", nl.proxy_add, vip, ifs.public_index
+            )
+            self._add(_ProxyAdded(vip, ifs.public_index, ifs.public))
+
+    def _claim_router(self, nl: _Netlink, ifs: _Ifaces) -> None:
+        router = self.spec.nat_router
+        if router is None:
+            return
+        if any(a.index == ifs.private_index and a.iface == router for a in nl.addresses()):
+            log.debug("plumbing: address %s dev %s already there", router, ifs.private)
+            return
+        self._netlink(
+            f"addr add {router} dev {ifs.private}",
+            nl.addr_add,
+            ifs.private_index,
+            router,
+            self.spec.nat_router_label,
+        )
+        self._add(_AddressAdded(router, ifs.private_index, ifs.private))
+
+    # -- claim and release (failover) --
+
+    @property
+    def public_iface(self) -> str:
+        """The resolved public interface; only between ``setup()`` and ``teardown()``."""
+        return self._resolved().public
+
+    @property
+    def private_iface(self) -> str:
+        """The resolved private interface; only between ``setup()`` and ``teardown()``."""
+        return self._resolved().private
+
+    @property
+    def claimed(self) -> bool:
+        """Whether this director answers ARP for the VIPs (holds their proxy entries)."""
+        return any(isinstance(c, _ProxyAdded) for c in self._journal)
+
+    def _resolved(self) -> _Ifaces:
+        if self._ifs is None or not self._journal:
+            raise TunError(f"tun {self.spec.tun}: plumbing is not set up")
+        return self._ifs
+
+    def claim(self) -> None:
+        """Answer ARP for every VIP and own the nat_router address; idempotent.
+
+        For a director becoming active. Announcing the move (gratuitous ARP) is the
+        caller's: see ``announce()``. Blocks on netlink: call from a thread.
+        """
+        ifs = self._resolved()
+        with _Netlink() as nl:
+            self._claim_vips(nl, ifs)
+            self._claim_router(nl, ifs)
+        log.info("plumbing: claimed %s", ", ".join(self._claims()) or "nothing")
+
+    def release(self) -> None:
+        """Stop answering ARP for the VIPs and drop the nat_router address; idempotent.
+
+        The TUN, routes and steering stay, so a standby can take over again at once.
+        Blocks on netlink: call from a thread.
+        """
+        self._resolved()
+        claims = [c for c in self._journal if isinstance(c, _ProxyAdded | _AddressAdded)]
+        failures: list[str] = []
+        with _Netlink() as nl:
+            for change in reversed(claims):
+                self._journal.remove(change)
+                try:
+                    change.undo(nl, self.sysctls)
+                except NetlinkError as e:
+                    if e.code not in _GONE:
+                        failures.append(f"{change}: {_netlink_text(e)}")
+        if failures:
+            raise TunError(f"plumbing: release left {len(failures)}: {'; '.join(failures)}")
+        log.info("plumbing: released %s", ", ".join(str(c) for c in claims) or "nothing")
+
+    def _claims(self) -> list[str]:
+        return [str(c) for c in self._journal if isinstance(c, _ProxyAdded | _AddressAdded)]
 
     def _netlink(self, what: str, call: Callable[..., None], *args: object) -> None:
         try:

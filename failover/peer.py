@@ -1,0 +1,371 @@
+"""The asyncio driver of failover: heartbeats over UDP on every path, the FSM, the peer's messages.
+
+``Peer(settings, events).run()`` binds one UDP socket per path (public, and private when
+both private addresses are set) on ``heartbeat_port``, announces this director's role
+every ``keepalive`` seconds on each, and feeds what the peer sends through
+``packet.Guard`` (authentication, replay, age) into ``fsm.Failover``. Role changes and the
+peer's sync and configuration messages go on ``events`` for the director to act on; the
+driver itself never touches the network configuration.
+
+FAULT: when a heartbeat cannot be sent on the public path (its link is down, its address
+gone), this director cannot serve the VIPs, so it reports FAULT and releases them; the
+first successful send recovers it to BACKUP. Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from failover import packet
+from failover.events import (
+    ConfigReceived,
+    ConfigRequested,
+    DumpRequested,
+    FailoverEvent,
+    Role,
+    RoleChanged,
+    SyncReceived,
+)
+from failover.fsm import Failover
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05
+RTT_SAMPLES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatPath:
+    """One network the heartbeat crosses: our address on it and the peer's."""
+
+    name: str
+    local: IPv4Address
+    peer: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSettings:
+    """Everything the failover leaf needs, built by the director from lvs.cf.
+
+    ``paths[0]`` is the public path (FAULT follows it). ``key`` empty means
+    unauthenticated. ``max_age_s`` bounds the wall-clock skew/age of a datagram.
+    """
+
+    primary: bool
+    paths: tuple[HeartbeatPath, ...]
+    port: int
+    keepalive_s: float
+    deadtime_s: float
+    key: bytes
+    syncid: int = 0
+    max_age_s: float = 30.0
+    config_digest: bytes = field(default=bytes(32))
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("FailoverSettings.paths: need at least the public path")
+        if not 0 < self.keepalive_s < self.deadtime_s:
+            raise ValueError(
+                f"FailoverSettings: need 0 < keepalive < deadtime, "
+                f"got {self.keepalive_s}, {self.deadtime_s}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    """Failover metrics: roles in keepalived's numbering, loss and rejections as counters."""
+
+    role: int
+    peer_role: int
+    peer_alive: bool
+    primary: bool
+    transitions: int
+    heartbeats_sent: int
+    accepted: int
+    lost: int
+    rejected: dict[str, int]
+    rtt_ms: float | None
+    config_mismatch: bool
+    table_synced: bool
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, peer: Peer, path: HeartbeatPath) -> None:
+        self.peer = peer
+        self.path = path
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self.peer.received(self.path, data, str(addr[0]))
+
+    def error_received(self, exc: Exception) -> None:
+        self.peer.send_failed(self.path, exc)
+
+
+class Peer:
+    """Runs the heartbeat of this director against its one peer; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: FailoverSettings,
+        events: asyncio.Queue[FailoverEvent],
+        *,
+        incarnation: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.events = events
+        node = packet.PRIMARY if settings.primary else packet.BACKUP
+        inc = time.time_ns() if incarnation is None else incarnation
+        self.sealer = packet.Sealer(settings.key, node, inc)
+        self.guard = packet.Guard(settings.key, node, int(settings.max_age_s * 1000))
+        self.fsm = Failover(primary=settings.primary, deadtime_ms=int(settings.deadtime_s * 1000))
+        self.config_digest = settings.config_digest
+        self.config_mismatch = False
+        self._endpoints: list[_Endpoint] = []
+        self._sent_at: dict[int, int] = {}
+        self._rtts: deque[int] = deque(maxlen=RTT_SAMPLES)
+        self._peer_seq = 0
+        self._peer_seq_ms = 0
+        self._last_dump_ms = -(10**12)
+        self._last_config_ms = -(10**12)
+        self._counts: Counter[str] = Counter()
+        self._public_failing = False
+        self._wake = asyncio.Event()
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Bind, then heartbeat and watch the peer until cancelled."""
+        loop = asyncio.get_running_loop()
+        try:
+            for path in self.settings.paths:
+                ep = _Endpoint(self, path)
+                await loop.create_datagram_endpoint(
+                    lambda ep=ep: ep,  # type: ignore[misc]
+                    local_addr=(str(path.local), self.settings.port),
+                    family=socket.AF_INET,
+                )
+                self._endpoints.append(ep)
+            log.info(
+                "failover: %s director, heartbeat on %s, port %d, keepalive %g s, deadtime %g s%s",
+                "primary" if self.settings.primary else "backup",
+                ", ".join(f"{p.name} {p.local}->{p.peer}" for p in self.settings.paths),
+                self.settings.port,
+                self.settings.keepalive_s,
+                self.settings.deadtime_s,
+                "" if self.settings.key else " (UNAUTHENTICATED)",
+            )
+            self._apply(self.fsm.start(_now_ms()))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._heartbeat())
+                tg.create_task(self._watch())
+        finally:
+            for ep in self._endpoints:
+                if ep.transport is not None:
+                    ep.transport.close()
+            self._endpoints.clear()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.send_heartbeat()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.keepalive_s)
+
+    async def _watch(self) -> None:
+        interval = min(TICK_S, self.settings.keepalive_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self._apply(self.fsm.tick(_now_ms()))
+
+    # -- inputs from the director ----------------------------------------------------------
+
+    @property
+    def role(self) -> Role:
+        return self.fsm.role
+
+    def table_synced(self) -> None:
+        """The director applied the end of a full dump: the standby holds the table."""
+        self._apply(self.fsm.table_synced(_now_ms()))
+        self._wake.set()
+
+    def table_lost(self) -> None:
+        """The director dropped its shadow table (a configuration was applied): ask again."""
+        self.fsm.synced = False
+        self._wake.set()
+
+    def set_config_digest(self, digest: bytes) -> None:
+        self.config_digest = digest
+        self.config_mismatch = False
+
+    def send(self, kind: packet.Kind, payload: bytes, flags: int = 0) -> bool:
+        """Send a sync or config message on the last working path (private first)."""
+        return any(self._send_on(ep, kind, payload, flags) for ep in reversed(self._endpoints))
+
+    def send_heartbeat(self) -> None:
+        now = _now_ms()
+        hb = packet.Heartbeat(
+            role=self.fsm.role,
+            wants_active=self.fsm.wants_active,
+            need_dump=self.fsm.need_dump and self.fsm.peer_role is Role.MASTER,
+            need_config=self.config_mismatch,
+            echo_seq=self._peer_seq,
+            echo_held_ms=now - self._peer_seq_ms if self._peer_seq else 0,
+            config_digest=self.config_digest,
+        )
+        payload = packet.encode_heartbeat(hb)
+        for i, ep in enumerate(self._endpoints):
+            ok = self._send_on(ep, packet.Kind.HEARTBEAT, payload, hb.flags, now)
+            if i == 0:
+                self._public_sent(ok, ep.path)
+        if len(self._sent_at) > 4 * RTT_SAMPLES:
+            for seq in sorted(self._sent_at)[: -2 * RTT_SAMPLES]:
+                del self._sent_at[seq]
+
+    def _send_on(
+        self, ep: _Endpoint, kind: packet.Kind, payload: bytes, flags: int, now: int | None = None
+    ) -> bool:
+        if ep.transport is None or ep.transport.is_closing():
+            return False
+        seq, data = self.sealer.seal(kind, payload, _wall_ms(), flags)
+        sock = ep.transport.get_extra_info("socket")
+        try:
+            # A direct send reports ENETUNREACH/ENETDOWN at once; the transport would only
+            # log it. The datagram is small and the socket non-blocking.
+            sock.sendto(data, (str(ep.path.peer), self.settings.port))
+        except BlockingIOError:
+            self._counts["send_dropped"] += 1
+            return True
+        except OSError as e:
+            self.send_failed(ep.path, e)
+            return False
+        if kind is packet.Kind.HEARTBEAT:
+            self._counts["heartbeats_sent"] += 1
+            self._sent_at[seq] = _now_ms() if now is None else now
+        return True
+
+    def send_failed(self, path: HeartbeatPath, exc: Exception) -> None:
+        self._counts[f"send_errors_{path.name}"] += 1
+
+    def _public_sent(self, ok: bool, path: HeartbeatPath) -> None:
+        if not ok and not self._public_failing:
+            self._public_failing = True
+            self._apply(self.fsm.fault(_now_ms(), f"cannot send on the {path.name} path"))
+        elif ok and self._public_failing:
+            self._public_failing = False
+            self._apply(self.fsm.recover(_now_ms(), f"the {path.name} path works again"))
+
+    # -- inputs from the network -----------------------------------------------------------
+
+    def received(self, path: HeartbeatPath, data: bytes, src: str) -> None:
+        if src not in {str(p.peer) for p in self.settings.paths}:
+            self._counts["foreign"] += 1
+            return
+        env = self.guard.check(data, _wall_ms())
+        if isinstance(env, packet.Verdict):
+            self._log_rejected(env, path, src)
+            return
+        now = _now_ms()
+        match env.kind:
+            case packet.Kind.HEARTBEAT:
+                hb = packet.decode_heartbeat(env.payload, env.flags)
+                if hb is None:
+                    self.guard.rejected[packet.Verdict.MALFORMED.value] += 1
+                    return
+                self._heartbeat_received(now, env.seq, hb)
+            case packet.Kind.SYNC:
+                if self.fsm.role is not Role.MASTER:
+                    dump_end = bool(env.flags & packet.SYNC_DUMP_END)
+                    self.events.put_nowait(SyncReceived(env.payload, dump_end))
+            case packet.Kind.CONFIG:
+                if self.fsm.role is not Role.MASTER:
+                    text = env.payload.decode("utf-8", errors="replace")
+                    self.events.put_nowait(ConfigReceived(text))
+
+    def _heartbeat_received(self, now: int, seq: int, hb: packet.Heartbeat) -> None:
+        if seq > self._peer_seq or hb.role != self.fsm.peer_role:
+            self._peer_seq, self._peer_seq_ms = seq, now
+        sent = self._sent_at.pop(hb.echo_seq, None)
+        if sent is not None and now - sent >= hb.echo_held_ms:
+            self._rtts.append(now - sent - hb.echo_held_ms)
+        before = self.fsm.role
+        self._apply(self.fsm.heard(now, Role(hb.role), hb.wants_active))
+        role = self.fsm.role
+        if role is Role.MASTER and before is Role.MASTER:
+            keepalive_ms = int(self.settings.keepalive_s * 1000)
+            if hb.need_dump and now - self._last_dump_ms > 2 * keepalive_ms:
+                self._last_dump_ms = now
+                self.events.put_nowait(DumpRequested())
+            if hb.need_config and now - self._last_config_ms > 2 * keepalive_ms:
+                self._last_config_ms = now
+                self.events.put_nowait(ConfigRequested())
+        elif role is Role.BACKUP and hb.role == Role.MASTER:
+            mismatch = hb.config_digest != self.config_digest
+            if mismatch != self.config_mismatch:
+                self.config_mismatch = mismatch
+                if mismatch:
+                    log.warning("failover: configuration differs from the active director's")
+                else:
+                    log.info("failover: configuration matches the active director's")
+                self._wake.set()
+            if self.fsm.wants_active:
+                self._wake.set()
+
+    def _log_rejected(self, verdict: packet.Verdict, path: HeartbeatPath, src: str) -> None:
+        n = self.guard.rejected[verdict.value]
+        if n & (n - 1) == 0:  # 1, 2, 4, 8...: rate-limited
+            log.warning(
+                "failover: %s datagram from %s on the %s path refused (%d so far)",
+                verdict.value,
+                src,
+                path.name,
+                n,
+            )
+
+    def _apply(self, changes: list[RoleChanged]) -> None:
+        for change in changes:
+            self._counts["transitions"] += 1
+            log.info("failover: %s -> %s: %s", change.old.name, change.new.name, change.reason)
+            self.events.put_nowait(change)
+            self._wake.set()
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def statistics(self) -> PeerStats:
+        now = _now_ms()
+        peer = self.fsm.peer(now)
+        g = self.guard.statistics()
+        rtt = sum(self._rtts) / len(self._rtts) if self._rtts else None
+        return PeerStats(
+            role=int(self.fsm.role),
+            peer_role=int(peer.role) if peer.alive else int(Role.INIT),
+            peer_alive=peer.alive,
+            primary=self.settings.primary,
+            transitions=self._counts["transitions"],
+            heartbeats_sent=self._counts["heartbeats_sent"],
+            accepted=g.accepted,
+            lost=g.lost,
+            rejected={**g.rejected, "foreign": self._counts["foreign"]},
+            rtt_ms=rtt,
+            config_mismatch=self.config_mismatch,
+            table_synced=self.fsm.synced,
+        )
