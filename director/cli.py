@@ -11,9 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from director import agent, check, demo, lab, run, save, simulate
+from director import check, demo, lab, run, save, simulate
 
-COMMAND_MODULES = (check, lab, run, demo, simulate, agent, save)
+COMMAND_MODULES = (check, lab, run, demo, simulate, save)
 
 
 def build_parser() -> argparse.ArgumentParser:
