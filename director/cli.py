@@ -11,9 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from director import check, demo, lab, run, save, simulate
+from director import agent, check, demo, lab, run, save, simulate
 
-COMMAND_MODULES = (check, lab, run, demo, simulate, save)
+COMMAND_MODULES = (check, lab, run, demo, simulate, agent, save)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from director.errors import ConfigError
+from healthcheck.specs import ProbeKind
 
 T = TypeVar("T")
 
@@ -152,6 +153,15 @@ class VirtualConfig:
     load_monitor: LoadMonitor = LoadMonitor.NONE
     quiesce_server: bool = False
     client_monitor: str = "/usr/sbin/nanny"
+    # lvsd's own nanny keywords (docs/nanny.md)
+    probe: str = "auto"
+    probe_interval: int = 0
+    http_path: str = "/"
+    http_host: str | None = None
+    http_status: tuple[tuple[int, int], ...] = ((200, 399),)
+    dns_query: str = "localhost"
+    agent_port: int = 0
+    agent_interval: int = 2
     servers: tuple[ServerConfig, ...] = ()
 
 
@@ -639,6 +649,36 @@ def _command(values: list[_Token]) -> str:
     return text
 
 
+PROBE_CHOICES = ("auto", *(k.value for k in ProbeKind))
+
+
+def _probe(values: list[_Token]) -> str:
+    text = _one(values).lower()
+    if text not in PROBE_CHOICES:
+        raise _Bad(f"must be one of: {', '.join(PROBE_CHOICES)}, got {_one(values)!r}")
+    return text
+
+
+def _status_ranges(values: list[_Token]) -> tuple[tuple[int, int], ...]:
+    text = ",".join(v.text for v in values)
+    ranges: list[tuple[int, int]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        if not (_INT_RE.fullmatch(lo) and (not hi or _INT_RE.fullmatch(hi))):
+            raise _Bad(f"must be HTTP status codes or ranges like 200-399, got {text!r}")
+        r = (int(lo), int(hi or lo))
+        if not 100 <= r[0] <= r[1] <= 599:
+            raise _Bad(f"must be status codes from 100 to 599, low-high, got {part!r}")
+        ranges.append(r)
+    if not ranges:
+        raise _Bad("must name at least one status code")
+    return tuple(ranges)
+
+
+def format_status_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+
+
 def _path(values: list[_Token]) -> Path:
     text = _one(values)
     if not text or "\0" in text:
@@ -883,6 +923,14 @@ def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
         load_monitor=f.get("load_monitor", _choice(LoadMonitor), d.load_monitor),
         quiesce_server=f.get("quiesce_server", _boolean, d.quiesce_server),
         client_monitor=f.get("client_monitor", _command, d.client_monitor),
+        probe=f.get("probe", _probe, d.probe),
+        probe_interval=f.get("probe_interval", _integer(0, S32_MAX), d.probe_interval),
+        http_path=f.get("http_path", _command, d.http_path),
+        http_host=f.get("http_host", _command, None),
+        http_status=f.get("http_status", _status_ranges, d.http_status),
+        dns_query=f.get("dns_query", _command, d.dns_query),
+        agent_port=f.get("agent_port", _port_or_zero, d.agent_port),
+        agent_interval=f.get("agent_interval", _integer(1, S32_MAX), d.agent_interval),
         servers=tuple(servers),
     )
 
@@ -1085,6 +1133,14 @@ def _format_virtual(v: VirtualConfig) -> list[str]:
     _line(out, i, "load_monitor", v.load_monitor.value)
     _line(out, i, "quiesce_server", v.quiesce_server)
     _line(out, i, "client_monitor", v.client_monitor)
+    _line(out, i, "probe", v.probe)
+    _line(out, i, "probe_interval", v.probe_interval)
+    _line(out, i, "http_path", v.http_path)
+    _line(out, i, "http_host", v.http_host)
+    out.append(f"{i}http_status = {format_status_ranges(v.http_status)}")
+    _line(out, i, "dns_query", v.dns_query)
+    _line(out, i, "agent_port", v.agent_port)
+    _line(out, i, "agent_interval", v.agent_interval)
     for s in v.servers:
         out.append("")
         out.append(f"{i}server {_quote(s.name)} {{")

@@ -28,6 +28,7 @@ from director.control import ControlServer
 from director.errors import ConfigError
 from director.estimator import INTERVAL_S, RateEstimator
 from director.ipvs import IPVS, IPVSError, VirtualService, format_addr
+from director.nanny import Nanny
 from director.notify import Notifier
 from director.plumbing import Plumbing, PlumbingSpec
 from director.reassembly import Reassembler
@@ -136,6 +137,7 @@ class Director:
         self.config_path = config_path
         self.table = fastpath.ConnTable(cfg.max_connections)
         self.ipvs = build_ipvs(cfg, self.table)
+        self.nanny = Nanny(cfg, self.ipvs)
         self.plumbing = Plumbing(plumbing_spec(cfg, tun))
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
@@ -168,6 +170,7 @@ class Director:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._expiry())
                     tg.create_task(self._estimate())
+                    tg.create_task(self.nanny.run())
                     control = ControlServer(
                         self.cfg.control_socket, self, commands=self.admin.commands()
                     )
@@ -378,6 +381,7 @@ class Director:
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "services": services,
+            "health": self.nanny.snapshot(),
         }
 
 
