@@ -17,7 +17,7 @@ import signal
 import struct
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from director.ipvs import IPVS, IPVSError, VirtualService, format_addr
 from director.nanny import Nanny
 from director.notify import Notifier
 from director.plumbing import Plumbing, PlumbingSpec
+from director.pulse import Pulse, failover_settings, wants_failover
 from director.reassembly import Reassembler
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ class Director:
         self.table = fastpath.ConnTable(cfg.max_connections)
         self.ipvs = build_ipvs(cfg, self.table)
         self.nanny = Nanny(cfg, self.ipvs)
-        self.plumbing = Plumbing(plumbing_spec(cfg, tun))
+        failover = failover_settings(cfg) if wants_failover(cfg) else None
+        # With failover, Pulse claims the VIPs when this director becomes active.
+        spec = plumbing_spec(cfg, tun)
+        self.plumbing = Plumbing(spec if failover is None else replace(spec, claim_on_setup=False))
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
         self.estimator = RateEstimator()
@@ -150,6 +154,11 @@ class Director:
         self._no_dest: Counter[str] = Counter()
         timeouts = (cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
         self.admin = Admin(self.ipvs, self.estimator, now_ms, timeouts)
+        self.pulse = (
+            None
+            if failover is None
+            else Pulse(cfg, failover, self.plumbing, self.table, lambda: self.ipvs, self._take_cfg)
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -176,6 +185,8 @@ class Director:
                     )
                     await control.start()
                     tg.create_task(control.serve())
+                    if self.pulse is not None:
+                        tg.create_task(self.pulse.run())
                     if self.cfg.metrics_address is not None:
                         tg.create_task(metrics.serve(self, self.cfg.metrics_address))
                     if (interval := watchdog.interval_from_environment()) is not None:
@@ -216,6 +227,21 @@ class Director:
             lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
         )
         self._notifier.ready(f"{len(self.ipvs.services)} services")
+
+    def _take_cfg(self, cfg: DirectorConfig) -> bool:
+        """Serve the active director's services (a standby's configuration sync).
+
+        Applied as a reload is (connections kept); False, logged, if they do not build.
+        """
+        try:
+            reload.check_buildable(cfg)
+        except ConfigError as e:
+            log.error("failover: the active director's services do not build here: %s", e)
+            return False
+        reload.apply(self.admin, cfg)
+        self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+        self.cfg = cfg
+        return True
 
     async def _expiry(self) -> None:
         while True:
@@ -381,6 +407,7 @@ class Director:
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "services": services,
+            "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),
         }
 

@@ -32,11 +32,13 @@ class RoleChanged:
 class SyncReceived:
     """One authenticated connection sync message from the active peer (sync.decode input).
 
-    ``dump_end`` marks the last message of a full table dump.
+    ``dump_end`` marks the last message of a full table dump; ``sent_ms`` is the
+    sender's wall clock when sent (for the sync lag).
     """
 
     payload: bytes
     dump_end: bool
+    sent_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,21 +104,31 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, peer: Peer, path: HeartbeatPath) -> None:
+class _Endpoint:
+    """One path's UDP socket, non-blocking, read from the loop with ``add_reader``."""
+
+    def __init__(self, peer: Peer, path: HeartbeatPath, port: int) -> None:
         self.peer = peer
         self.path = path
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((str(path.local), port))
+        except OSError:
+            self.sock.close()
+            raise
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.peer.received(self.path, data, str(addr[0]))
-
-    def error_received(self, exc: Exception) -> None:
-        self.peer.send_failed(self.path, exc)
+    def readable(self) -> None:
+        for _ in range(64):  # bounded per wake-up; the loop calls again if more wait
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # ICMP errors of earlier sends surface here
+                self.peer.send_failed(self.path, e)
+                return
+            self.peer.received(self.path, data, str(addr[0]))
 
 
 class Peer:
@@ -158,13 +168,9 @@ class Peer:
         loop = asyncio.get_running_loop()
         try:
             for path in self.settings.paths:
-                ep = _Endpoint(self, path)
-                await loop.create_datagram_endpoint(
-                    lambda ep=ep: ep,  # type: ignore[misc]
-                    local_addr=(str(path.local), self.settings.port),
-                    family=socket.AF_INET,
-                )
+                ep = _Endpoint(self, path, self.settings.port)
                 self._endpoints.append(ep)
+                loop.add_reader(ep.sock.fileno(), ep.readable)
             log.info(
                 "failover: %s director, heartbeat on %s, port %d, keepalive %g s, deadtime %g s%s",
                 "primary" if self.settings.primary else "backup",
@@ -180,8 +186,8 @@ class Peer:
                 tg.create_task(self._watch())
         finally:
             for ep in self._endpoints:
-                if ep.transport is not None:
-                    ep.transport.close()
+                loop.remove_reader(ep.sock.fileno())
+                ep.sock.close()
             self._endpoints.clear()
 
     async def _heartbeat(self) -> None:
@@ -244,14 +250,10 @@ class Peer:
     def _send_on(
         self, ep: _Endpoint, kind: packet.Kind, payload: bytes, flags: int, now: int | None = None
     ) -> bool:
-        if ep.transport is None or ep.transport.is_closing():
-            return False
         seq, data = self.sealer.seal(kind, payload, _wall_ms(), flags)
-        sock = ep.transport.get_extra_info("socket")
         try:
-            # A direct send reports ENETUNREACH/ENETDOWN at once; the transport would only
-            # log it. The datagram is small and the socket non-blocking.
-            sock.sendto(data, (str(ep.path.peer), self.settings.port))
+            # Reports ENETUNREACH/ENETDOWN at once: that is how FAULT is noticed.
+            ep.sock.sendto(data, (str(ep.path.peer), self.settings.port))
         except BlockingIOError:
             self._counts["send_dropped"] += 1
             return True
@@ -295,7 +297,7 @@ class Peer:
             case packet.Kind.SYNC:
                 if self.fsm.role is not Role.MASTER:
                     dump_end = bool(env.flags & packet.SYNC_DUMP_END)
-                    self.events.put_nowait(SyncReceived(env.payload, dump_end))
+                    self.events.put_nowait(SyncReceived(env.payload, dump_end, env.sent_ms))
             case packet.Kind.CONFIG:
                 if self.fsm.role is not Role.MASTER:
                     text = env.payload.decode("utf-8", errors="replace")
