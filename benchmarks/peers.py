@@ -148,12 +148,16 @@ primary = {primary}
 network = nat
 nat_router = {nat_router} eth1:1
 control_socket = {control}
+# One probe an hour, and an hour of failures before a removal: health checks stay out of
+# the measurement (iperf3 answers no UDP probe, and a loaded real may miss a 10 s probe).
 
 virtual bench-tcp {{
     address = {vip}
     protocol = tcp
     port = {http},{iperf}
     scheduler = rr
+    timeout = 3600
+    probe_interval = 3600
     server real1 {{
         address = {real}
         weight = 1
@@ -165,6 +169,8 @@ virtual bench-udp {{
     protocol = udp
     port = {iperf}
     scheduler = rr
+    timeout = 3600
+    probe_interval = 3600
     server real1 {{
         address = {real}
         weight = 1
