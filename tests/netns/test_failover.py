@@ -233,3 +233,23 @@ def test_heartbeat_cut_then_healed_leaves_one_active(pair: Pair) -> None:
         assert conn.getresponse().status == 200
     finally:
         conn.close()
+
+
+def test_primary_returns_and_preempts_without_breaking_connections(pair: Pair) -> None:
+    assert pair.primary.proc is not None
+    pair.primary.proc.kill()
+    pair.primary.proc.wait()
+    pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
+    stream = pair.client_bg(STREAM.format(vip=VIP, duration=12))
+    pair.wait(
+        "the stream through the backup",
+        lambda: int(str(pair.backup.status()["connections"])) >= 1,
+    )
+    pair.primary = LabDirector(pair.lab, pair.primary.cfg, node="director")
+    pair.primary.start()
+    took = pair.wait("preemption", lambda: pair.role(pair.primary) == "MASTER")
+    assert pair.role(pair.backup) == "BACKUP"
+    s = _result(stream)
+    print(f"\npreemption {took:.2f} s after the primary's start; stream gap {s['max_gap_s']:.2f} s")
+    assert s["ok"], s
+    assert pair.client_arp() == pair.mac("director")
