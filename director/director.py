@@ -32,7 +32,9 @@ from director.nanny import Nanny
 from director.notify import Notifier
 from director.plumbing import Plumbing, PlumbingSpec
 from director.pulse import Pulse, failover_settings, wants_failover
+from director.reaper import Reaper
 from director.reassembly import Reassembler
+from director.reload import ConfigEvent
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,13 @@ class Director:
         # pyroute2's synchronous API runs an event loop of its own: netlink work goes
         # to a thread, which has no running loop.
         await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
-        await asyncio.to_thread(self.plumbing.setup)
+        # From here on, if this process dies, the reaper removes its VIP claims.
+        reaper = await asyncio.to_thread(Reaper.start, self.plumbing.spec)
+        try:
+            await asyncio.to_thread(self.plumbing.setup)
+        except BaseException:
+            await asyncio.to_thread(reaper.disarm)
+            raise
         try:
             self._fd = self.plumbing.tun.fd
             loop.add_reader(self._fd, self._on_readable)
@@ -209,7 +217,10 @@ class Director:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            await asyncio.to_thread(self.plumbing.teardown)
+            try:
+                await asyncio.to_thread(self.plumbing.teardown)
+            finally:
+                await asyncio.to_thread(reaper.disarm)
             log.info("stopped; plumbing removed")
 
     def reload(self) -> None:
@@ -219,14 +230,29 @@ class Director:
             log.warning("reload: no configuration file to re-read")
             return
         self._notifier.reloading()
-        self.cfg = reload.reload_file(
+        reload.reload_file(
             self.config_path,
             self.cfg,
-            self.admin,
             self.plumbing.spec,
             lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
+            self._apply_config,
         )
         self._notifier.ready(f"{len(self.ipvs.services)} services")
+
+    def _apply_config(self, cfg: DirectorConfig) -> int:
+        """Run ``cfg`` from now on: its differences from ``self.cfg`` applied as events,
+        then nanny's watch list; connections kept. Returns the number of events."""
+        events = reload.diff(self.cfg, cfg)
+        for event in events:
+            self.apply(event)
+        self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+        self.nanny.reconfigure(cfg)
+        self.cfg = cfg
+        return len(events)
+
+    def apply(self, event: ConfigEvent) -> None:
+        """The single writer of configuration changes to the service layer."""
+        reload.apply_event(self.admin, event)
 
     def _take_cfg(self, cfg: DirectorConfig) -> bool:
         """Serve the active director's services (a standby's configuration sync).
@@ -238,9 +264,7 @@ class Director:
         except ConfigError as e:
             log.error("failover: the active director's services do not build here: %s", e)
             return False
-        reload.apply(self.admin, cfg)
-        self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
-        self.cfg = cfg
+        self._apply_config(cfg)
         return True
 
     async def _expiry(self) -> None:
