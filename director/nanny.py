@@ -1,14 +1,20 @@
 """nanny for lvsd: builds the probes from lvs.cf and applies their events to the table.
 
 ``targets(cfg)`` turns every active server of every active virtual service into a
-``healthcheck.Target`` (one per service port). ``Nanny`` owns the probe runner and the
-queue it reports on; ``run()`` applies each event to the IPVS service layer, the only
-writer: a server that fails is removed (``del_dest``), or quiesced to weight 0 when the
-virtual has ``quiesce_server = 1`` so its connections go on; one that comes back is
-added (or re-weighted) at the weight the tracker gives, which ramps from weight/32; a
-``sorry_server`` is added as a destination while no real server of the service is in,
-and removed when one returns. Every change is logged once at INFO. Semantics:
-docs/nanny.md. Event-loop thread only.
+``healthcheck.Target`` (one per service port). ``Nanny`` owns one probe runner per target
+and the queue they report on; ``run()`` applies each event to the IPVS service layer,
+the only writer for health: a server that fails is removed (``del_dest``), or quiesced
+to weight 0 when the virtual has ``quiesce_server = 1`` so its connections go on; one
+that comes back is added (or re-weighted) at the weight the tracker gives, which ramps
+from weight/32; a ``sorry_server`` is added as a destination while no real server of
+the service is in, and removed when one returns. Every change is logged once at INFO.
+
+After a reload has changed the service layer, ``reconfigure(cfg)`` brings the watch
+list to the new configuration: new servers are probed (and start in, as the reload
+added them), removed ones are no longer probed, and a server whose probe or tracker
+settings changed keeps its health and gets the new settings; its configured weight is
+nanny's to apply, since only nanny knows whether the server is out, quiesced or
+ramping. Semantics: docs/nanny.md. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from ipaddress import IPv4Address
 
 from director.config import DirectorConfig, LoadMonitor, Protocol, VirtualConfig
 from director.ipvs import IPVS, IPVSError, VirtualService, format_addr
 from healthcheck.events import Event, HealthChanged, WeightChanged
-from healthcheck.runner import Runner, RunnerStats
+from healthcheck.runner import Runner, RunnerStats, TargetState
 from healthcheck.specs import (
     AgentSpec,
     LoadSpec,
@@ -32,6 +39,7 @@ from healthcheck.specs import (
     Target,
     TrackerSpec,
 )
+from healthcheck.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +126,11 @@ def load_argv(cfg: DirectorConfig, monitor: LoadMonitor, host: str) -> tuple[str
 
 @dataclass(frozen=True, slots=True)
 class NannyStats:
-    """What nanny did since start: the runner's counts and the changes applied."""
+    """What nanny did since start: the runners' counts and the changes applied.
+
+    ``runner`` sums every target's runner, those a reload stopped included, so its
+    counts only grow; ``runner.targets`` is the number watched now.
+    """
 
     runner: RunnerStats
     taken_out: int
@@ -126,6 +138,26 @@ class NannyStats:
     weight_changes: int
     sorry_added: int
     sorry_removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    """One watched (service, real server) as metrics see it: identity, state, counts."""
+
+    key: ServiceKey
+    addr: str
+    port: int
+    probe: str
+    state: TargetState
+    stats: RunnerStats
+
+
+TargetId = tuple[ServiceKey, str, int]
+
+
+def target_id(t: Target) -> TargetId:
+    """What a target watches, whatever its settings: (service, real address, real port)."""
+    return (t.key, t.addr, t.port)
 
 
 @dataclass(slots=True)
@@ -137,6 +169,19 @@ class _ServiceState:
     sorry: tuple[int, int] | None = None
 
 
+@dataclass(slots=True)
+class _Watch:
+    """One target's runner and, while nanny runs, the task driving it."""
+
+    target: Target
+    runner: Runner
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.runner.trackers[self.target]
+
+
 class Nanny:
     """The probes of ``cfg`` and the bridge that applies their events to ``ipvs``."""
 
@@ -144,32 +189,124 @@ class Nanny:
         self.cfg = cfg
         self.ipvs = ipvs
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
-        self.runner = Runner(targets(cfg), self.queue)
+        self._watches = {target_id(t): self._watch(t) for t in targets(cfg)}
         self._services: dict[ServiceKey, _ServiceState] = {}
+        for key, v, vport, svc in self._configured(cfg):
+            self._services[key] = _ServiceState(
+                svc, v, vport, {(d.addr, d.port) for d in svc.dests}
+            )
+        self._counts: Counter[str] = Counter()
+        self._retired: Counter[str] = Counter()
+        self._tg: asyncio.TaskGroup | None = None
+
+    def _watch(self, target: Target) -> _Watch:
+        return _Watch(target, Runner([target], self.queue))
+
+    def _configured(
+        self, cfg: DirectorConfig
+    ) -> Iterator[tuple[ServiceKey, VirtualConfig, int, VirtualService]]:
         for v in cfg.virtuals:
             if not v.active:
                 continue
             for vport in v.ports:
                 key = ServiceKey(PROTOCOLS[v.protocol], str(v.address), vport, v.fwmark)
-                svc = ipvs.get_service(key.protocol, int(v.address), vport, v.fwmark)
-                up = {(d.addr, d.port) for d in svc.dests}
-                self._services[key] = _ServiceState(svc, v, vport, up)
-        self._counts: Counter[str] = Counter()
+                svc = self.ipvs.get_service(key.protocol, int(v.address), vport, v.fwmark)
+                yield key, v, vport, svc
 
     async def run(self) -> None:
         """Probe and apply until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.runner.run())
-            tg.create_task(self._apply_events())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for w in self._watches.values():
+                    self._start(w)
+                tg.create_task(self._apply_events())
+        finally:
+            self._tg = None
+
+    def _start(self, w: _Watch) -> None:
+        if self._tg is not None:
+            w.task = self._tg.create_task(w.runner.run(), name=f"nanny {w.target}")
+
+    def _stop(self, w: _Watch) -> None:
+        # A cancelled child ends alone: the TaskGroup goes on with the others.
+        if w.task is not None:
+            w.task.cancel()
+            w.task = None
+        self._retired.update(
+            {k: v for k, v in asdict(w.runner.statistics()).items() if k != "targets"}
+        )
+
+    def reconfigure(self, cfg: DirectorConfig) -> None:
+        """Watch what ``cfg`` asks for; the service layer already holds its services.
+
+        Called once per reload, after the director applied the configuration's
+        differences. Targets no longer configured stop; new ones start, in service at
+        their configured weight; a target whose settings changed keeps its tracker
+        (health, ramp, agent state) with the new settings, and a new configured weight
+        reaches the table at once when the server is in and not ramping.
+        """
+        wanted = {target_id(t): t for t in targets(cfg)}
+        for tid in [tid for tid in self._watches if tid not in wanted]:
+            self._stop(self._watches.pop(tid))
+        added: set[TargetId] = set()
+        retuned: list[_Watch] = []
+        for tid, t in wanted.items():
+            old = self._watches.get(tid)
+            if old is None:
+                added.add(tid)
+                self._watches[tid] = w = self._watch(t)
+                self._start(w)
+            elif old.target != t:
+                tracker = old.tracker
+                _retune(tracker, old.target, t)
+                self._stop(old)
+                self._watches[tid] = w = self._watch(t)
+                w.runner.trackers = {t: tracker}
+                self._start(w)
+                retuned.append(w)
+        before, self._services = self._services, {}
+        for key, v, vport, svc in self._configured(cfg):
+            old_state = before.get(key)
+            new_here = {(int(IPv4Address(addr)), port) for k, addr, port in added if k == key}
+            if old_state is None:
+                self._services[key] = _ServiceState(svc, v, vport, new_here)
+                continue
+            keep = {(a, p) for a, p in old_state.up if (key, str(IPv4Address(a)), p) in wanted}
+            self._services[key] = _ServiceState(svc, v, vport, keep | new_here, old_state.sorry)
+        self.cfg = cfg
+        for w in retuned:
+            self._reweigh(w)
+        for state in self._services.values():
+            self._sorry(state)
+        log.info("nanny: watching %d real servers", len(self._watches))
+
+    def _reweigh(self, w: _Watch) -> None:
+        state = self._services.get(w.target.key)
+        tracker = w.tracker
+        if state is None or not tracker.in_service:
+            return
+        addr = int(IPv4Address(w.target.addr))
+        weight = tracker.wanted_weight
+        if weight == tracker.weight:
+            return
+        tracker.weight = weight
+        if (addr, w.target.port) in state.up and state.svc.find_dest(addr, w.target.port):
+            state.svc.edit_dest(addr, w.target.port, weight=weight)
+            self._counts["weight_changes"] += 1
+            log.info("nanny: %s weight %d: configured weight changed", w.target, weight)
 
     async def _apply_events(self) -> None:
         while True:
             self.apply(await self.queue.get())
 
     def apply(self, event: Event) -> None:
-        """Apply one event to the service layer (the single writer for health)."""
+        """Apply one event to the service layer (the single writer for health).
+
+        An event of a target no longer watched (queued before a reload) is dropped.
+        """
         state = self._services.get(event.key)
-        if state is None:
+        if state is None or (event.key, event.addr, event.port) not in self._watches:
             return
         addr = int(IPv4Address(event.addr))
         name = f"{state.svc} -> {format_addr(addr, event.port)}"
@@ -249,8 +386,12 @@ class Nanny:
 
     def statistics(self) -> NannyStats:
         c = self._counts
+        runs: Counter[str] = Counter(self._retired)
+        for w in self._watches.values():
+            runs.update(asdict(w.runner.statistics()))
+        runs["targets"] = len(self._watches)
         return NannyStats(
-            runner=self.runner.statistics(),
+            runner=RunnerStats(**{f.name: runs[f.name] for f in fields(RunnerStats)}),
             taken_out=c["taken_out"],
             put_back=c["put_back"],
             weight_changes=c["weight_changes"],
@@ -258,6 +399,31 @@ class Nanny:
             sorry_removed=c["sorry_removed"],
         )
 
+    def health(self) -> tuple[TargetHealth, ...]:
+        """Every watched (service, real server): its state and its runner's counts."""
+        out = []
+        for w in self._watches.values():
+            (state,) = w.runner.states()
+            t = w.target
+            out.append(
+                TargetHealth(t.key, t.addr, t.port, str(t.probe.kind), state, w.runner.statistics())
+            )
+        return tuple(out)
+
     def snapshot(self) -> list[dict[str, object]]:
         """Each watched (service, real) as plain data, for the control socket."""
-        return [asdict(s) for s in self.runner.states()]
+        return [asdict(h.state) for h in self.health()]
+
+
+def _retune(tracker: Tracker, old: Target, new: Target) -> None:
+    """Give ``tracker`` ``new``'s settings, keeping its health and ramp.
+
+    A base weight at or above the old configured weight (ramp done, or raised by the
+    load monitor) becomes the new configured weight; a ramp in progress goes on from
+    where it is, capped at the new weight.
+    """
+    tracker.spec = new.tracker
+    tracker.probe = str(new.probe.kind)
+    was, now = old.tracker.weight, new.tracker.weight
+    if was != now:
+        tracker.base = now if tracker.base >= was else min(tracker.base, now)

@@ -3,10 +3,12 @@
 ``reload_file`` reads and validates the file, refuses it whole when it is broken or
 needs a restart (a different set of VIPs, interfaces or nat_router: the plumbing),
 checks that the new service table can be built at all on a scratch service layer,
-and only then applies the difference to the live one through ``Admin``: services
-added and removed, destinations added, re-weighted and removed, scheduler and
-persistence changes. Established connections keep their destination throughout: a
-removed destination goes to the trash with its connections (ip_vs_ctl.c), and in a
+and only then hands the new configuration to the director. ``diff(old, new)`` turns two
+configurations into events (services added, removed and edited; destinations added,
+removed and edited), and the director applies each once (``Director.apply``, through
+``apply_event`` and ``Admin``), then tells nanny (``Nanny.reconfigure``), which owns
+the destinations' weights. Established connections keep their destination throughout:
+a removed destination goes to the trash with its connections (ip_vs_ctl.c), and in a
 changed service new destinations are linked before old ones are unlinked, so the
 scheduler never sees an empty list. Event-loop thread only.
 """
@@ -128,54 +130,123 @@ def _name(spec: ServiceSpec) -> str:
     return f"{proto} {format_addr(spec.vaddr, spec.vport)}"
 
 
-def apply(admin: Admin, cfg: DirectorConfig) -> int:
-    """Bring the live service layer to ``cfg``'s services; returns the number of changes."""
-    want = desired(cfg)
-    have = {
-        ServiceSpec(svc.protocol, svc.vaddr, svc.vport, svc.fwmark): svc
-        for svc in admin.ipvs.services.values()
-    }
-    changes = 0
-    for spec, state in want.items():
-        svc = have.get(spec)
-        if svc is None:
-            admin.add_service(spec, state.scheduler, state.flags, state.timeout, state.netmask)
-            for d in state.dests:
-                admin.add_dest(spec, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
-            changes += 1
+@dataclass(frozen=True, slots=True)
+class ServiceAdded:
+    """A service new to the configuration, with its destinations."""
+
+    state: ServiceState
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRemoved:
+    spec: ServiceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEdited:
+    """A service's scheduler, flags or persistence changed."""
+
+    state: ServiceState
+
+
+@dataclass(frozen=True, slots=True)
+class DestAdded:
+    spec: ServiceSpec
+    dest: DestSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DestRemoved:
+    spec: ServiceSpec
+    addr: int
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class DestEdited:
+    """A destination's configured weight or thresholds changed."""
+
+    spec: ServiceSpec
+    dest: DestSpec
+
+
+ConfigEvent = ServiceAdded | ServiceRemoved | ServiceEdited | DestAdded | DestRemoved | DestEdited
+
+
+def diff(old: DirectorConfig, new: DirectorConfig) -> list[ConfigEvent]:
+    """The changes that take ``old``'s services to ``new``'s, in the order to apply them.
+
+    Pure: compares two configurations, never the live table, so what nanny did to it
+    (servers out, quiesced, ramping) and the operator's lvsadm changes that the new file
+    does not touch survive a reload. Within a service, destinations are added before
+    others are removed, so its scheduler never sees an empty list; removed services go
+    last.
+    """
+    before = desired(old)
+    after = desired(new)
+    events: list[ConfigEvent] = []
+    for spec, state in after.items():
+        was = before.get(spec)
+        if was is None:
+            events.append(ServiceAdded(state))
             continue
-        wanted = {(d.addr, d.port): d for d in state.dests}
-        current = {(d.addr, d.port): d for d in svc.dests}
-        for key, d in wanted.items():
-            if key not in current:
-                admin.add_dest(spec, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
-                changes += 1
-        for key, d in wanted.items():
-            cur = current.get(key)
-            if cur is not None and (cur.weight, cur.u_threshold, cur.l_threshold) != (
-                d.weight,
-                d.u_threshold,
-                d.l_threshold,
-            ):
-                admin.edit_dest(spec, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
-                changes += 1
-        for key in current:
-            if key not in wanted:
-                admin.del_dest(spec, *key)
-                changes += 1
-        if (svc.sched_name, svc.sched_flags, svc.timeout, svc.netmask) != (
+        had = {(d.addr, d.port): d for d in was.dests}
+        has = {(d.addr, d.port): d for d in state.dests}
+        events += [DestAdded(spec, d) for key, d in has.items() if key not in had]
+        events += [DestEdited(spec, d) for key, d in has.items() if key in had and had[key] != d]
+        events += [DestRemoved(spec, *key) for key in had if key not in has]
+        if (was.scheduler, was.flags, was.timeout, was.netmask) != (
             state.scheduler,
             state.flags,
             state.timeout,
             state.netmask,
         ):
-            admin.edit_service(spec, state.scheduler, state.flags, state.timeout, state.netmask)
-            changes += 1
-    for spec in have:
-        if spec not in want:
-            admin.del_service(spec)
-            changes += 1
-    return changes
+            events.append(ServiceEdited(state))
+    events += [ServiceRemoved(spec) for spec in before if spec not in after]
+    return events
+
+
+def apply_event(admin: Admin, event: ConfigEvent) -> None:
+    """Apply one configuration change to the live service layer through ``admin``.
+
+    A destination's weight is set when it is added; an edited one keeps its live weight
+    here, because nanny owns it (the server may be out, quiesced or ramping) and applies
+    the new configured weight in ``Nanny.reconfigure``. A change the live table refuses
+    (an operator removed or added the same thing with lvsadm, nanny removed a server
+    that was down) is logged and skipped: the rest of the reload still applies.
+    """
+    try:
+        match event:
+            case ServiceAdded(state):
+                s = state.spec
+                admin.add_service(s, state.scheduler, state.flags, state.timeout, state.netmask)
+                for d in state.dests:
+                    admin.add_dest(s, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
+            case ServiceRemoved(spec):
+                admin.del_service(spec)
+            case ServiceEdited(state):
+                admin.edit_service(
+                    state.spec, state.scheduler, state.flags, state.timeout, state.netmask
+                )
+            case DestAdded(spec, d):
+                admin.add_dest(spec, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
+            case DestRemoved(spec, addr, port):
+                if admin.get(spec).find_dest(addr, port) is not None:
+                    admin.del_dest(spec, addr, port)
+            case DestEdited(spec, d):
+                if admin.get(spec).find_dest(d.addr, d.port) is not None:
+                    admin.edit_dest(spec, d.addr, d.port, None, d.u_threshold, d.l_threshold)
+    except IPVSError as e:
+        log.warning("reload: %s: %s skipped: %s", _name(event_spec(event)), type(event).__name__, e)
+
+
+def event_spec(event: ConfigEvent) -> ServiceSpec:
+    """The service an event is about."""
+    match event:
+        case ServiceAdded(state) | ServiceEdited(state):
+            return state.spec
+        case ServiceRemoved(spec) | DestAdded(spec) | DestRemoved(spec) | DestEdited(spec):
+            return spec
 
 
 def _plumbing_key(spec: PlumbingSpec) -> PlumbingSpec:
@@ -186,14 +257,15 @@ def _plumbing_key(spec: PlumbingSpec) -> PlumbingSpec:
 def reload_file(
     path: Path,
     running: DirectorConfig,
-    admin: Admin,
     running_spec: PlumbingSpec,
     spec_of: Callable[[DirectorConfig], PlumbingSpec],
+    apply_config: Callable[[DirectorConfig], int],
 ) -> DirectorConfig:
     """Apply the file at ``path``; returns the configuration now running.
 
     A file that cannot be read, parsed or built, or that needs new plumbing, is
-    refused with an ERROR log line and ``running`` is returned unchanged.
+    refused with an ERROR log line and ``running`` is returned unchanged. Otherwise
+    ``apply_config`` (the director's) applies the differences and returns how many.
     """
     try:
         cfg = load_config(path)
@@ -205,12 +277,11 @@ def reload_file(
     except ConfigError as e:
         log.error("reload refused, running configuration kept: %s", e)
         return running
-    changes = apply(admin, cfg)
-    admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+    changes = apply_config(cfg)
     if cfg.debug_level != running.debug_level:
         logsetup.set_debug_level(cfg.debug_level)
     later = [f for f in _RESTART_FIELDS if getattr(cfg, f) != getattr(running, f)]
     if later:
         log.warning("reload: %s changed; takes effect at the next start", ", ".join(later))
-    log.info("reloaded %s: %d changes, %d services", path, changes, len(admin.ipvs.services))
+    log.info("reloaded %s: %d changes", path, changes)
     return cfg
