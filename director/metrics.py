@@ -7,9 +7,11 @@ outgoing_packets,incoming_bytes,outgoing_bytes}_total`` and
 ``node_ipvs_backend_{connections_active,connections_inactive,weight}`` labelled
 ``local_address, local_port, remote_address, remote_port, proto, local_mark``. And
 lvsd's own ``lvsd_*`` families: per service and per destination counters, the
-connection table, drops by reason, scheduling decisions, the fast path in use, and
-the host figures an operator watches (load, memory, network, the state directory's
-disk use). The only module that imports prometheus_client. Served over HTTP on the
+connection table, drops by reason, scheduling decisions, the fast path in use, nanny's
+health state and probe results per real server, failover (role in keepalived's
+numbering, the peer, heartbeat loss and round trip, sync lag, configuration mismatch)
+when it runs, and the host figures an operator watches (load, memory, network, the
+state directory's disk use). The only module that imports prometheus_client. Served over HTTP on the
 configured ``metrics_address`` by ``serve``, in the event loop, so each scrape reads
 the live table without locks.
 """
@@ -38,6 +40,9 @@ from director.config import DirectorConfig, HostPort
 
 if TYPE_CHECKING:
     from director.director import DirectorStats
+    from director.nanny import NannyStats, TargetHealth
+    from director.pulse import PulseStats
+    from healthcheck.specs import ServiceKey
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +66,35 @@ MAX_REQUEST_HEAD = 16 * 1024
 STATE_DIR_MAX_FILES = 10_000
 
 
+HEALTH_STATES = ("up", "down", "unknown")
+_PROTO_NAMES = {6: "TCP", 17: "UDP"}
+
+
+class HealthReport(Protocol):
+    """What the collector reads from nanny."""
+
+    def statistics(self) -> NannyStats: ...
+
+    def health(self) -> tuple[TargetHealth, ...]: ...
+
+
+class FailoverReport(Protocol):
+    """What the collector reads from pulse."""
+
+    def statistics(self) -> PulseStats: ...
+
+
 class Observed(Protocol):
     """What the collector reads from a director (event-loop thread)."""
 
     cfg: DirectorConfig
     admin: Admin
+
+    @property
+    def nanny(self) -> HealthReport: ...
+
+    @property
+    def pulse(self) -> FailoverReport | None: ...
 
     def statistics(self) -> DirectorStats: ...
 
@@ -103,6 +132,8 @@ class DirectorCollector(Collector):
         yield from self._node_ipvs(services)
         yield from self._lvsd_services(services)
         yield from self._lvsd_director(d.statistics())
+        yield from health_families(d.nanny.statistics(), d.nanny.health())
+        yield from failover_families(None if d.pulse is None else d.pulse.statistics())
         yield from host_families(d.cfg.state_dir)
 
     @staticmethod
@@ -205,6 +236,193 @@ class DirectorCollector(Collector):
         echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
         echo.add_metric([], float(stats.echo_replies))
         yield echo
+
+
+def _key_labels(key: ServiceKey, addr: str, port: int) -> list[str]:
+    # As _backend_labels: a fwmark service has no address, proto FWM and a hex mark.
+    if key.fwmark:
+        return ["", "0", addr, str(port), "FWM", f"{key.fwmark:08X}"]
+    return [key.vaddr, str(key.vport), addr, str(port), _PROTO_NAMES.get(key.protocol, ""), ""]
+
+
+def health_families(stats: NannyStats, targets: Iterable[TargetHealth]) -> Iterator[Metric]:
+    """nanny: each real server's health and probe results, and the changes it applied."""
+    health = GaugeMetricFamily(
+        "lvsd_backend_health",
+        "The probes' verdict on a real server: 1 for its current state (up, down, unknown).",
+        labels=(*BACKEND_LABELS, "probe", "state"),
+    )
+    in_service = GaugeMetricFamily(
+        "lvsd_backend_in_service",
+        "1 while nanny keeps the real server in its service, 0 while it is out or quiesced.",
+        labels=BACKEND_LABELS,
+    )
+    transitions = CounterMetricFamily(
+        "lvsd_backend_health_transitions",
+        "Times nanny took the real server out or put it back.",
+        labels=BACKEND_LABELS,
+    )
+    probes = CounterMetricFamily(
+        "lvsd_backend_probes",
+        "Health probes of the real server, by result.",
+        labels=(*BACKEND_LABELS, "result"),
+    )
+    agent = CounterMetricFamily(
+        "lvsd_backend_agent_checks",
+        "Agent-check readings of the real server, by result.",
+        labels=(*BACKEND_LABELS, "result"),
+    )
+    load = CounterMetricFamily(
+        "lvsd_backend_load_readings",
+        "Load-average readings of the real server (load_monitor), by result.",
+        labels=(*BACKEND_LABELS, "result"),
+    )
+    for t in targets:
+        labels = _key_labels(t.key, t.addr, t.port)
+        for state in HEALTH_STATES:
+            value = 1.0 if t.state.health == state else 0.0
+            health.add_metric([*labels, t.probe, state], value)
+        in_service.add_metric(labels, 1.0 if t.state.in_service else 0.0)
+        transitions.add_metric(labels, float(t.state.transitions))
+        probes.add_metric([*labels, "passed"], float(t.stats.passed))
+        probes.add_metric([*labels, "failed"], float(t.stats.failed))
+        if t.stats.agent_replies or t.stats.agent_errors:
+            agent.add_metric([*labels, "reply"], float(t.stats.agent_replies))
+            agent.add_metric([*labels, "error"], float(t.stats.agent_errors))
+        if t.stats.load_readings or t.stats.load_errors:
+            load.add_metric([*labels, "reading"], float(t.stats.load_readings))
+            load.add_metric([*labels, "error"], float(t.stats.load_errors))
+    yield from (health, in_service, transitions, probes, agent, load)
+    watched = GaugeMetricFamily("lvsd_health_targets", "(service, real server) pairs probed.")
+    watched.add_metric([], float(stats.runner.targets))
+    yield watched
+    changes = CounterMetricFamily(
+        "lvsd_health_changes",
+        "Changes nanny applied to the table, by kind.",
+        labels=("change",),
+    )
+    for change, n in (
+        ("taken_out", stats.taken_out),
+        ("put_back", stats.put_back),
+        ("weight", stats.weight_changes),
+        ("sorry_added", stats.sorry_added),
+        ("sorry_removed", stats.sorry_removed),
+    ):
+        changes.add_metric([change], float(n))
+    yield changes
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, text)
+    fam.add_metric([], value)
+    return fam
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, text)
+    fam.add_metric([], value)
+    return fam
+
+
+def failover_families(stats: PulseStats | None) -> Iterator[Metric]:
+    """pulse: roles in keepalived's numbering (0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT), the
+    peer, heartbeats, sync. Only ``lvsd_failover_enabled`` (0) without failover."""
+    yield _gauge(
+        "lvsd_failover_enabled", "1 when this director runs failover.", float(stats is not None)
+    )
+    if stats is None:
+        return
+    p = stats.peer
+    role = GaugeMetricFamily(
+        "lvsd_failover_role",
+        "This director's role: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT (keepalived's numbering).",
+        labels=("node",),
+    )
+    role.add_metric(["primary" if p.primary else "backup"], float(p.role))
+    yield role
+    yield _gauge(
+        "lvsd_failover_peer_role",
+        "The peer's last announced role, 0 INIT while it is not heard (keepalived's numbering).",
+        float(p.peer_role),
+    )
+    yield _gauge(
+        "lvsd_failover_peer_alive", "1 while the peer's heartbeats arrive.", float(p.peer_alive)
+    )
+    yield _counter(
+        "lvsd_failover_transitions", "Role changes of this director.", float(p.transitions)
+    )
+    yield _counter(
+        "lvsd_failover_heartbeats_sent", "Heartbeats sent to the peer.", float(p.heartbeats_sent)
+    )
+    yield _counter(
+        "lvsd_failover_heartbeats_accepted",
+        "Authentic, fresh heartbeats from the peer.",
+        float(p.accepted),
+    )
+    yield _counter(
+        "lvsd_failover_heartbeats_lost",
+        "Heartbeats of the peer missing from its sequence numbers.",
+        float(p.lost),
+    )
+    rejected = CounterMetricFamily(
+        "lvsd_failover_heartbeats_rejected",
+        "Heartbeat packets refused, by reason.",
+        labels=("reason",),
+    )
+    for reason, n in sorted(p.rejected.items()):
+        rejected.add_metric([reason], float(n))
+    yield rejected
+    if p.rtt_ms is not None:
+        yield _gauge(
+            "lvsd_failover_heartbeat_rtt_seconds",
+            "Round trip of a heartbeat to the peer and its echo, recent mean.",
+            p.rtt_ms / 1000.0,
+        )
+    if stats.sync_lag_ms is not None:
+        yield _gauge(
+            "lvsd_failover_sync_lag_seconds",
+            "Age of the last connection sync message when it arrived (sender's clock to ours).",
+            stats.sync_lag_ms / 1000.0,
+        )
+    yield _gauge(
+        "lvsd_failover_config_mismatch",
+        "1 while the active director's configuration differs from this one's.",
+        float(p.config_mismatch),
+    )
+    yield _gauge(
+        "lvsd_failover_table_synced",
+        "1 once this standby holds the active director's connection table.",
+        float(p.table_synced),
+    )
+    yield _gauge(
+        "lvsd_failover_vips_claimed", "1 while this director holds the VIPs.", float(stats.claimed)
+    )
+    sync = CounterMetricFamily(
+        "lvsd_failover_sync_messages",
+        "Connection sync messages, by outcome.",
+        labels=("outcome",),
+    )
+    for outcome, n in (
+        ("sent", stats.sync_sent),
+        ("received", stats.sync_received),
+        ("applied", stats.sync_applied),
+        ("refused", stats.sync_refused),
+    ):
+        sync.add_metric([outcome], float(n))
+    yield sync
+    yield _gauge(
+        "lvsd_failover_shadow_connections",
+        "Connections a standby holds from sync, ready for a takeover.",
+        float(stats.shadow_conns),
+    )
+    configs = CounterMetricFamily(
+        "lvsd_failover_config_syncs",
+        "Configurations received from the active director, by outcome.",
+        labels=("outcome",),
+    )
+    configs.add_metric(["applied"], float(stats.config_applied))
+    configs.add_metric(["refused"], float(stats.config_refused))
+    yield configs
 
 
 def _read(path: str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -17,6 +19,11 @@ from director.config import DirectorConfig, HostPort
 from director.director import DirectorStats
 from director.estimator import RateEstimator
 from director.ipvs import IPVS
+from director.nanny import NannyStats, TargetHealth
+from director.pulse import PulseStats
+from failover.peer import PeerStats
+from healthcheck.runner import RunnerStats, TargetState
+from healthcheck.specs import ServiceKey
 
 NODE_LABELS = {
     "local_address",
@@ -28,12 +35,63 @@ NODE_LABELS = {
 }
 
 
+WEB = ServiceKey(6, "10.0.1.5", 80)
+
+
+def runner_stats(passed: int, failed: int, agent: int = 0) -> RunnerStats:
+    return RunnerStats(1, passed + failed, passed, failed, agent, 0, 0, 0, 0)
+
+
+@dataclass
+class FakeNanny:
+    """nanny's two reports: real2 down after failed HTTP probes, real1 up."""
+
+    def statistics(self) -> NannyStats:
+        return NannyStats(RunnerStats(2, 12, 9, 3, 4, 0, 0, 0, 1), 1, 0, 2, 0, 0)
+
+    def health(self) -> tuple[TargetHealth, ...]:
+        up = TargetState("TCP 10.0.1.5:80 -> 192.168.1.10:80", "http", "up", True, 2000, "", 0)
+        down = TargetState(
+            "TCP 10.0.1.5:80 -> 192.168.1.11:8080", "http", "down", False, 0, "refused", 1
+        )
+        return (
+            TargetHealth(WEB, "192.168.1.10", 80, "http", up, runner_stats(6, 0, agent=4)),
+            TargetHealth(WEB, "192.168.1.11", 8080, "http", down, runner_stats(3, 3)),
+        )
+
+
+@dataclass
+class FakePulse:
+    """pulse's report: a backup that hears its master, 2 heartbeats lost."""
+
+    rtt_ms: float | None = 1.5
+
+    def statistics(self) -> PulseStats:
+        peer = PeerStats(
+            role=1,
+            peer_role=2,
+            peer_alive=True,
+            primary=False,
+            transitions=1,
+            heartbeats_sent=40,
+            accepted=38,
+            lost=2,
+            rejected={"replay": 3, "bad_mac": 1},
+            rtt_ms=self.rtt_ms,
+            config_mismatch=True,
+            table_synced=True,
+        )
+        return PulseStats(peer, False, 0, 7, 6, 1, 250, 5, 0, 1)
+
+
 @dataclass
 class FakeDirector:
-    """The three things the collector reads, over a real service layer."""
+    """What the collector reads, over a real service layer."""
 
     cfg: DirectorConfig
     admin: Admin
+    nanny: FakeNanny = field(default_factory=FakeNanny)
+    pulse: FakePulse | None = None
 
     def statistics(self) -> DirectorStats:
         return DirectorStats("py", len(self.admin.ipvs.table), 4096, 3, 1, 0, 0, {"truncated": 2})
@@ -135,3 +193,117 @@ async def test_served_over_http(tmp_path: Path) -> None:
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert "node_ipvs_backend_weight" in families(body.decode())
+
+
+def by_labels(
+    samples: list[tuple[str, dict[str, str], float]], *keys: str
+) -> dict[tuple[str, ...], float]:
+    return {tuple(labels[k] for k in keys): value for _, labels, value in samples}
+
+
+def test_health_families_per_real(tmp_path: Path) -> None:
+    fams = families(generate_latest(metrics.registry_for(director(tmp_path))).decode())
+    health = fams["lvsd_backend_health"]
+    assert set(health[0][1]) == NODE_LABELS | {"probe", "state"}
+    assert by_labels(health, "remote_address", "remote_port", "state") == {
+        ("192.168.1.10", "80", "up"): 1.0,
+        ("192.168.1.10", "80", "down"): 0.0,
+        ("192.168.1.10", "80", "unknown"): 0.0,
+        ("192.168.1.11", "8080", "up"): 0.0,
+        ("192.168.1.11", "8080", "down"): 1.0,
+        ("192.168.1.11", "8080", "unknown"): 0.0,
+    }
+    assert {labels["probe"] for _, labels, _ in health} == {"http"}
+    assert by_labels(fams["lvsd_backend_in_service"], "remote_address") == {
+        ("192.168.1.10",): 1.0,
+        ("192.168.1.11",): 0.0,
+    }
+    probes = fams["lvsd_backend_probes"]
+    assert {name for name, _, _ in probes} == {"lvsd_backend_probes_total"}
+    assert by_labels(probes, "remote_address", "result") == {
+        ("192.168.1.10", "passed"): 6.0,
+        ("192.168.1.10", "failed"): 0.0,
+        ("192.168.1.11", "passed"): 3.0,
+        ("192.168.1.11", "failed"): 3.0,
+    }
+    assert by_labels(fams["lvsd_backend_agent_checks"], "remote_address", "result") == {
+        ("192.168.1.10", "reply"): 4.0,
+        ("192.168.1.10", "error"): 0.0,
+    }
+    assert by_labels(fams["lvsd_backend_health_transitions"], "remote_address") == {
+        ("192.168.1.10",): 0.0,
+        ("192.168.1.11",): 1.0,
+    }
+    assert fams["lvsd_health_targets"][0][2] == 2.0
+    assert by_labels(fams["lvsd_health_changes"], "change") == {
+        ("taken_out",): 1.0,
+        ("put_back",): 0.0,
+        ("weight",): 2.0,
+        ("sorry_added",): 0.0,
+        ("sorry_removed",): 0.0,
+    }
+    # The same labels as node_exporter's families for the same real server.
+    weights = {
+        labels["remote_address"]: labels for _, labels, _ in fams["node_ipvs_backend_weight"]
+    }
+    for _, labels, _ in fams["lvsd_backend_in_service"]:
+        assert labels == weights[labels["remote_address"]]
+
+
+def test_failover_families_only_with_failover(tmp_path: Path) -> None:
+    d = director(tmp_path)
+    fams = families(generate_latest(metrics.registry_for(d)).decode())
+    assert [name for name in fams if name.startswith("lvsd_failover_")] == ["lvsd_failover_enabled"]
+    assert fams["lvsd_failover_enabled"][0][2] == 0.0
+    d.pulse = FakePulse()
+    fams = families(generate_latest(metrics.registry_for(d)).decode())
+    value = {name: samples[0][2] for name, samples in fams.items() if len(samples) == 1}
+    assert fams["lvsd_failover_role"] == [("lvsd_failover_role", {"node": "backup"}, 1.0)]
+    assert value["lvsd_failover_enabled"] == 1.0
+    assert value["lvsd_failover_peer_role"] == 2.0
+    assert value["lvsd_failover_peer_alive"] == 1.0
+    assert value["lvsd_failover_heartbeats_lost"] == 2.0
+    assert value["lvsd_failover_heartbeats_accepted"] == 38.0
+    assert fams["lvsd_failover_heartbeats_lost"][0][0] == "lvsd_failover_heartbeats_lost_total"
+    assert value["lvsd_failover_heartbeat_rtt_seconds"] == 0.0015
+    assert value["lvsd_failover_sync_lag_seconds"] == 0.25
+    assert value["lvsd_failover_config_mismatch"] == 1.0
+    assert value["lvsd_failover_table_synced"] == 1.0
+    assert value["lvsd_failover_vips_claimed"] == 0.0
+    assert by_labels(fams["lvsd_failover_heartbeats_rejected"], "reason") == {
+        ("bad_mac",): 1.0,
+        ("replay",): 3.0,
+    }
+    assert by_labels(fams["lvsd_failover_sync_messages"], "outcome") == {
+        ("sent",): 0.0,
+        ("received",): 7.0,
+        ("applied",): 6.0,
+        ("refused",): 1.0,
+    }
+    d.pulse = FakePulse(rtt_ms=None)
+    fams = families(generate_latest(metrics.registry_for(d)).decode())
+    assert "lvsd_failover_heartbeat_rtt_seconds" not in fams
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "lvsd-dashboard.json"
+
+
+def test_dashboard_queries_only_exported_samples(tmp_path: Path) -> None:
+    d = director(tmp_path)
+    d.pulse = FakePulse()
+    exported = {
+        name
+        for samples in families(generate_latest(metrics.registry_for(d)).decode()).values()
+        for name, _, _ in samples
+    }
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    queried = {
+        name
+        for p in panels
+        for t in p["targets"]
+        for name in re.findall(r"\b(?:node_ipvs|lvsd|process)_[a-z_]+", t["expr"])
+    }
+    assert queried - exported == set()
+    for family in ("lvsd_backend_health", "lvsd_failover_role", "lvsd_failover_sync_lag_seconds"):
+        assert family in queried
