@@ -259,10 +259,13 @@ class Pulse:
 
     async def _role_changed(self, change: RoleChanged) -> None:
         if change.new is Role.MASTER:
+            # Announce at once, while the claim's netlink work runs: the VIP routes and
+            # reply steering are in place since setup, so traffic that follows the
+            # gratuitous ARPs is served; the proxy entries only answer later requests.
+            self._spawn(self._announce())
             await asyncio.to_thread(self.plumbing.claim)
             self.streamer.reset()
             self._shadow.clear()
-            self._spawn(self._announce())
             self._spawn(self._command(self.cfg.active_cmd, "active_cmd"))
         elif change.old is Role.MASTER or self.plumbing.claimed:
             await asyncio.to_thread(self.plumbing.release)
