@@ -5,12 +5,15 @@
                                                                 |
                                     br-priv -- real1 .10, real2 .11, real3 .12
 
-The director starts on the thesis's lvs.cf without real3. lvsadm (run from the
-host: the control socket is a file) changes the table and its listings are checked
-against ipvsadm's layout; -S, -C, -R gives back the same listing. A reload under
-continuous load adds real3, removes real2 and changes real1's weight with no failed
-request; a broken file changes nothing. Metrics are scraped inside the director's
-namespace and parsed with prometheus_client.
+The director starts on the thesis's lvs.cf without real3 (the reals serve HTTP and
+FTP, the thesis's ports 80 and 21). lvsadm (run from the host: the control socket is a
+file) changes the table and its listings are checked against ipvsadm's layout; -S,
+-C, -R gives back the same listing. A reload under continuous load adds real3, removes
+real2 and changes real1's weight with no failed request; reloads change which reals
+nanny probes; lvsadm shows nanny's weight ramp; a broken file changes nothing. Metrics
+are scraped inside the director's namespace and parsed with prometheus_client. A
+second lab checks the sd_notify messages of a whole run: READY=1, RELOADING=1 then
+READY=1, STOPPING=1.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,11 +37,13 @@ from director.demo import THESIS_CF, LabDirector
 from director.lab import Lab, LabSpec
 from tests.conftest import require_root
 from tests.netns.conftest import unique_lab_name
+from tests.netns.test_nanny import start_http, stop_http
 
 pytestmark = pytest.mark.netns
 
 VIP = "10.0.1.5"
 NOTIFY_TIMEOUT_S = 30.0
+POLL_S = 0.1
 
 
 def thesis() -> str:
@@ -51,10 +57,43 @@ def without_real3(text: str) -> str:
     return text[:start] + text[end:]
 
 
+def settled() -> str:
+    """What the reload under load leaves running: real2 gone, real1 at weight 500."""
+    text = thesis()
+    start = text.index("    server real2")
+    text = text[:start] + text[text.index("}", start) + 2 :]
+    return text.replace("weight = 2000", "weight = 500")
+
+
+def notices(director: LabDirector, sig: signal.Signals, last: bytes) -> list[bytes]:
+    """Send ``sig`` to the daemon; its sd_notify datagrams up to one holding ``last``."""
+    path = director.dir / "notify"
+    path.unlink(missing_ok=True)
+    messages: list[bytes] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(NOTIFY_TIMEOUT_S)
+        assert director.proc is not None
+        director.proc.send_signal(sig)
+        while not messages or last not in messages[-1].split(b"\n"):
+            messages.append(sock.recv(4096))
+    return messages
+
+
+def wait_for(what: str, cond: Callable[[], bool], within: float) -> None:
+    """A bounded poll of the daemon (status, listings) until ``cond()`` holds."""
+    deadline = time.monotonic() + within
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within}s: {what}")
+        time.sleep(POLL_S)
+
+
 class Ops:
     def __init__(self, lab: Lab, director: LabDirector) -> None:
         self.lab = lab
         self.director = director
+        self.servers: list[subprocess.Popen[bytes]] = []
 
     def lvsadm(
         self, *args: str, stdin: str = "", ok: bool = True
@@ -80,17 +119,31 @@ class Ops:
 
     def reload(self) -> list[bytes]:
         """SIGHUP the daemon; the sd_notify messages up to READY=1."""
-        path = self.director.dir / "notify"
-        path.unlink(missing_ok=True)
-        messages: list[bytes] = []
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.bind(str(path))
-            sock.settimeout(NOTIFY_TIMEOUT_S)
-            assert self.director.proc is not None
-            self.director.proc.send_signal(signal.SIGHUP)
-            while not messages or b"READY=1" not in messages[-1].split(b"\n"):
-                messages.append(sock.recv(4096))
-        return messages
+        return notices(self.director, signal.SIGHUP, b"READY=1")
+
+    def reload_with(self, text: str) -> None:
+        self.director.config_path.write_text(text)
+        messages = self.reload()
+        assert messages[0] == b"RELOADING=1", self.director.log()[-2000:]
+
+    def probed(self) -> dict[str, str]:
+        """nanny's targets, "vport real:port" -> health, from the status snapshot."""
+        out = {}
+        for h in self.director.status()["health"]:
+            service, _, real = str(h["target"]).partition(" -> ")
+            out[f"{service.rsplit(':', 1)[1]} {real}"] = str(h["health"])
+        return out
+
+    def listed_weight(self, real: str) -> int | None:
+        """The weight ``lvsadm -Ln`` shows for ``real`` in TCP VIP:80 (None: not listed)."""
+        lines = self.lvsadm("-L", "-n").stdout.splitlines()
+        start = lines.index(f"TCP  {VIP}:80 wlc")
+        for line in lines[start + 1 :]:
+            if not line.startswith("  ->"):
+                break
+            if line.split()[1] == real:
+                return int(line.split()[3])
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +151,16 @@ def ops() -> Iterator[Ops]:
     require_root()
     lab = Lab(LabSpec(), unique_lab_name())
     try:
-        lab.up(reals=3)
+        lab.up(reals=3, ftp=True)
         cfg = parse_config(without_real3(thesis()), "thesis-lvs.cf")
         director = LabDirector(lab, cfg).start()
+        ops = Ops(lab, director)
         try:
-            yield Ops(lab, director)
+            yield ops
         finally:
+            for server in ops.servers:
+                server.kill()
+                server.wait()
             assert director.stop() == 0, director.log()
     finally:
         lab.down()
@@ -186,11 +243,7 @@ def test_reload_under_load_fails_no_request(ops: Ops) -> None:
             http = next(s for s in status["services"] if s["addr"] == f"{VIP}:80")
             if http["conns"] >= 50 or load.poll() is not None:
                 break
-        text = thesis()
-        start = text.index("    server real2")
-        text = text[:start] + text[text.index("}", start) + 2 :]
-        text = text.replace("weight = 2000", "weight = 500")
-        ops.director.config_path.write_text(text)
+        ops.director.config_path.write_text(settled())
         messages = ops.reload()
         out, _ = load.communicate(timeout=180)
     finally:
@@ -206,6 +259,56 @@ def test_reload_under_load_fails_no_request(ops: Ops) -> None:
     assert "192.168.1.11:80" not in listing
     assert "  -> 192.168.1.10:80              Masq    500    " in listing
     assert "  -> 192.168.1.12:80              Masq    1000   " in listing
+
+
+def test_reloads_change_which_reals_nanny_probes(ops: Ops) -> None:
+    real2, real3 = "192.168.1.11", "192.168.1.12"
+    ops.reload_with(without_real3(thesis()).replace("weight = 2000", "weight = 500"))
+    assert not any(real3 in target for target in ops.probed())
+    wait_for(
+        "real2 probed and up on 80 and 21",
+        lambda: all(ops.probed().get(f"{p} {real2}:{p}") == "up" for p in (80, 21)),
+        30,
+    )
+    assert ops.listed_weight(f"{real2}:80") == 1000
+    assert ops.listed_weight(f"{real3}:80") is None
+    ops.reload_with(settled())
+    assert not any(real2 in target for target in ops.probed())
+    wait_for(
+        "real3 probed and up on 80 and 21",
+        lambda: all(ops.probed().get(f"{p} {real3}:{p}") == "up" for p in (80, 21)),
+        30,
+    )
+    assert ops.listed_weight(f"{real2}:80") is None
+
+
+def test_lvsadm_lists_nannys_weight_ramp(ops: Ops) -> None:
+    # Short probe times, applied by a reload to the running nanny.
+    quick = settled().replace(
+        "    timeout = 10\n    reentry = 180\n",
+        "    timeout = 2\n    probe_interval = 1\n    reentry = 2\n",
+    )
+    assert quick != settled()
+    ops.reload_with(quick)
+    real3 = "192.168.1.12:80"
+    stop_http(ops.lab, "real3")
+    wait_for("real3 out of TCP VIP:80", lambda: ops.listed_weight(real3) is None, 15)
+    ops.servers.append(start_http(ops.lab, "real3"))
+    seen: list[int] = []
+
+    def ramped() -> bool:
+        weight = ops.listed_weight(real3)
+        if weight is not None and (not seen or seen[-1] != weight):
+            seen.append(weight)
+        return weight == 1000
+
+    wait_for("real3 back at weight 1000", ramped, 30)
+    # 1000 >> 5, doubled at each passed probe, capped at the configured weight.
+    ramp = [31, 62, 124, 248, 496, 992, 1000]
+    assert seen[0] == 31, seen
+    assert set(seen) <= set(ramp), seen
+    assert len(seen) >= 3, seen
+    assert seen == sorted(seen)
 
 
 def test_broken_reload_changes_nothing(ops: Ops) -> None:
@@ -267,3 +370,28 @@ def test_lvsd_save_writes_the_running_state(ops: Ops, tmp_path: Path) -> None:
     (v,) = [v for v in saved.virtuals if v.active]
     assert {(s.name, s.weight) for s in v.servers} == {("real1", 500), ("real3", 1000)}
     assert control.request(ops.director.socket_path, "timeouts") == [900, 120, 300]
+
+
+def test_sd_notify_ready_reloading_stopping(tmp_path: Path) -> None:
+    require_root()
+    lab = Lab(LabSpec(), unique_lab_name())
+    try:
+        lab.up(reals=1)
+        cfg = parse_config(thesis().replace("port = 80,21", "port = 80"), "thesis-lvs.cf")
+        director = LabDirector(lab, cfg)
+        try:
+            director.start()  # returns at the daemon's READY=1 on our NOTIFY_SOCKET
+            assert director.status()["services"]
+            director.config_path.write_text(director.config_path.read_text())
+            reload = notices(director, signal.SIGHUP, b"READY=1")
+            assert reload[0] == b"RELOADING=1"
+            assert reload[-1].split(b"\n")[0] == b"READY=1"
+            assert reload[-1].split(b"\n")[1].startswith(b"STATUS=")
+            stop = notices(director, signal.SIGTERM, b"STOPPING=1")
+            assert stop == [b"STOPPING=1"]
+            assert director.proc is not None
+            assert director.proc.wait(30) == 0, director.log()
+        finally:
+            director.stop()
+    finally:
+        lab.down()
