@@ -7,7 +7,10 @@
 Both directors run ``lvsd run`` on the same lvs.cf (the thesis's, with a shared key and
 heartbeats on both networks). The active one answers ARP for the VIP 10.0.1.5 and owns
 nat_router 192.168.1.254; the standby holds a shadow connection table. Interruptions are
-measured and printed (``-s`` shows them), never asserted: the tests assert correctness.
+measured and printed (``-s`` shows them), never asserted: the tests assert correctness,
+bar the issue's bound on the VIP's silence (deadtime + 0.5 s). Client sockets time out
+after 60 s: with the default deadtime (18 s) a TCP connection waits for its next
+retransmission, about 25.6 s after the loss.
 Streams are 20 s rather than the issue's 60 s: every behaviour under test (takeover,
 sync, ARP) happens within the first few seconds, and the lab suite must stay short.
 """
@@ -41,7 +44,7 @@ import json, socket, time, hashlib, sys
 from director.labserver import expected_digest
 rate, duration = 2_000_000, {duration}
 n = rate * duration
-s = socket.create_connection(("{vip}", 80), timeout=30)
+s = socket.create_connection(("{vip}", 80), timeout=60)
 s.sendall(b"GET /bytes/%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % n)
 buf = b""
 while b"\\r\\n\\r\\n" not in buf:
@@ -68,7 +71,7 @@ print(json.dumps({{"ok": error is None and h.hexdigest() == expected_digest(n),
 KEEPALIVE_HTTP = """
 import json, socket, time, http.client
 duration = {duration}
-conn = http.client.HTTPConnection("{vip}", 80, timeout=30)
+conn = http.client.HTTPConnection("{vip}", 80, timeout=60)
 ok = failed = reconnects = 0; gap = 0.0; errors = []
 end = time.monotonic() + duration; last = time.monotonic()
 while time.monotonic() < end:
@@ -79,9 +82,46 @@ while time.monotonic() < end:
         now = time.monotonic(); gap = max(gap, now - last); last = now
     except (OSError, http.client.HTTPException) as e:
         failed += 1; errors.append(repr(e)); reconnects += 1
-        conn.close(); conn = http.client.HTTPConnection("{vip}", 80, timeout=30)
+        conn.close(); conn = http.client.HTTPConnection("{vip}", 80, timeout=60)
     time.sleep(0.01)
 print(json.dumps({{"ok": ok, "failed": failed, "errors": errors[:5], "max_gap_s": gap}}))
+"""
+
+
+PING = """
+import json, os, socket, struct, time
+vip, duration, interval = "{vip}", {duration}, 0.02
+
+def checksum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF); s += s >> 16
+    return ~s & 0xFFFF
+
+ident = os.getpid() & 0xFFFF
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+replies = 0; gap = 0.0; last = None; seq = 0
+end = time.monotonic() + duration
+while time.monotonic() < end:
+    seq = (seq + 1) & 0xFFFF
+    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"lvsd-failover..."
+    try:
+        sock.sendto(head[:2] + struct.pack("!H", checksum(head)) + head[4:], (vip, 0))
+    except OSError:
+        pass  # no ARP answer for the VIP yet
+    deadline = time.monotonic() + interval
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(2048)
+        except OSError:
+            break
+        icmp = data[(data[0] & 0xF) * 4:]
+        if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+            now = time.monotonic()
+            if last is not None:
+                gap = max(gap, now - last)
+            last = now; replies += 1
+print(json.dumps({{"replies": replies, "max_gap_s": gap}}))
 """
 
 
@@ -110,11 +150,11 @@ class Pair:
         assert isinstance(fo, dict)
         return fo
 
-    def wait(self, what: str, cond: Callable[[], bool]) -> float:
-        """Poll ``cond`` (bounded); returns the seconds it took."""
+    def wait(self, what: str, cond: Callable[[], bool], within: float = WAIT_S) -> float:
+        """Poll ``cond`` for at most ``within`` seconds; returns the seconds it took."""
         start = time.monotonic()
         while not cond():
-            if time.monotonic() - start > WAIT_S:
+            if time.monotonic() - start > within:
                 raise AssertionError(
                     f"timed out waiting for {what}\nprimary:\n{self.primary.log()[-3000:]}"
                     f"\nbackup:\n{self.backup.log()[-3000:]}"
@@ -253,3 +293,47 @@ def test_primary_returns_and_preempts_without_breaking_connections(pair: Pair) -
     print(f"\npreemption {took:.2f} s after the primary's start; stream gap {s['max_gap_s']:.2f} s")
     assert s["ok"], s
     assert pair.client_arp() == pair.mac("director")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "pair",
+    [(0.2, 1), (6, 18)],
+    indirect=True,
+    ids=["keepalive0.2-deadtime1", "defaults-keepalive6-deadtime18"],
+)
+def test_interruption_after_kill_measured(pair: Pair) -> None:
+    """kill -9 of the active director: how long the VIP, a stream and keep-alive HTTP pause.
+
+    The VIP's interruption (the longest silence of a 20 ms ping, which the director
+    answers itself) is lvsd's: the deadtime, then the takeover and its gratuitous ARPs.
+    It is the one time asserted, against the issue's bound deadtime + 0.5 s. A TCP
+    connection resumes later, at its endpoints' next retransmission: Linux sends a tail
+    loss probe and then retransmits with a doubling timeout (about 0.2, 0.4, 0.8, 1.6,
+    3.2 ... s after the loss), so a pause ends on the first of those after the takeover.
+    Those pauses are printed (``-s``), not asserted.
+    """
+    deadtime = pair.primary.cfg.deadtime
+    duration = int(2 * deadtime + 14)  # the stream outlives the TCP pause
+    ping = pair.client_bg(PING.format(vip=VIP, duration=duration))
+    stream = pair.client_bg(STREAM.format(vip=VIP, duration=duration))
+    http = pair.client_bg(KEEPALIVE_HTTP.format(vip=VIP, duration=duration))
+    pair.wait("the standby to hold both connections", lambda: pair.shadow(pair.backup) >= 2)
+    assert pair.primary.proc is not None
+    pair.primary.proc.kill()
+    pair.primary.proc.wait()
+    pair.wait(
+        "the backup to take over",
+        lambda: pair.role(pair.backup) == "MASTER",
+        within=deadtime + WAIT_S,
+    )
+    p, s, h = _result(ping), _result(stream), _result(http)
+    print(
+        f"\nkill -9, keepalive {pair.primary.cfg.keepalive:g} s, deadtime {deadtime:g} s: "
+        f"VIP silent {p['max_gap_s']:.2f} s; stream paused {s['max_gap_s']:.2f} s; "
+        f"keep-alive HTTP paused {h['max_gap_s']:.2f} s ({h['ok']} requests)"
+    )
+    assert s["ok"], s
+    assert h["failed"] == 0, h
+    assert float(str(p["max_gap_s"])) <= deadtime + 0.5, p
+    assert pair.client_arp() == pair.mac("backup")
