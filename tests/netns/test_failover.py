@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from director.config import parse_config
-from director.demo import THESIS_CF, LabDirector
+from director.demo import THESIS_CF, LabDirector, run_load
 from director.lab import Lab
 from failover import packet
 from tests.netns.conftest import LabFactory
@@ -337,3 +337,88 @@ def test_interruption_after_kill_measured(pair: Pair) -> None:
     assert h["failed"] == 0, h
     assert float(str(p["max_gap_s"])) <= deadtime + 0.5, p
     assert pair.client_arp() == pair.mac("backup")
+
+
+def _http_service(d: LabDirector) -> dict[str, object]:
+    [svc] = [s for s in d.status()["services"] if s["addr"] == f"{VIP}:80"]
+    assert isinstance(svc, dict)
+    return svc
+
+
+def _reals(svc: dict[str, object]) -> set[str]:
+    dests = svc["dests"]
+    assert isinstance(dests, list)
+    return {str(d["addr"]).split(":")[0] for d in dests}
+
+
+def _start_pair(lab: Lab, primary_text: str, backup_text: str) -> Pair:
+    p = Pair(lab, primary_text)
+    p.backup = LabDirector(lab, parse_config(backup_text, "backup-lab.cf"), node="backup")
+    p.primary.start()
+    p.backup.start()
+    return p
+
+
+def test_standby_serves_with_the_active_directors_configuration(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """Configuration sync: a standby started on another lvs.cf (rr, real3 inactive) takes
+    the active's (wlc, real3 in); the mismatch is logged and counted, and after a takeover
+    the former standby serves the active's services."""
+    lab = lab_factory(reals=3, backup=True)
+    text = cluster_config(tmp_path, 0.2, 1)
+    other = text.replace("scheduler = wlc", "scheduler = rr").replace(
+        "address = 192.168.1.12\n        active = 1", "address = 192.168.1.12\n        active = 0"
+    )
+    assert other.count("active = 0") == 1
+    p = _start_pair(lab, text, other)
+    try:
+        assert _http_service(p.backup)["scheduler"] == "rr"
+        p.wait(
+            "the standby to apply the active's configuration",
+            lambda: int(str(p.failover(p.backup)["config_applied"])) >= 1,
+        )
+        svc = _http_service(p.backup)
+        assert svc["scheduler"] == "wlc"
+        assert "192.168.1.12" in _reals(svc)
+        fo = p.failover(p.backup)
+        assert fo["config_refused"] == 0
+        assert fo["config_mismatch"] is False
+        log = p.backup.log()
+        assert "configuration differs from the active director's" in log
+        assert "applied the active director's configuration" in log
+        assert p.primary.proc is not None
+        p.primary.proc.kill()
+        p.primary.proc.wait()
+        p.wait("the backup to take over", lambda: p.role(p.backup) == "MASTER")
+        p.wait("real3 in", lambda: "192.168.1.12" in _reals(_http_service(p.backup)))
+        load = run_load(lab, f"http://{VIP}/", 60)
+        assert load["failed"] == 0, load
+        assert "real3" in load["by_real"]
+    finally:
+        p.backup.stop()
+        p.primary.stop()
+
+
+def test_standby_refuses_a_configuration_that_moves_the_vip(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """A standby whose VIP differs cannot take the active's lvs.cf: it keeps its own, and
+    the mismatch stays visible in its status and log."""
+    lab = lab_factory(reals=3, backup=True)
+    text = cluster_config(tmp_path, 0.2, 1)
+    p = _start_pair(lab, text, text.replace("address = 10.0.1.5", "address = 10.0.1.6"))
+    try:
+        p.wait(
+            "the standby to refuse the active's configuration",
+            lambda: int(str(p.failover(p.backup)["config_refused"])) >= 1,
+        )
+        fo = p.failover(p.backup)
+        assert fo["config_mismatch"] is True
+        assert fo["config_applied"] == 0
+        assert "cannot apply the active director's configuration" in p.backup.log()
+        assert p.role(p.primary) == "MASTER"
+        assert p.role(p.backup) == "BACKUP"
+    finally:
+        p.backup.stop()
+        p.primary.stop()
