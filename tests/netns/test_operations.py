@@ -341,6 +341,19 @@ def test_metrics_scraped_in_the_director_namespace(ops: Ops) -> None:
     }
     assert fams["node_ipvs_connections"].samples[0].value > 0
     assert fams["lvsd_fastpath_info"].samples[0].labels["implementation"] in ("c", "py")
+    health = {
+        (s.labels["local_port"], s.labels["remote_address"], s.labels["state"]): s.value
+        for s in fams["lvsd_backend_health"].samples
+    }
+    assert health[("80", "192.168.1.10", "up")] == 1.0
+    assert ("80", "192.168.1.11", "up") not in health  # removed by the reload
+    probes = {
+        (s.labels["remote_address"], s.labels["result"]): s.value
+        for s in fams["lvsd_backend_probes"].samples
+        if s.labels["local_port"] == "80"
+    }
+    assert probes[("192.168.1.10", "passed")] >= 1.0
+    assert fams["lvsd_failover_enabled"].samples[0].value == 0.0  # heartbeat = 0
 
 
 def test_lvsd_save_writes_the_running_state(ops: Ops, tmp_path: Path) -> None:
