@@ -17,6 +17,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from director.icmp import checksum
+
 _MF = 0x2000
 _OFFSET_MASK = 0x1FFF
 MAX_DATAGRAM = 65535
@@ -37,15 +39,6 @@ class ReassemblyStats:
     completed: int
     timed_out: int
     refused: int
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 class Reassembler:
@@ -117,7 +110,7 @@ class Reassembler:
         hdr = bytearray(part.header)
         struct.pack_into("!HHH", hdr, 2, len(hdr) + len(body), ident, 0)
         hdr[10:12] = b"\0\0"
-        struct.pack_into("!H", hdr, 10, _checksum(bytes(hdr)))
+        struct.pack_into("!H", hdr, 10, checksum(hdr))
         return bytes(hdr) + body
 
     def _expire(self, now: int) -> None:
