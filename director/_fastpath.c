@@ -18,6 +18,7 @@ static const char *const verdict_names[V_COUNT] = {
     "FORWARD",         "NEW",          "LOCAL",           "FRAGMENT",
     "DROP_TRUNCATED",  "DROP_BAD_HEADER", "DROP_IP_OPTIONS", "DROP_UNKNOWN_PROTO",
     "DROP_NO_CONN",    "DROP_TABLE_FULL", "DROP_BAD_ICMP",   "DROP_TX",
+    "DROP_DEST_UNAVAILABLE",
 };
 static const char *const state_names[S_COUNT] = {
     "NONE",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT",
@@ -205,6 +206,18 @@ static PyObject *ConnTable_set_dest(ConnTableObject *self, PyObject *args) {
     d[DEST_SVC] = svc;
     d[DEST_ADDR] = addr;
     d[DEST_PORT] = port;
+    d[DEST_AVAILABLE] = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ConnTable_set_dest_available(ConnTableObject *self, PyObject *args) {
+    long long dest;
+    int available;
+    if (!PyArg_ParseTuple(args, "Lp:set_dest_available", &dest, &available))
+        return NULL;
+    if (check_range("dest", dest, 0, self->t.max_dests - 1) < 0)
+        return NULL;
+    self->t.dests[dest * DEST_FIELDS + DEST_AVAILABLE] = available ? 1 : 0;
     Py_RETURN_NONE;
 }
 
@@ -515,6 +528,8 @@ static PyMethodDef ConnTable_methods[] = {
     {"dest_buffer", (PyCFunction)ConnTable_dest_buffer, METH_NOARGS, DOC_dest_buffer},
     {"svc_buffer", (PyCFunction)ConnTable_svc_buffer, METH_NOARGS, DOC_svc_buffer},
     {"set_dest", (PyCFunction)ConnTable_set_dest, METH_VARARGS, DOC_set_dest},
+    {"set_dest_available", (PyCFunction)ConnTable_set_dest_available, METH_VARARGS,
+     DOC_set_dest_available},
     {"clear_dest", (PyCFunction)ConnTable_clear_dest, METH_O, DOC_clear_dest},
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_VARARGS | METH_KEYWORDS,
@@ -610,6 +625,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         {"DEST_SVC", DEST_SVC},
         {"DEST_ADDR", DEST_ADDR},
         {"DEST_PORT", DEST_PORT},
+        {"DEST_AVAILABLE", DEST_AVAILABLE},
         {"DEST_FIELDS", DEST_FIELDS},
         {"SVC_CONNS", SVC_CONNS},
         {"SVC_INPKTS", SVC_INPKTS},

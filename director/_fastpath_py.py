@@ -47,6 +47,7 @@ __all__ = [
     "CONN_F_TEMPLATE",
     "DEST_ACTIVE",
     "DEST_ADDR",
+    "DEST_AVAILABLE",
     "DEST_CONNS",
     "DEST_FIELDS",
     "DEST_INACTIVE",
@@ -62,6 +63,7 @@ __all__ = [
     "DEST_U_THRESHOLD",
     "DROP_BAD_HEADER",
     "DROP_BAD_ICMP",
+    "DROP_DEST_UNAVAILABLE",
     "DROP_IP_OPTIONS",
     "DROP_NO_CONN",
     "DROP_TABLE_FULL",
@@ -111,6 +113,7 @@ DROP_NO_CONN = 8
 DROP_TABLE_FULL = 9
 DROP_BAD_ICMP = 10
 DROP_TX = 11
+DROP_DEST_UNAVAILABLE = 12
 
 VERDICT_NAMES: dict[int, str] = {
     FORWARD: "FORWARD",
@@ -125,6 +128,7 @@ VERDICT_NAMES: dict[int, str] = {
     DROP_TABLE_FULL: "DROP_TABLE_FULL",
     DROP_BAD_ICMP: "DROP_BAD_ICMP",
     DROP_TX: "DROP_TX",
+    DROP_DEST_UNAVAILABLE: "DROP_DEST_UNAVAILABLE",
 }
 
 NONE = 0
@@ -176,7 +180,8 @@ DEST_OUTBYTES = 10
 DEST_SVC = 11
 DEST_ADDR = 12
 DEST_PORT = 13
-DEST_FIELDS = 14
+DEST_AVAILABLE = 14
+DEST_FIELDS = 15
 
 SVC_CONNS = 0
 SVC_INPKTS = 1
@@ -378,10 +383,11 @@ class ConnTable:
     def set_dest(
         self, dest: int, svc: int, addr: int, port: int, u_threshold: int, l_threshold: int
     ) -> None:
-        """Write a dest slot's identity and thresholds (ip_vs_ctl.c edit rule for OVERLOAD).
+        """Write a dest slot's identity and thresholds (ip_vs_ctl.c add/edit update).
 
-        OVERLOAD is cleared when the new u_threshold is 0 or larger than the old one.
-        Refuses l_threshold > u_threshold, as the kernel does even when u_threshold is 0.
+        Marks the slot AVAILABLE, as every add or edit does. OVERLOAD is cleared when the
+        new u_threshold is 0 or larger than the old one. Refuses l_threshold > u_threshold,
+        as the kernel does even when u_threshold is 0.
         """
         _check_range("dest", dest, 0, self._max_dests - 1)
         _check_range("svc", svc, 0, self._max_svcs - 1)
@@ -398,6 +404,16 @@ class ConnTable:
         d[b + DEST_SVC] = svc
         d[b + DEST_ADDR] = addr
         d[b + DEST_PORT] = port
+        d[b + DEST_AVAILABLE] = 1
+
+    def set_dest_available(self, dest: int, available: bool) -> None:
+        """Set or clear a dest slot's AVAILABLE flag (IP_VS_DEST_F_AVAILABLE), nothing else.
+
+        Clear it when the destination is deleted (``ipvsadm -d``): client-to-server packets
+        of its connections then get DROP_DEST_UNAVAILABLE until it is set again (revival).
+        """
+        _check_range("dest", dest, 0, self._max_dests - 1)
+        self._dests[dest * DEST_FIELDS + DEST_AVAILABLE] = 1 if available else 0
 
     def clear_dest(self, dest: int) -> None:
         """Zero a dest slot; refuses a slot that connections or templates still reference."""
@@ -765,6 +781,9 @@ class ConnTable:
         RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL
         (non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),
         FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.
+        A client-to-server packet (or client-side ICMP error) of a connection whose dest
+        is not AVAILABLE is DROP_DEST_UNAVAILABLE: not rewritten, no state change, no
+        timer re-arm (ip_vs_in, expire_nodest_conn=0). Replies are not checked.
         """
         return self._process(buf, 0, now, False)
 
@@ -837,6 +856,8 @@ class ConnTable:
             ):
                 self._release(h, c)
                 return NEW
+            if not self._dests[c.dest * DEST_FIELDS + DEST_AVAILABLE]:
+                return self._drop(DROP_DEST_UNAVAILABLE)
             inbound = True
             old_addr = c.vaddr
             new_addr = c.daddr
@@ -906,6 +927,8 @@ class ConnTable:
             inbound = True
             c = self._conns[lst[-1]]
             assert c is not None
+            if not self._dests[c.dest * DEST_FIELDS + DEST_AVAILABLE]:
+                return self._drop(DROP_DEST_UNAVAILABLE)
             outer_at, eaddr_at, eport_at = off + 16, e + 12, el4
             new_addr, new_port = c.daddr, c.dport
         else:

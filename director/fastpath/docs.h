@@ -13,10 +13,17 @@
     "Read-only int64 view of max_svcs * SVC_FIELDS counters, SVC_* offsets per slot."
 
 #define DOC_set_dest \
-    "Write a dest slot's identity and thresholds (ip_vs_ctl.c edit rule for OVERLOAD).\n" \
+    "Write a dest slot's identity and thresholds (ip_vs_ctl.c add/edit update).\n" \
     "\n" \
-    "OVERLOAD is cleared when the new u_threshold is 0 or larger than the old one.\n" \
-    "Refuses l_threshold > u_threshold, as the kernel does even when u_threshold is 0."
+    "Marks the slot AVAILABLE, as every add or edit does. OVERLOAD is cleared when the\n" \
+    "new u_threshold is 0 or larger than the old one. Refuses l_threshold > u_threshold,\n" \
+    "as the kernel does even when u_threshold is 0."
+
+#define DOC_set_dest_available \
+    "Set or clear a dest slot's AVAILABLE flag (IP_VS_DEST_F_AVAILABLE), nothing else.\n" \
+    "\n" \
+    "Clear it when the destination is deleted (``ipvsadm -d``): client-to-server packets\n" \
+    "of its connections then get DROP_DEST_UNAVAILABLE until it is set again (revival)."
 
 #define DOC_clear_dest \
     "Zero a dest slot; refuses a slot that connections or templates still reference."
@@ -79,7 +86,10 @@
     "Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without\n" \
     "RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL\n" \
     "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
-    "FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted."
+    "FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.\n" \
+    "A client-to-server packet (or client-side ICMP error) of a connection whose dest\n" \
+    "is not AVAILABLE is DROP_DEST_UNAVAILABLE: not rewritten, no state change, no\n" \
+    "timer re-arm (ip_vs_in, expire_nodest_conn=0). Replies are not checked."
 
 #define DOC_process_vnet \
     "`process` for a packet behind a virtio_net_hdr, as read from an IFF_VNET_HDR TUN.\n" \

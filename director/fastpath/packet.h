@@ -106,6 +106,10 @@ static void count_pkt(struct table *t, const struct conn *c, uint32_t len, int i
     }
 }
 
+static inline int dest_available(const struct table *t, const struct conn *c) {
+    return t->dests[(size_t)c->dest * DEST_FIELDS + DEST_AVAILABLE] != 0;
+}
+
 static int is_icmp_error(uint8_t type) { return type == 3 || type == 4 || type == 11 || type == 12; }
 
 /* An ICMP error quoting a packet of a known connection is translated; ip points at the
@@ -137,6 +141,8 @@ static int process_icmp(struct table *t, uint8_t *vnet, uint8_t *ip, uint32_t to
         outer_at = ip + 16;
         eaddr_at = e + 12;
         eport_at = el4;
+        if (!dest_available(t, &t->c[h]))
+            return drop(t, V_DROP_DEST_UNAVAILABLE);
         new_addr = t->c[h].daddr;
         new_port = t->c[h].dport;
     } else {
@@ -222,6 +228,10 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
             tbl_release(t, h); /* conn_reuse_mode=1 */
             return V_NEW;
         }
+        /* ip_vs_in: a client packet for a dest no longer AVAILABLE is dropped untouched;
+         * its timer is not re-armed (expire_nodest_conn=0). Replies are not checked. */
+        if (!dest_available(t, c))
+            return drop(t, V_DROP_DEST_UNAVAILABLE);
         old_addr = c->vaddr;
         new_addr = c->daddr;
         old_port = dport;

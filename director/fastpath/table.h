@@ -55,6 +55,7 @@ enum verdict {
     V_DROP_TABLE_FULL,
     V_DROP_BAD_ICMP,
     V_DROP_TX,
+    V_DROP_DEST_UNAVAILABLE,
     V_COUNT
 };
 
@@ -93,6 +94,7 @@ enum dest_field {
     DEST_SVC,
     DEST_ADDR,
     DEST_PORT,
+    DEST_AVAILABLE, /* IP_VS_DEST_F_AVAILABLE: set by set_dest, cleared on delete */
     DEST_FIELDS
 };
 

@@ -42,6 +42,8 @@ def standard_table(fp: Any, now: int = 0, max_conns: int = 64) -> Any:
     t = fp.ConnTable(max_conns, 16, 4)
     for d in DESTS:
         t.set_dest(d.slot, d.svc, ip4(d.addr), d.port, 0, 0)
+        if not d.available:
+            t.set_dest_available(d.slot, False)
     for c in CONNECTIONS:
         h = t.insert(
             c.proto,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import director._fastpath_py as py
 from tests.unit.fastpath_ref import ones_sum, standard_table, table_state
-from tests.vectors.nat_vectors import CONNECTIONS, VECTORS, ip4
+from tests.vectors.nat_vectors import CONNECTIONS, DESTS, VECTORS, ip4
 
 pytestmark = pytest.mark.c_extension
 
@@ -87,8 +87,18 @@ def vnet(draw: st.DrawFn) -> bytes:
 
 
 packets = st.one_of(l4_packet(), icmp_packet(), mutated_vector(), st.binary(max_size=64))
+# Now and then a dest is deleted (not AVAILABLE) or added back, as ipvsadm -d / -a would.
+availability = st.one_of(
+    st.none(), st.tuples(st.sampled_from([d.slot for d in DESTS]), st.booleans())
+)
 ops = st.lists(
-    st.tuples(packets, st.one_of(st.none(), vnet()), st.integers(0, 400_000), st.booleans()),
+    st.tuples(
+        packets,
+        st.one_of(st.none(), vnet()),
+        st.integers(0, 400_000),
+        st.booleans(),
+        availability,
+    ),
     max_size=25,
 )
 
@@ -108,12 +118,15 @@ def _step(fp: ModuleType, t: Any, raw: bytes, hdr: bytes | None, now: int) -> tu
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
 def test_random_traffic_gives_identical_results(
-    c: ModuleType, steps: list[tuple[bytes, bytes | None, int, bool]]
+    c: ModuleType, steps: list[tuple[bytes, bytes | None, int, bool, tuple[int, bool] | None]]
 ) -> None:
     tc, tp = standard_table(c, max_conns=12), standard_table(py, max_conns=12)
     now = 0
-    for raw, hdr, dt, tick in steps:
+    for raw, hdr, dt, tick, avail in steps:
         now += dt
+        if avail is not None:
+            tc.set_dest_available(*avail)
+            tp.set_dest_available(*avail)
         assert _step(c, tc, raw, hdr, now) == _step(py, tp, raw, hdr, now)
         if tick:
             assert tc.expire(now) == tp.expire(now)

@@ -37,6 +37,8 @@ def machine(fp: ModuleType) -> type[RuleBasedStateMachine]:
         def __init__(self) -> None:
             super().__init__()
             self.t: Any = fp.ConnTable(6, 4, 1)
+            for d in range(4):
+                self.t.set_dest(d, 0, 0x0A000100 + d, 53, 0, 0)
             self.model: dict[int, list[int]] = {}
             self.now = 0
             self.order = 0

@@ -150,6 +150,7 @@ def test_set_timeout_applies_to_the_next_packet(fastpath: ModuleType) -> None:
 def test_udp_is_inactive_and_rearmed(fastpath: ModuleType) -> None:
     fp = fastpath
     t = fp.ConnTable(8, 4, 2)
+    t.set_dest(0, 0, 3, 53, 0, 0)
     h = t.insert(17, 1, 1000, 2, 53, 3, 53, 0, 0)
     info = t.conn_info(h)
     assert info[8] == fp.UDP

@@ -44,15 +44,20 @@ Z_RIP = "10.0.1.22"
 G_CLIENT, G_CPORT = "198.51.100.9", 40000
 G_RIP, G_RPORT = "10.0.1.23", 8080
 
+# A connection whose dest was deleted (ipvsadm -d): the slot is not AVAILABLE.
+X_CLIENT, X_CPORT = "198.51.100.11", 40001
+X_RIP, X_RPORT = "10.0.1.24", 8080
+
 
 @dataclass(frozen=True)
 class Dest:
-    """A dest slot to set before the vectors run."""
+    """A dest slot to set before the vectors run; `available` False once it is deleted."""
 
     slot: int
     svc: int
     addr: str
     port: int
+    available: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ DESTS = (
     Dest(1, 1, U_RIP, U_RPORT),
     Dest(2, 1, Z_RIP, U_RPORT),
     Dest(3, 0, G_RIP, G_RPORT),
+    Dest(4, 2, X_RIP, X_RPORT, available=False),
 )
 
 CONNECTIONS = (
@@ -81,6 +87,7 @@ CONNECTIONS = (
     Conn(17, U_CLIENT, U_CPORT, U_VIP, U_VPORT, U_RIP, U_RPORT, 1),
     Conn(17, Z_CLIENT, Z_CPORT, U_VIP, U_VPORT, Z_RIP, U_RPORT, 2),
     Conn(6, G_CLIENT, G_CPORT, T1_VIP, T1_VPORT, G_RIP, G_RPORT, 3),
+    Conn(6, X_CLIENT, X_CPORT, T1_VIP, T1_VPORT, X_RIP, X_RPORT, 4),
 )
 
 
@@ -359,6 +366,31 @@ def _build() -> tuple[Vector, ...]:
         vnet=True,
     )
     add("a 6-byte vnet read is DROP_TRUNCATED", b"\0" * 6, None, "DROP_TRUNCATED", vnet=True)
+    add(
+        "client data for a connection whose dest was deleted is DROP_DEST_UNAVAILABLE",
+        _tcp(X_CLIENT, T1_VIP, X_CPORT, T1_VPORT, "PA", body),
+        None,
+        "DROP_DEST_UNAVAILABLE",
+    )
+    add(
+        "the deleted dest's reply still leaves from VIP:80 (replies are not checked)",
+        _tcp(X_RIP, X_CLIENT, X_RPORT, X_CPORT, "PA", b"HTTP/1.0 200 OK\r\n\r\n"),
+        _tcp(T1_VIP, X_CLIENT, T1_VPORT, X_CPORT, "PA", b"HTTP/1.0 200 OK\r\n\r\n"),
+        "FORWARD",
+    )
+    add(
+        "client-side ICMP error about a deleted dest's connection is DROP_DEST_UNAVAILABLE",
+        _icmp_error(X_CLIENT, T1_VIP, 3, 3, _tcp(T1_VIP, X_CLIENT, T1_VPORT, X_CPORT, "A")),
+        None,
+        "DROP_DEST_UNAVAILABLE",
+    )
+    add(
+        "NEEDS_CSUM client data for a deleted dest is DROP_DEST_UNAVAILABLE, header untouched",
+        hdr + _partial_tcp(X_CLIENT, T1_VIP, X_CPORT, T1_VPORT, "PA", b"partial"),
+        None,
+        "DROP_DEST_UNAVAILABLE",
+        vnet=True,
+    )
     return tuple(v)
 
 
