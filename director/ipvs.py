@@ -5,7 +5,10 @@ the trash, changing the scheduler) and the scheduling decisions of ip_vs_core.c
 (ip_vs_schedule, ip_vs_sched_persist), over the shared ``ConnTable`` of the fast path.
 A destination's connection counters live in the table's dest buffer, which the data
 plane updates as connections bind, change state and expire; this module only reads them
-(``ConnTable.set_dest`` applies ip_vs_ctl.c's OVERLOAD rule on an edit). Event-loop thread only.
+(``ConnTable.set_dest`` applies ip_vs_ctl.c's OVERLOAD rule on an edit). The slot's
+AVAILABLE flag follows the destination: set by every add (or revival) and edit, cleared
+by a delete, after which the fast path drops client packets of the connections still bound
+to it (ip_vs_in, expire_nodest_conn=0) until it is added back. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -280,13 +283,16 @@ class VirtualService:
     def del_dest(self, addr: int, port: int) -> Destination:
         """Unlink addr:port (``ipvsadm -d``) and move it to the trash.
 
-        Its connections keep pointing at it and keep counting on it; its slot is freed
-        once nothing references it for the trash period. Refuses an unknown addr:port.
+        Its connections keep pointing at it and keep counting on it, but their client
+        packets are dropped from now on (the slot is no longer AVAILABLE) until they expire
+        or the destination is added back; its slot is freed once nothing references it for
+        the trash period. Refuses an unknown addr:port.
         """
         dest = self.find_dest(addr, port)
         if dest is None:
             raise NoSuchDestination(f"{self} -> {format_addr(addr, port)}")
         dest.available = False
+        self._ipvs.table.set_dest_available(dest.slot, False)
         self.dests.remove(dest)
         self.scheduler.update(self.dests, "del", dest)
         self._ipvs.trash_dest(self, dest)
@@ -314,7 +320,8 @@ class VirtualService:
 
     def _update_dest(self, dest: Destination, weight: int, u: int, lo: int, *, add: bool) -> None:
         # __ip_vs_update_dest: last_weight follows every add and every non-zero weight.
-        # set_dest clears OVERLOAD when the upper threshold is removed or raised.
+        # set_dest clears OVERLOAD when the upper threshold is removed or raised, and
+        # marks the slot AVAILABLE (a revived dest's connections flow again).
         if add or weight != 0:
             dest.last_weight = weight
         dest.weight = weight

@@ -10,6 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from director._fastpath_py import (
+    DEST_AVAILABLE,
+    DEST_FIELDS,
+    DROP_DEST_UNAVAILABLE,
+    ESTABLISHED,
+    FORWARD,
+)
 from director.ipvs import (
     CONN_INFO_DEST,
     IPPROTO_TCP,
@@ -157,14 +164,57 @@ def test_deleted_dest_keeps_counting_and_revives_with_its_counters(ipvs: IPVS) -
     assert h is not None
     assert dest_of(ipvs, h) is b
     svc.del_dest(B, 80)
-    # the client closes; its connection still moves the deleted dest's counters
-    ipvs.table.process(craft_packet(IPPROTO_TCP, CLIENT, 40000, VIP, 80, TCP_FIN | TCP_ACK), 1)
+    # the real server closes (replies are not checked); its connection still moves the
+    # deleted dest's counters
+    reply = craft_packet(IPPROTO_TCP, B, 80, CLIENT, 40000, TCP_FIN | TCP_ACK)
+    assert ipvs.table.process(reply, 1) == FORWARD
     assert (b.active_conns, b.inactive_conns) == (0, 1)
     revived = svc.add_dest(B, 80, weight=4)
     assert revived is b
     assert names(svc) == ["192.168.1.11:80", "192.168.1.10:80"]
     assert (b.available, b.weight, b.inactive_conns) == (True, 4, 1)
     assert ipvs.trashed() == []
+
+
+def test_deleted_dest_drops_client_packets_until_it_is_added_back(ipvs: IPVS) -> None:
+    """ip_vs_in: a connection bound to a dest that is not AVAILABLE drops client packets."""
+    table = ipvs.table
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    a = svc.add_dest(A, 80)
+    h = connect(ipvs, CLIENT, 40000)
+    assert h is not None
+    assert dest_of(ipvs, h) is a
+    buf = table.dest_buffer()
+    flag = a.slot * DEST_FIELDS + DEST_AVAILABLE
+    assert buf[flag] == 1
+    deadline = table.conn_info(h)[EXPIRES]
+
+    svc.del_dest(A, 80)
+    assert buf[flag] == 0
+    ack = craft_packet(IPPROTO_TCP, CLIENT, 40000, VIP, 80, TCP_ACK)
+    assert table.process(ack, 5) == DROP_DEST_UNAVAILABLE
+    assert table.conn_info(h)[EXPIRES] == deadline
+    assert table.drops()["DROP_DEST_UNAVAILABLE"] == 1
+    # a new client is not scheduled to it either: the service has no destination
+    assert connect(ipvs, CLIENT, 40001) is None
+
+    assert svc.add_dest(A, 80) is a  # revived from the trash
+    assert buf[flag] == 1
+    ack = craft_packet(IPPROTO_TCP, CLIENT, 40000, VIP, 80, TCP_ACK)
+    assert table.process(ack, 6) == FORWARD
+    assert table.conn_info(h)[STATE] == ESTABLISHED
+    assert table.conn_info(h)[EXPIRES] > deadline
+
+
+def test_edit_and_service_delete_follow_availability(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    a = svc.add_dest(A, 80)
+    buf = ipvs.table.dest_buffer()
+    flag = a.slot * DEST_FIELDS + DEST_AVAILABLE
+    svc.edit_dest(A, 80, weight=0)  # quiesced is still AVAILABLE
+    assert buf[flag] == 1
+    ipvs.del_service(IPPROTO_TCP, VIP, 80)
+    assert buf[flag] == 0
 
 
 def test_trashed_slot_is_freed_after_the_trash_period_and_reused(fastpath: ModuleType) -> None:
