@@ -3,10 +3,14 @@
 ``Admin`` wraps the live ``IPVS`` service layer of one director and applies what
 ``lvsadm`` (and a reload) asks: add, edit and delete services and destinations,
 flush, zero the counters, set the protocol timeouts, and report the table with every
-field ipvsadm prints. Every change applies at once to the running service layer, so
-established connections keep their destination (a deleted destination goes to the
-trash with its connections, as in ip_vs_ctl.c). State changes are logged at INFO.
-Event-loop thread only.
+field ipvsadm prints. Every change applies at once to the running service layer. A
+deleted destination goes to the trash with its connections, as in ip_vs_ctl.c, and is
+no longer AVAILABLE: as in ip_vs_in, the client packets of those connections are
+dropped from then on, so ``del_dest`` (``lvsadm -d``) cuts in-flight connections, as
+``ipvsadm -d`` does. ``drain_dest`` is the graceful removal a reload uses: quiesce
+(weight 0, no new connections) at once, delete when the destination has no active
+connection left or its drain deadline passes, checked by ``expire_drains`` from the
+director's expiry tick. State changes are logged at INFO. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from director.ipvs import (
     IPVS,
     Destination,
     InvalidArgument,
+    ServiceNotDefined,
     VirtualService,
     format_addr,
 )
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The kernel's defaults (ip_vs_proto_tcp.c ESTABLISHED and FIN_WAIT, ip_vs_proto_udp.c).
 DEFAULT_TIMEOUTS = (900, 120, 300)
+# lvs.cf drain_timeout's default: the longest a reload lets a removed real finish.
+DEFAULT_DRAIN_TIMEOUT_S = 60
 PROTOCOL_NUMBERS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 PROTOCOL_NAMES = {IPPROTO_TCP: "TCP", IPPROTO_UDP: "UDP"}
 _STATE_NAMES = {
@@ -105,7 +112,9 @@ class Admin:
     """ipvsadm's operations on one director's live service layer.
 
     ``timeouts`` are the (tcp, tcpfin, udp) seconds in force; ``now_ms`` the data
-    plane's monotonic clock (connection expiry is shown relative to it).
+    plane's monotonic clock (connection expiry and drain deadlines use it).
+    ``drain_timeout`` is the longest ``drain_dest`` waits, in seconds (lvs.cf
+    drain_timeout; 0 deletes at once).
     """
 
     def __init__(
@@ -114,10 +123,14 @@ class Admin:
         estimator: RateEstimator,
         now_ms: NowMs,
         timeouts: tuple[int, int, int] = (0, 0, 0),
+        drain_timeout: int = DEFAULT_DRAIN_TIMEOUT_S,
     ) -> None:
         self.ipvs = ipvs
         self.estimator = estimator
         self._now_ms = now_ms
+        self.drain_timeout = drain_timeout
+        # (service, addr, port) -> deadline (ms) of a destination being drained.
+        self._draining: dict[tuple[ServiceSpec, int, int], int] = {}
         self.timeouts = DEFAULT_TIMEOUTS
         self.set_timeouts(*timeouts, quiet=True)
         # ipvsadm -Z: the counters the data plane keeps only grow (Prometheus counters
@@ -188,6 +201,8 @@ class Admin:
         self.ipvs.del_service(spec.protocol, spec.vaddr, spec.vport, spec.fwmark)
         for key in [k for k in self._zero if k[1] == svc.key]:
             del self._zero[key]
+        for dkey in [k for k in self._draining if k[0] == spec]:
+            del self._draining[dkey]
         log.info("%s: service deleted", name)
 
     def get(self, spec: ServiceSpec) -> VirtualService:
@@ -198,6 +213,7 @@ class Admin:
         for svc in list(self.ipvs.services.values()):
             self.ipvs.del_service(svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
         self._zero.clear()
+        self._draining.clear()
         log.info("all services deleted")
 
     # --- destinations ----------------------------------------------------------------
@@ -208,6 +224,18 @@ class Admin:
         svc = self.get(spec)
         dest = svc.add_dest(addr, port, weight, u, lo)
         log.info("%s: dest %s added (weight %d)", svc, dest, weight)
+        return dest
+
+    def undrain_dest(
+        self, spec: ServiceSpec, addr: int, port: int, weight: int, u: int = 0, lo: int = 0
+    ) -> Destination | None:
+        """Take back a destination being drained (configured again): its weight and
+        thresholds return, it stays linked. None if it was not being drained."""
+        if self._draining.pop((spec, addr, port), None) is None:
+            return None
+        svc = self.get(spec)
+        dest = svc.edit_dest(addr, port, weight=weight, u_threshold=u, l_threshold=lo)
+        log.info("%s: dest %s kept (weight %d), no longer draining", svc, dest, weight)
         return dest
 
     def edit_dest(
@@ -223,6 +251,8 @@ class Admin:
         before = svc.find_dest(addr, port)
         old = None if before is None else (before.weight, before.u_threshold, before.l_threshold)
         dest = svc.edit_dest(addr, port, weight=weight, u_threshold=u, l_threshold=lo)
+        # An operator's edit takes the destination back from a drain.
+        self._draining.pop((spec, addr, port), None)
         if old != (dest.weight, dest.u_threshold, dest.l_threshold):
             log.info(
                 "%s: dest %s weight %d thresholds %d/%d",
@@ -235,10 +265,67 @@ class Admin:
         return dest
 
     def del_dest(self, spec: ServiceSpec, addr: int, port: int) -> None:
+        """ipvsadm -d: at once; the client packets of its connections are dropped from now."""
         svc = self.get(spec)
         dest = svc.del_dest(addr, port)
         self._zero.pop(("dest", svc.key, addr, port), None)
-        log.info("%s: dest %s deleted (%d connections left to finish)", svc, dest, dest.refs)
+        self._draining.pop((spec, addr, port), None)
+        log.info("%s: dest %s deleted (%d connections still bound)", svc, dest, dest.refs)
+
+    def drain_dest(self, spec: ServiceSpec, addr: int, port: int) -> None:
+        """Remove a destination gracefully: quiesce it now, delete it once drained.
+
+        Weight 0 at once (no new connections; persistence templates may still send some,
+        as in IPVS); deleted by ``expire_drains`` when it has no active connection left
+        or ``drain_timeout`` seconds from now, whichever comes first. With no active
+        connection (or drain_timeout 0) it is deleted here. Refuses an unknown addr:port.
+        """
+        svc = self.get(spec)
+        dest = svc.find_dest(addr, port)
+        if dest is None or self.drain_timeout == 0 or dest.active_conns == 0:
+            self.del_dest(spec, addr, port)
+            return
+        if dest.weight != 0:
+            svc.edit_dest(addr, port, weight=0)
+        self._draining[(spec, addr, port)] = self._now_ms() + self.drain_timeout * 1000
+        log.info(
+            "%s: dest %s quiesced, draining %d active connections (at most %d s)",
+            svc,
+            dest,
+            dest.active_conns,
+            self.drain_timeout,
+        )
+
+    def draining(self) -> dict[tuple[ServiceSpec, int, int], int]:
+        """The destinations being drained and their deadlines (ms, ``now_ms`` clock)."""
+        return dict(self._draining)
+
+    def expire_drains(self, now: int) -> int:
+        """Delete each draining destination with no active connection or past its
+        deadline (``now`` in ms); returns how many were deleted."""
+        deleted = 0
+        for (spec, addr, port), deadline in list(self._draining.items()):
+            try:
+                svc = self.get(spec)
+            except ServiceNotDefined:
+                del self._draining[(spec, addr, port)]
+                continue
+            dest = svc.find_dest(addr, port)
+            if dest is None:
+                del self._draining[(spec, addr, port)]
+                continue
+            if dest.active_conns and now < deadline:
+                continue
+            if dest.active_conns:
+                log.warning(
+                    "%s: dest %s drain timeout, %d active connections cut off",
+                    svc,
+                    dest,
+                    dest.active_conns,
+                )
+            self.del_dest(spec, addr, port)
+            deleted += 1
+        return deleted
 
     # --- counters and timeouts -------------------------------------------------------
 

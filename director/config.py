@@ -230,6 +230,7 @@ class DirectorConfig:
     heartbeat_key_file: Path | None = None
     heartbeat_insecure: bool = False
     max_connections: int = 1048576
+    drain_timeout: int = 60
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
@@ -826,6 +827,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
         heartbeat_insecure=g.get("heartbeat_insecure", _boolean, defaults.heartbeat_insecure),
         max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
+        drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
     )
     virtuals: list[VirtualConfig] = []
     failovers: list[FailoverConfig] = []
@@ -1092,6 +1094,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "heartbeat_insecure", cfg.heartbeat_insecure)
     _line(out, "", "max_connections", cfg.max_connections)
     _line(out, "", "state_dir", str(cfg.state_dir))
+    _line(out, "", "drain_timeout", cfg.drain_timeout)
     for v in cfg.virtuals:
         out.append("")
         out.extend(_format_virtual(v))

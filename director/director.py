@@ -155,7 +155,7 @@ class Director:
         self._counts: Counter[str] = Counter()
         self._no_dest: Counter[str] = Counter()
         timeouts = (cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
-        self.admin = Admin(self.ipvs, self.estimator, now_ms, timeouts)
+        self.admin = Admin(self.ipvs, self.estimator, now_ms, timeouts, cfg.drain_timeout)
         self.pulse = (
             None
             if failover is None
@@ -243,6 +243,7 @@ class Director:
         """Run ``cfg`` from now on: its differences from ``self.cfg`` applied as events,
         then nanny's watch list; connections kept. Returns the number of events."""
         events = reload.diff(self.cfg, cfg)
+        self.admin.drain_timeout = cfg.drain_timeout
         for event in events:
             self.apply(event)
         self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
@@ -270,7 +271,10 @@ class Director:
     async def _expiry(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_INTERVAL_S)
-            self.ipvs.expire(now_ms())
+            now = now_ms()
+            self.ipvs.expire(now)
+            # A reload's removed reals: deleted once drained (or at their deadline).
+            self.admin.expire_drains(now)
 
     async def _estimate(self) -> None:
         while True:

@@ -7,10 +7,14 @@ and only then hands the new configuration to the director. ``diff(old, new)`` tu
 configurations into events (services added, removed and edited; destinations added,
 removed and edited), and the director applies each once (``Director.apply``, through
 ``apply_event`` and ``Admin``), then tells nanny (``Nanny.reconfigure``), which owns
-the destinations' weights. Established connections keep their destination throughout:
-a removed destination goes to the trash with its connections (ip_vs_ctl.c), and in a
-changed service new destinations are linked before old ones are unlinked, so the
-scheduler never sees an empty list. Event-loop thread only.
+the destinations' weights. Established connections keep their destination throughout.
+A removed destination is drained, not deleted at once: IPVS drops the client packets of
+connections bound to a deleted destination (ip_vs_in: no longer AVAILABLE), so it is
+quiesced (weight 0) now and deleted when it has no active connection left or after the
+configuration's drain_timeout (``Admin.drain_dest``, ``Admin.expire_drains`` on the
+director's expiry tick). A removed service is deleted at once. In a changed service new
+destinations are linked before old ones are unlinked, so the scheduler never sees an
+empty list. Event-loop thread only.
 """
 
 from __future__ import annotations
@@ -209,6 +213,7 @@ def diff(old: DirectorConfig, new: DirectorConfig) -> list[ConfigEvent]:
 def apply_event(admin: Admin, event: ConfigEvent) -> None:
     """Apply one configuration change to the live service layer through ``admin``.
 
+    A removed destination is drained (``Admin.drain_dest``), not deleted at once.
     A destination's weight is set when it is added; an edited one keeps its live weight
     here, because nanny owns it (the server may be out, quiesced or ramping) and applies
     the new configured weight in ``Nanny.reconfigure``. A change the live table refuses
@@ -229,10 +234,13 @@ def apply_event(admin: Admin, event: ConfigEvent) -> None:
                     state.spec, state.scheduler, state.flags, state.timeout, state.netmask
                 )
             case DestAdded(spec, d):
-                admin.add_dest(spec, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
+                settings = (d.weight, d.u_threshold, d.l_threshold)
+                # Configured again while draining: it stays, with its weight back.
+                if admin.undrain_dest(spec, d.addr, d.port, *settings) is None:
+                    admin.add_dest(spec, d.addr, d.port, *settings)
             case DestRemoved(spec, addr, port):
                 if admin.get(spec).find_dest(addr, port) is not None:
-                    admin.del_dest(spec, addr, port)
+                    admin.drain_dest(spec, addr, port)
             case DestEdited(spec, d):
                 if admin.get(spec).find_dest(d.addr, d.port) is not None:
                     admin.edit_dest(spec, d.addr, d.port, None, d.u_threshold, d.l_threshold)

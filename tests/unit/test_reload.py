@@ -27,6 +27,7 @@ from director.reload import (
     ServiceEdited,
     ServiceRemoved,
 )
+from director.simulate import TCP_ACK, craft_packet
 from healthcheck.events import HealthChanged
 from healthcheck.specs import ServiceKey
 
@@ -72,7 +73,8 @@ class Running:
         self.cfg = cfg
         self.table = fastpath.ConnTable(1024)
         self.ipvs: IPVS = build_ipvs(cfg, self.table)
-        self.admin = Admin(self.ipvs, RateEstimator(), lambda: 0)
+        self.now = 0  # ms, the clock of drain deadlines
+        self.admin = Admin(self.ipvs, RateEstimator(), lambda: self.now)
         self.nanny = Nanny(cfg, self.ipvs)
 
     def reload(self, cfg: DirectorConfig) -> list[reload.ConfigEvent]:
@@ -132,6 +134,102 @@ def test_apply_changes_the_table_and_keeps_connections(fastpath: ModuleType) -> 
         assert d.table.conn_info(h)[5] == addr
     assert any(dest.addr == R2 for dest in d.ipvs.trashed())
     assert d.watched() == {(p, f"192.168.1.{n}") for p in (80, 8080) for n in (10, 12)}
+
+
+def _client_ack(fastpath: ModuleType, d: Running, h: int) -> int:
+    """A client ACK of connection ``h`` through the table; returns the verdict."""
+    _, caddr, cport, vaddr, vport, *_ = d.table.conn_info(h)
+    return int(d.table.process(craft_packet(6, caddr, cport, vaddr, vport, TCP_ACK), d.now))
+
+
+def _established_on(fastpath: ModuleType, d: Running, addr: int) -> int:
+    for cport in range(40000, 40100):
+        h, real = d.connect(cport)
+        if real == addr:
+            d.table.set_state(h, fastpath.ESTABLISHED, d.now)
+            return h
+    raise AssertionError("no connection scheduled to the real")
+
+
+def test_a_removed_real_is_quiesced_then_deleted_once_drained(fastpath: ModuleType) -> None:
+    d = Running(cf({"real1": 100, "real2": 100}, ports="80"), fastpath)
+    h = _established_on(fastpath, d, R2)
+    d.reload(cf({"real1": 100}, ports="80"))
+    # Quiesced at once, still linked: no new connection, the old one still flows.
+    assert d.weights() == {R1: 100, R2: 0}
+    assert list(d.admin.draining()) == [(WEB, R2, 80)]
+    assert {d.connect(41000 + i)[1] for i in range(6)} == {R1}
+    d.now = 30_000
+    assert d.admin.expire_drains(d.now) == 0
+    assert _client_ack(fastpath, d, h) == fastpath.FORWARD
+    # The client closes: no active connection left, so the next tick deletes it.
+    d.table.set_state(h, fastpath.TIME_WAIT, d.now)
+    assert d.admin.expire_drains(d.now) == 1
+    assert d.weights() == {R1: 100}
+    assert d.admin.draining() == {}
+    assert any(dest.addr == R2 for dest in d.ipvs.trashed())
+    assert _client_ack(fastpath, d, h) == fastpath.DROP_DEST_UNAVAILABLE
+
+
+def test_a_draining_real_is_deleted_at_the_deadline(fastpath: ModuleType) -> None:
+    d = Running(cf({"real1": 100, "real2": 100}, ports="80"), fastpath)
+    d.admin.drain_timeout = 20
+    h = _established_on(fastpath, d, R2)
+    d.now = 1_000
+    d.reload(cf({"real1": 100}, ports="80"))
+    assert d.admin.draining() == {(WEB, R2, 80): 21_000}
+    d.now = 20_999
+    assert d.admin.expire_drains(d.now) == 0
+    assert d.weights() == {R1: 100, R2: 0}
+    d.now = 21_000
+    assert d.admin.expire_drains(d.now) == 1
+    assert d.weights() == {R1: 100}
+    assert _client_ack(fastpath, d, h) == fastpath.DROP_DEST_UNAVAILABLE
+
+
+def test_a_real_with_no_active_connection_or_no_drain_time_goes_at_once(
+    fastpath: ModuleType,
+) -> None:
+    d = Running(cf({"real1": 100, "real2": 100, "real3": 100}, ports="80"), fastpath)
+    d.connect(40000)  # scheduled, never ESTABLISHED: inactive
+    d.reload(cf({"real1": 100, "real3": 100}, ports="80"))
+    assert d.weights() == {R1: 100, R3: 100}
+    d.admin.drain_timeout = 0
+    _established_on(fastpath, d, R3)
+    d.reload(cf({"real1": 100}, ports="80"))
+    assert d.weights() == {R1: 100}
+    assert d.admin.draining() == {}
+
+
+def test_drain_timeout_is_read_and_saved() -> None:
+    assert cf({"real1": 100}).drain_timeout == 60
+    cfg = parse_config("drain_timeout = 5\n")
+    assert cfg.drain_timeout == 5
+    assert parse_config(format_config(cfg)).drain_timeout == 5
+
+
+def test_a_draining_real_configured_again_stays_with_its_weight(fastpath: ModuleType) -> None:
+    d = Running(cf({"real1": 100, "real2": 100}, ports="80"), fastpath)
+    _established_on(fastpath, d, R2)
+    d.reload(cf({"real1": 100}, ports="80"))
+    assert d.weights() == {R1: 100, R2: 0}
+    d.reload(cf({"real1": 100, "real2": 40}, ports="80"))
+    assert d.weights() == {R1: 100, R2: 40}
+    assert d.admin.draining() == {}
+    d.now = 120_000
+    assert d.admin.expire_drains(d.now) == 0
+    assert d.weights() == {R1: 100, R2: 40}
+
+
+def test_lvsadm_d_of_a_draining_real_is_immediate(fastpath: ModuleType) -> None:
+    d = Running(cf({"real1": 100, "real2": 100}, ports="80"), fastpath)
+    h = _established_on(fastpath, d, R2)
+    d.reload(cf({"real1": 100}, ports="80"))
+    d.admin.del_dest(WEB, R2, 80)
+    assert d.weights() == {R1: 100}
+    assert d.admin.draining() == {}
+    assert _client_ack(fastpath, d, h) == fastpath.DROP_DEST_UNAVAILABLE
+    assert d.admin.expire_drains(10**9) == 0
 
 
 def test_nanny_keeps_a_down_server_out_and_applies_the_new_weight_later(
