@@ -3,8 +3,10 @@
 ``targets(cfg)`` turns every active server of every active virtual service into a
 ``healthcheck.Target`` (one per service port). ``Nanny`` owns one probe runner per target
 and the queue they report on; ``run()`` applies each event to the IPVS service layer,
-the only writer for health: a server that fails is removed (``del_dest``), or quiesced
-to weight 0 when the virtual has ``quiesce_server = 1`` so its connections go on; one
+the only writer for health: a server that fails is removed (``del_dest``: as in the
+kernel, the client packets of its connections are dropped from then on, which costs
+nothing when the server is dead), or quiesced to weight 0 when the virtual has
+``quiesce_server = 1`` so its connections go on; one
 that comes back is added (or re-weighted) at the weight the tracker gives, which ramps
 from weight/32; a ``sorry_server`` is added as a destination while no real server of
 the service is in, and removed when one returns. Every change is logged once at INFO.
