@@ -781,9 +781,9 @@ class ConnTable:
         RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL
         (non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),
         FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.
-        A client-to-server packet (or client-side ICMP error) of a connection whose dest
-        is not AVAILABLE is DROP_DEST_UNAVAILABLE: not rewritten, no state change, no
-        timer re-arm (ip_vs_in, expire_nodest_conn=0). Replies are not checked.
+        A client-to-server packet of a connection whose dest is not AVAILABLE is
+        DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,
+        expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked.
         """
         return self._process(buf, 0, now, False)
 
@@ -927,8 +927,6 @@ class ConnTable:
             inbound = True
             c = self._conns[lst[-1]]
             assert c is not None
-            if not self._dests[c.dest * DEST_FIELDS + DEST_AVAILABLE]:
-                return self._drop(DROP_DEST_UNAVAILABLE)
             outer_at, eaddr_at, eport_at = off + 16, e + 12, el4
             new_addr, new_port = c.daddr, c.dport
         else:

@@ -87,9 +87,9 @@
     "RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL\n" \
     "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
     "FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.\n" \
-    "A client-to-server packet (or client-side ICMP error) of a connection whose dest\n" \
-    "is not AVAILABLE is DROP_DEST_UNAVAILABLE: not rewritten, no state change, no\n" \
-    "timer re-arm (ip_vs_in, expire_nodest_conn=0). Replies are not checked."
+    "A client-to-server packet of a connection whose dest is not AVAILABLE is\n" \
+    "DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,\n" \
+    "expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked."
 
 #define DOC_process_vnet \
     "`process` for a packet behind a virtio_net_hdr, as read from an IFF_VNET_HDR TUN.\n" \

@@ -141,8 +141,6 @@ static int process_icmp(struct table *t, uint8_t *vnet, uint8_t *ip, uint32_t to
         outer_at = ip + 16;
         eaddr_at = e + 12;
         eport_at = el4;
-        if (!dest_available(t, &t->c[h]))
-            return drop(t, V_DROP_DEST_UNAVAILABLE);
         new_addr = t->c[h].daddr;
         new_port = t->c[h].dport;
     } else {

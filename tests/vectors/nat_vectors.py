@@ -379,10 +379,11 @@ def _build() -> tuple[Vector, ...]:
         "FORWARD",
     )
     add(
-        "client-side ICMP error about a deleted dest's connection is DROP_DEST_UNAVAILABLE",
+        "client-side ICMP error about a deleted dest's connection is still translated "
+        "(ip_vs_in_icmp does not check AVAILABLE)",
         _icmp_error(X_CLIENT, T1_VIP, 3, 3, _tcp(T1_VIP, X_CLIENT, T1_VPORT, X_CPORT, "A")),
-        None,
-        "DROP_DEST_UNAVAILABLE",
+        _icmp_error(X_CLIENT, X_RIP, 3, 3, _tcp(X_RIP, X_CLIENT, X_RPORT, X_CPORT, "A")),
+        "FORWARD",
     )
     add(
         "NEEDS_CSUM client data for a deleted dest is DROP_DEST_UNAVAILABLE, header untouched",
