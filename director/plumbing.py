@@ -10,6 +10,7 @@ What setup adds, in order (teardown undoes it in reverse)::
     tun (lvs0) up, MTU of the public interface, rp_filter 0 on it
     VIP/32 dev tun                      main table: client -> VIP goes to us
     ip_forward 1, forwarding 1 on pub/priv/tun
+    tcp_early_demux 0, udp_early_demux 0  forwarded packets never meet local sockets
     proxy neighbour VIP on pub           answer ARP for the VIP without owning it
     proxy_delay 0 on pub                 answer at once, not after ~0.8 s
     default dev tun table T              replies from the reals ...
@@ -545,6 +546,12 @@ class Plumbing:
 
         # 3. forwarding, and ARP for the VIPs on the public side.
         self._enable_forwarding((ifs.public, ifs.private, tun.name))
+        # Early demux attaches any local socket with the packet's 4-tuple -- such as a
+        # TIME_WAIT left by a proxy that once listened on a VIP -- and ip_forward drops
+        # a packet that carries a socket: clients reusing those ports would see the
+        # VIP go silent. Without early demux forwarded packets never meet local sockets.
+        for proto in ("tcp", "udp"):
+            self._set_sysctl(("net", "ipv4", f"{proto}_early_demux"), "0")
         self._set_sysctl(("net", "ipv4", "neigh", ifs.public, "proxy_delay"), "0")
         self._ifs = ifs
         if spec.claim_on_setup:
