@@ -1,4 +1,8 @@
-"""Loopback test servers that leave nothing behind."""
+"""In-process loopback test servers that leave nothing behind.
+
+The runner's tests use these: they check how probes share one event loop, not what a
+server answers. The probe tests talk to servers in their own processes (peer_server.py).
+"""
 
 from __future__ import annotations
 

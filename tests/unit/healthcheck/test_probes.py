@@ -1,26 +1,28 @@
-"""Every probe kind against real servers on loopback sockets: pass, refusal, timeout,
-wrong answer and garbage. Servers are asyncio servers in the test's loop (HTTPS with a
-certificate made by the openssl CLI); the external program is a real shell script."""
+"""Every probe kind against a real server in another process on loopback: pass, refusal,
+timeout, wrong answer and garbage.
+
+The servers are ``peer_server.py`` processes (one behaviour each, started by the
+``peer_server`` fixture; HTTPS with a self-signed certificate made by the openssl CLI);
+each records what it read, so the tests also check what the probe sent. Refusal is a
+port nobody listens on; the external program is a real shell script.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import socket
-import ssl
-import struct
-import subprocess
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from healthcheck import dns, http, program, sendexpect, tcp, udp
 from healthcheck.specs import ProbeKind, ProbeSpec
-from tests.unit.healthcheck.loopback import HOST, Handler, serving
+from tests.unit.healthcheck.conftest import StartPeer
+
+HOST = "127.0.0.1"
+pytestmark = pytest.mark.usefixtures("connections_closed")
 
 T = 1.0  # the probes' timeout in these tests, seconds
+SHORT = 0.2  # the timeout where the probe is meant to time out
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -30,45 +32,17 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-async def reply(data: bytes, *, read_first: bool = True) -> Handler:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if read_first:
-            await reader.read(4096)
-        writer.write(data)
-        await writer.drain()
-        writer.close()
-
-    return handler
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()  # never answers; the client gives up
-    writer.close()
-
-
-async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read(4096)
-    try:
-        for b in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"a" * 10_000:
-            writer.write(bytes([b]))
-            await writer.drain()
-            await asyncio.sleep(0.05)
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
-
-
-def spec(kind: ProbeKind, port: int, **kw: object) -> ProbeSpec:
-    return ProbeSpec(kind=kind, host=HOST, port=port, timeout=T, **kw)  # type: ignore[arg-type]
+def spec(kind: ProbeKind, port: int, timeout: float = T, **kw: object) -> ProbeSpec:
+    return ProbeSpec(kind=kind, host=HOST, port=port, timeout=timeout, **kw)  # type: ignore[arg-type]
 
 
 # --- TCP connect ---------------------------------------------------------------------
 
 
-async def test_tcp_connect_passes_and_refusal_fails() -> None:
-    async with serving(await reply(b"", read_first=False)) as port:
-        assert (await tcp.probe(spec(ProbeKind.TCP, port))).ok
+@pytest.mark.parametrize("mode", ["close", "silent"])
+async def test_tcp_connect_passes_and_refusal_fails(peer_server: StartPeer, mode: str) -> None:
+    server = peer_server("tcp", mode)
+    assert (await tcp.probe(spec(ProbeKind.TCP, server.port))).ok
     out = await tcp.probe(spec(ProbeKind.TCP, free_port()))
     assert (out.ok, out.reason) == (False, "connection refused")
 
@@ -77,32 +51,49 @@ async def test_tcp_connect_passes_and_refusal_fails() -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "expect", "use_regex", "ok"),
+    ("answer", "expect", "use_regex", "ok", "reason"),
     [
-        (b"220 mail ESMTP\r\n", "220", False, True),
-        (b"500 no\r\n", "220", False, False),  # wrong answer
-        (b"\x00\xff\xfe garbage", "220", False, False),
-        (b"anything", "*", False, True),
-        (b"HTTP/1.1 200 OK\r\n", r"HTTP/1\.[01] 2\d\d", True, True),
-        (b"HTTP/1.1 503 Busy\r\n", r"HTTP/1\.[01] 2\d\d", True, False),
-        (b"", "220", False, False),  # closed without an answer
+        (b"220 mail ESMTP\r\n", "220", False, True, "answered"),
+        (b"500 no\r\n", "220", False, False, "unexpected answer"),  # wrong answer
+        (b"\x00\xff\xfe garbage", "220", False, False, "unexpected answer"),
+        (b"anything", "*", False, True, "answered"),
+        (b"HTTP/1.1 200 OK\r\n", r"HTTP/1\.[01] 2\d\d", True, True, "answered"),
+        (b"HTTP/1.1 503 Busy\r\n", r"HTTP/1\.[01] 2\d\d", True, False, "unexpected answer"),
+        (b"", "220", False, False, "closed without an answer"),
     ],
 )
-async def test_send_expect(answer: bytes, expect: str, use_regex: bool, ok: bool) -> None:
-    async with serving(await reply(answer)) as port:
-        out = await sendexpect.probe(
-            spec(ProbeKind.SEND_EXPECT, port, send="HELO x\r\n", expect=expect,
-                 use_regex=use_regex)
-        )  # fmt: skip
+async def test_send_expect(
+    peer_server: StartPeer, answer: bytes, expect: str, use_regex: bool, ok: bool, reason: str
+) -> None:
+    server = peer_server("tcp", "answer", answer.hex())
+    out = await sendexpect.probe(
+        spec(ProbeKind.SEND_EXPECT, server.port, send="HELO x\r\n", expect=expect,
+             use_regex=use_regex)
+    )  # fmt: skip
     assert out.ok is ok, out
+    assert out.reason.startswith(reason), out
+    assert server.received() == b"HELO x\r\n"
 
 
-async def test_send_expect_refused_and_timeout() -> None:
+async def test_send_expect_refused_and_timeout(peer_server: StartPeer) -> None:
     out = await sendexpect.probe(spec(ProbeKind.SEND_EXPECT, free_port(), send="x", expect="y"))
     assert out.reason == "connection refused"
-    async with serving(silent) as port:
-        out = await sendexpect.probe(spec(ProbeKind.SEND_EXPECT, port, send="x", expect="y"))
+    server = peer_server("tcp", "silent")
+    out = await sendexpect.probe(
+        spec(ProbeKind.SEND_EXPECT, server.port, SHORT, send="x", expect="y")
+    )
     assert (out.ok, out.reason) == (False, "timed out")
+
+
+async def test_send_expect_trickle_times_out(peer_server: StartPeer) -> None:
+    # The right answer, one byte every 100 ms: it cannot be complete before the timeout.
+    server = peer_server("tcp", "trickle", b"220 ready\r\n".hex(), "--every-ms", "100")
+    out = await sendexpect.probe(
+        spec(ProbeKind.SEND_EXPECT, server.port, SHORT, send="HELO x\r\n", expect="220 ready")
+    )
+    assert not out.ok
+    assert out.reason.startswith("timed out"), out
+    assert server.received() == b"HELO x\r\n"
 
 
 # --- HTTP and HTTPS --------------------------------------------------------------------
@@ -110,6 +101,9 @@ async def test_send_expect_refused_and_timeout() -> None:
 
 def http_answer(status: str, body: bytes = b"hello real2\n") -> bytes:
     return f"HTTP/1.0 {status}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+REQUEST_HEAD = b"GET /health HTTP/1.0\r\nHost: www.example.com\r\n"
 
 
 @pytest.mark.parametrize(
@@ -124,106 +118,101 @@ def http_answer(status: str, body: bytes = b"hello real2\n") -> bytes:
         (b"\xde\xad\xbe\xef", None, False, "no HTTP answer"),
     ],
 )
-async def test_http(answer: bytes, expect: str | None, ok: bool, reason: str) -> None:
-    requests: list[bytes] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        requests.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    async with serving(handler) as port:
-        out = await http.probe(
-            spec(ProbeKind.HTTP, port, expect=expect, http_path="/health",
-                 http_host="www.example.com")
-        )  # fmt: skip
+async def test_http(
+    peer_server: StartPeer, answer: bytes, expect: str | None, ok: bool, reason: str
+) -> None:
+    server = peer_server("http", "--raw", answer.hex())
+    out = await http.probe(
+        spec(ProbeKind.HTTP, server.port, expect=expect, http_path="/health",
+             http_host="www.example.com")
+    )  # fmt: skip
     assert out.ok is ok, out
     assert reason in out.reason
-    assert requests[0].startswith(b"GET /health HTTP/1.0\r\nHost: www.example.com\r\n")
+    assert server.received().startswith(REQUEST_HEAD)
 
 
-async def test_http_status_ranges_refusal_and_trickle() -> None:
-    async with serving(await reply(http_answer("404 Not Found"))) as port:
-        out = await http.probe(spec(ProbeKind.HTTP, port, http_status=((404, 404),)))
+async def test_http_status_ranges_refusal_and_trickle(peer_server: StartPeer) -> None:
+    server = peer_server("http", "404 Not Found", "gone")
+    out = await http.probe(spec(ProbeKind.HTTP, server.port, http_status=((404, 404),)))
     assert out.ok
     out = await http.probe(spec(ProbeKind.HTTP, free_port()))
     assert out.reason == "connection refused"
-    async with serving(trickle) as port:
-        out = await http.probe(spec(ProbeKind.HTTP, port))
+    slow = b"HTTP/1.0 200 OK\r\nX-Slow: " + b"a" * 1000
+    server = peer_server("tcp", "trickle", slow.hex(), "--every-ms", "50")
+    out = await http.probe(spec(ProbeKind.HTTP, server.port, SHORT))
     assert (out.ok, out.reason) == (False, "timed out")
 
 
-@pytest.fixture(scope="module")
-def tls_server_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is not installed (apt-get install openssl)")
-    d = tmp_path_factory.mktemp("tls")
-    key, cert = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "2", "-subj", "/CN=real2.lab"],
-        check=True, capture_output=True, timeout=60,
+async def test_https_with_a_self_signed_certificate(
+    peer_server: StartPeer, tls_files: tuple[Path, Path]
+) -> None:
+    tls = ("--tls", *map(str, tls_files))
+    server = peer_server("http", "200 OK", "hello real2\n", *tls)
+    out = await http.probe(
+        spec(ProbeKind.HTTPS, server.port, expect="real2", http_path="/health",
+             http_host="www.example.com")
     )  # fmt: skip
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-async def test_https_with_a_self_signed_certificate(tls_server_context: ssl.SSLContext) -> None:
-    async with serving(await reply(http_answer("200 OK")), tls=tls_server_context) as port:
-        out = await http.probe(spec(ProbeKind.HTTPS, port, expect="real2"))
     assert out.ok, out
+    assert server.received().startswith(REQUEST_HEAD)
     # Plain HTTP on the TLS port: the handshake fails, the probe fails.
-    async with serving(await reply(http_answer("200 OK"))) as port:
-        out = await http.probe(spec(ProbeKind.HTTPS, port))
+    server = peer_server("tcp", "answer", http_answer("200 OK").hex())
+    out = await http.probe(spec(ProbeKind.HTTPS, server.port))
     assert not out.ok
     assert out.reason.startswith(("TLS", "connection", "no HTTP"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect", "reason"),
+    [
+        (("http", "503 Service Unavailable", "busy"), None, "HTTP 503"),  # wrong answer
+        (("http", "200 OK", "maintenance page"), "real2", "body does not match"),
+        (("http", "--raw", b"\xde\xad\xbe\xef".hex()), None, "no HTTP answer"),  # garbage
+    ],
+)
+async def test_https_wrong_answers_over_tls(
+    peer_server: StartPeer,
+    tls_files: tuple[Path, Path],
+    argv: tuple[str, ...],
+    expect: str | None,
+    reason: str,
+) -> None:
+    server = peer_server(*argv, "--tls", *map(str, tls_files))
+    out = await http.probe(spec(ProbeKind.HTTPS, server.port, expect=expect))
+    assert not out.ok
+    assert reason in out.reason, out
+    assert server.received().startswith(b"GET / HTTP/1.0\r\n")
+
+
+async def test_https_refusal_and_a_server_that_never_shakes_hands(peer_server: StartPeer) -> None:
+    out = await http.probe(spec(ProbeKind.HTTPS, free_port()))
+    assert (out.ok, out.reason) == (False, "connection refused")
+    server = peer_server("tcp", "silent")
+    out = await http.probe(spec(ProbeKind.HTTPS, server.port, SHORT))
+    assert (out.ok, out.reason) == (False, "timed out")
 
 
 # --- UDP -----------------------------------------------------------------------------
 
 
-class UdpResponder(asyncio.DatagramProtocol):
-    def __init__(self, answer: Callable[[bytes], bytes | None]) -> None:
-        self.answer = answer
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's datagram transport is not registered as a DatagramTransport subclass.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        out = self.answer(data)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-
-async def udp_server(answer: Callable[[bytes], bytes | None]) -> AsyncIterator[int]:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpResponder(answer), local_addr=(HOST, 0)
-    )
-    try:
-        yield int(transport.get_extra_info("sockname")[1])
-    finally:
-        transport.close()
-
-
 @pytest.mark.parametrize(
-    ("answer", "expect", "ok"),
+    ("argv", "expect", "ok", "reason"),
     [
-        (lambda d: b"PONG " + d, "PONG", True),
-        (lambda d: b"ERR", "PONG", False),  # wrong answer
-        (lambda d: b"\x00\x01\x02", "PONG", False),  # garbage
-        (lambda d: b"x", None, True),  # any reply without expect
-        (lambda d: None, "PONG", False),  # silence: timeout
+        (("answer", b"PONG ".hex(), "--echo"), "PONG", True, "replied 'PONG PING'"),
+        (("answer", b"ERR".hex()), "PONG", False, "unexpected reply"),  # wrong answer
+        (("answer", b"\x00\x01\x02".hex()), "PONG", False, "unexpected reply"),  # garbage
+        (("answer", b"x".hex()), None, True, "replied"),  # any reply without expect
+        (("silent",), "PONG", False, "timed out"),
     ],
 )
-async def test_udp(answer: Callable[[bytes], bytes | None], expect: str | None, ok: bool) -> None:
-    async for port in udp_server(answer):
-        out = await udp.probe(spec(ProbeKind.UDP, port, send="PING", expect=expect))
-        assert out.ok is ok, out
+async def test_udp(
+    peer_server: StartPeer, argv: tuple[str, ...], expect: str | None, ok: bool, reason: str
+) -> None:
+    server = peer_server("udp", *argv)
+    timeout = SHORT if reason == "timed out" else T
+    out = await udp.probe(spec(ProbeKind.UDP, server.port, timeout, send="PING", expect=expect))
+    assert out.ok is ok, out
+    assert out.reason.startswith(reason), out
+    assert server.received() == b"PING"
 
 
 async def test_udp_refused_by_icmp_port_unreachable() -> None:
@@ -234,39 +223,41 @@ async def test_udp_refused_by_icmp_port_unreachable() -> None:
 # --- DNS -----------------------------------------------------------------------------
 
 
-def dns_answer(query: bytes, *, rcode: int = 0, addrs: tuple[str, ...] = ("192.0.2.53",)) -> bytes:
-    """A tiny authoritative responder: answers the question with ``addrs`` as A records."""
-    ident = query[:2]
-    question = query[12:]
-    flags = 0x8400 | rcode
-    head = ident + struct.pack("!HHHHH", flags, 1, len(addrs), 0, 0)
-    answers = b"".join(
-        b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(a) for a in addrs
-    )
-    return head + question + answers
-
-
 @pytest.mark.parametrize(
-    ("answer", "expect", "ok", "reason"),
+    ("argv", "expect", "ok", "reason"),
     [
-        (lambda q: dns_answer(q), "192.0.2.53", True, "192.0.2.53"),
-        (lambda q: dns_answer(q), None, True, "192.0.2.53"),
-        (lambda q: dns_answer(q, addrs=("192.0.2.99",)), "192.0.2.53", False, "expected"),
-        (lambda q: dns_answer(q, rcode=3, addrs=()), None, False, "NXDOMAIN"),
-        (lambda q: dns_answer(q, rcode=2, addrs=()), None, False, "SERVFAIL"),
-        (lambda q: b"\x12\x34garbage", None, False, "malformed"),
-        (lambda q: q[:2] + b"\x84\x00\x00\x01\x00\x05", None, False, "malformed"),
-        (lambda q: b"\x00\x00" + dns_answer(q)[2:], None, False, "malformed"),  # wrong id
-        (lambda q: None, None, False, "timed out"),
+        (("dns", "a", "192.0.2.53"), "192.0.2.53", True, "192.0.2.53"),
+        (("dns", "a", "192.0.2.53"), None, True, "192.0.2.53"),
+        (("dns", "a", "192.0.2.7", "192.0.2.53"), "192.0.2.53", True, "192.0.2.7, 192.0.2.53"),
+        (("dns", "a", "192.0.2.99"), "192.0.2.53", False, "expected"),  # wrong answer
+        (("dns", "rcode", "3"), None, False, "NXDOMAIN"),
+        (("dns", "rcode", "2"), None, False, "SERVFAIL"),
+        (("dns", "garbage"), None, False, "malformed"),
+        (("dns", "short"), None, False, "malformed"),
+        (("dns", "truncated"), None, False, "malformed"),
+        (("dns", "wrong-id", "192.0.2.53"), None, False, "malformed"),
+        (("udp", "silent"), None, False, "timed out"),
     ],
 )
 async def test_dns(
-    answer: Callable[[bytes], bytes | None], expect: str | None, ok: bool, reason: str
+    peer_server: StartPeer, argv: tuple[str, ...], expect: str | None, ok: bool, reason: str
 ) -> None:
-    async for port in udp_server(answer):
-        out = await dns.probe(spec(ProbeKind.DNS, port, dns_query="www.lab.test", expect=expect))
-        assert out.ok is ok, out
-        assert reason in out.reason
+    server = peer_server(*argv)
+    timeout = SHORT if reason == "timed out" else T
+    out = await dns.probe(
+        spec(ProbeKind.DNS, server.port, timeout, dns_query="www.lab.test", expect=expect)
+    )
+    assert out.ok is ok, out
+    assert reason in out.reason
+    query = server.received()
+    assert query == dns.build_query(int.from_bytes(query[:2], "big"), "www.lab.test")
+
+
+async def test_dns_refused_by_icmp_port_unreachable() -> None:
+    out = await dns.probe(
+        spec(ProbeKind.DNS, free_port(socket.SOCK_DGRAM), dns_query="www.lab.test")
+    )
+    assert (out.ok, out.reason) == (False, "connection refused")
 
 
 def test_dns_query_encoding() -> None:
