@@ -75,7 +75,9 @@ async def probe(spec: ProbeSpec) -> Outcome:
         return Outcome(False, describe_error(e))
     finally:
         if writer is not None:
-            writer.close()
+            # Abort, not close: a probe has nothing more to say, and a reset leaves no
+            # TIME_WAIT on the director nor a TLS close handshake to wait for.
+            writer.transport.abort()
     m = _STATUS_RE.match(head)
     if m is None:
         return Outcome(False, f"no HTTP answer: {printable(head)}")

@@ -92,7 +92,9 @@ async def read_agent(spec: AgentSpec) -> str:
             data = await reader.read(AGENT_LINE_LIMIT)
     finally:
         if writer is not None:
-            writer.close()
+            # Abort, not close: a probe has nothing more to say, and a reset leaves no
+            # TIME_WAIT on the director nor a TLS close handshake to wait for.
+            writer.transport.abort()
     line = data.split(b"\n", 1)[0].decode("latin-1").strip()
     if not line:
         raise ConnectionResetError("agent closed without a line")
