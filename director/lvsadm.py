@@ -561,19 +561,10 @@ def _run(
             call("flush")
         case "Z":
             call("zero", **(svc if "service-address" in c.options else {}))
-        case "a":
+        case "a" | "e":
+            # ipvsadm sends every field on an edit too: an -e without -w sets weight 1.
             call(
-                "add_dest",
-                **svc,
-                daddr=c.daddr,
-                dport=c.dport,
-                weight=1 if c.weight is None else c.weight,
-                u_threshold=c.u_threshold or 0,
-                l_threshold=c.l_threshold or 0,
-            )
-        case "e":
-            call(
-                "edit_dest",
+                "add_dest" if c.cmd == "a" else "edit_dest",
                 **svc,
                 daddr=c.daddr,
                 dport=c.dport,
