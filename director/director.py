@@ -334,7 +334,7 @@ class Director:
             self._counts["no_service"] += 1
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now) is None:
+        if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc) is None:
             self._counts["no_dest"] += 1
             self._log_no_dest(svc)
             self._unreachable(buf)

@@ -533,14 +533,24 @@ class IPVS:
     # --- connections -----------------------------------------------------------------
 
     def new_connection(
-        self, proto: int, caddr: int, cport: int, vaddr: int, vport: int, now: int
+        self,
+        proto: int,
+        caddr: int,
+        cport: int,
+        vaddr: int,
+        vport: int,
+        now: int,
+        svc: VirtualService | None = None,
     ) -> int | None:
         """Schedule and insert the connection for a packet the table answered NEW.
 
-        Returns the connection handle, or None when no service matches, the scheduler
-        has no destination, or the table is full (counted in ``no_memory``).
+        ``svc`` is the packet's service when the caller has already found it
+        (``find_service``). Returns the connection handle, or None when no service
+        matches, the scheduler has no destination, or the table is full (counted in
+        ``no_memory``).
         """
-        svc = self.find_service(proto, vaddr, vport)
+        if svc is None:
+            svc = self.find_service(proto, vaddr, vport)
         if svc is None:
             return None
         bound = svc.bind(proto, caddr, cport, vaddr, vport, now)
