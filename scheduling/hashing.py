@@ -80,41 +80,11 @@ def siphash(c_rounds: int, d_rounds: int, key0: int, key1: int, data: bytes) -> 
 def hsiphash_u32_py(key0: int, key1: int, value: int) -> int:
     """``hsiphash(&value, 4, key)`` of a 64-bit kernel: SipHash-1-3, low 32 bits.
 
-    ``value`` is a u32 whose four bytes are hashed in little-endian order. Unrolled
-    because mh hashes once per scheduling decision.
+    ``value`` is a u32 whose four bytes are hashed in little-endian order. The C
+    module's ``hsiphash_u32`` is the fast path; this is its reference and fallback.
     """
-    v0 = 0x736F6D6570736575 ^ key0
-    v1 = 0x646F72616E646F6D ^ key1
-    v2 = 0x6C7967656E657261 ^ key0
-    b = 0x0400000000000000 | (value & 0xFFFFFFFF)
-    v3 = 0x7465646279746573 ^ key1 ^ b
-    m = 0xFFFFFFFFFFFFFFFF
-    # compression: one round
-    v0 = (v0 + v1) & m
-    v1 = ((v1 << 13) | (v1 >> 51)) & m ^ v0
-    v0 = ((v0 << 32) | (v0 >> 32)) & m
-    v2 = (v2 + v3) & m
-    v3 = ((v3 << 16) | (v3 >> 48)) & m ^ v2
-    v0 = (v0 + v3) & m
-    v3 = ((v3 << 21) | (v3 >> 43)) & m ^ v0
-    v2 = (v2 + v1) & m
-    v1 = ((v1 << 17) | (v1 >> 47)) & m ^ v2
-    v2 = ((v2 << 32) | (v2 >> 32)) & m
-    v0 ^= b
-    v2 ^= 0xFF
-    # finalization: three rounds
-    for _ in range(3):
-        v0 = (v0 + v1) & m
-        v1 = ((v1 << 13) | (v1 >> 51)) & m ^ v0
-        v0 = ((v0 << 32) | (v0 >> 32)) & m
-        v2 = (v2 + v3) & m
-        v3 = ((v3 << 16) | (v3 >> 48)) & m ^ v2
-        v0 = (v0 + v3) & m
-        v3 = ((v3 << 21) | (v3 >> 43)) & m ^ v0
-        v2 = (v2 + v1) & m
-        v1 = ((v1 << 17) | (v1 >> 47)) & m ^ v2
-        v2 = ((v2 << 32) | (v2 >> 32)) & m
-    return (v0 ^ v1 ^ v2 ^ v3) & 0xFFFFFFFF
+    data = (value & 0xFFFFFFFF).to_bytes(4, "little")
+    return siphash(1, 3, key0, key1, data) & 0xFFFFFFFF
 
 
 hsiphash_u32: Callable[[int, int, int], int]
