@@ -255,6 +255,13 @@ def test_reload_under_load_fails_no_request(ops: Ops) -> None:
     result = json.loads(out)
     assert result["failed"] == 0, result
     assert "real3" in result["by_real"]
+    # The removed real is drained: deleted at the director's next expiry tick once it
+    # has no active connection left (docs/operations.md).
+    wait_for(
+        "the removed real drained and deleted",
+        lambda: "192.168.1.11:80" not in ops.lvsadm("-L", "-n").stdout,
+        within=10,
+    )
     listing = ops.lvsadm("-L", "-n").stdout
     assert "192.168.1.11:80" not in listing
     assert "  -> 192.168.1.10:80              Masq    500    " in listing
