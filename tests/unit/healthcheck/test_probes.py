@@ -9,6 +9,8 @@ port nobody listens on; the external program is a real shell script.
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 from pathlib import Path
 
@@ -306,18 +308,27 @@ async def test_program_missing_binary() -> None:
 
 async def test_hanging_program_is_killed_with_its_children_and_reaped(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    cmd = script(tmp_path, f"sleep 60 &\necho $! > {pids}\necho $$ >> {pids}\nwait\n")
+    # One child holds the output pipe, one does not: killing only the leader would
+    # leave the second running (and keep the first until it ends on its own).
+    body = f"sleep 60 &\necho $! > {pids}\nsleep 120 >/dev/null &\necho $! >> {pids}\n"
+    cmd = script(tmp_path, body + f"echo $$ >> {pids}\nwait\n")
     out = await program.probe(spec(ProbeKind.PROGRAM, 1, program=cmd))
     assert not out.ok
     assert "timed out" in out.reason
-    for pid in map(int, pids.read_text().split()):
-        assert not alive(pid), f"pid {pid} outlived the probe"
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 3
+    for pid in started:
+        assert exits_within(pid, 5.0), f"pid {pid} outlived the probe"
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie left for init to reap does not count)."""
+def exits_within(pid: int, limit_s: float) -> bool:
+    """Whether ``pid`` has exited or exits within ``limit_s`` (a zombie left for init
+    to reap has exited): a pidfd turns readable at exit."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], limit_s)[0])
+    finally:
+        os.close(fd)
