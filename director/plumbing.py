@@ -210,9 +210,12 @@ class _Rule:
             out["fwmark"] = self.fwmark
         return out
 
+    @property
+    def match(self) -> str:
+        return f"iif {self.iifname}" if self.iifname is not None else f"fwmark {self.fwmark}"
+
     def __str__(self) -> str:
-        match = f"iif {self.iifname}" if self.iifname is not None else f"fwmark {self.fwmark}"
-        return f"{self.priority}: {match} lookup {self.table}"
+        return f"{self.priority}: {self.match} lookup {self.table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -690,7 +693,11 @@ class Plumbing:
         log.info("plumbing: %s", ", ".join(summary))
 
     def _add_rule(self, nl: _Netlink, rule: _Rule) -> None:
-        self._netlink(f"rule add {rule}", nl.rule_add, rule)
+        self._netlink(
+            f"rule add {rule.match} lookup {rule.table} priority {rule.priority}",
+            nl.rule_add,
+            rule,
+        )
         self._add(_RuleAdded(rule))
 
     def _setup_fwmark(self, nl: _Netlink, mark: int, mtu: int) -> None:
