@@ -435,6 +435,7 @@ class Director:
                 {
                     "proto": "TCP" if svc.protocol == 6 else "UDP",
                     "addr": format_addr(svc.vaddr, svc.vport),
+                    "fwmark": svc.fwmark,
                     "scheduler": svc.sched_name,
                     "flags": sorted(svc.sched_flags),
                     "persistent": svc.timeout,
