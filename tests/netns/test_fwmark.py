@@ -19,6 +19,7 @@ import sys
 
 import pytest
 
+from director import control
 from director.config import parse_config
 from director.demo import LabDirector
 from director.lab import Lab
@@ -111,6 +112,9 @@ def test_marked_ports_share_one_persistent_real(
         assert (svc["fwmark"], svc["persistent"]) == (1, 300)
         assert svc["conns"] == REQUESTS_PER_PORT * len(PORTS)
         assert status["no_service"] == 0
+        # No TUN steers mark 2 here: lvsadm -A -f 2 is refused, naming the mark and why.
+        with pytest.raises(control.ControlError, match=r"FWM 2: .*\(steered: 1\)"):
+            control.request(director.socket_path, "add_service", proto="tcp", fwmark=2)
     finally:
         for proc in servers:
             proc.kill()
