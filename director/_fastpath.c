@@ -467,15 +467,17 @@ static PyObject *ConnTable_process_vnet(ConnTableObject *self, PyObject *args) {
 }
 
 static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"fd", "now", "out", "max_packets", NULL};
-    int fd;
+    static char *kwlist[] = {"fd", "now", "out", "max_packets", "write_fd", NULL};
+    int fd, write_fd = -1;
     long long now, max_packets = 256;
     PyObject *out;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLO!|L:drain", kwlist, &fd, &now, &PyList_Type,
-                                     &out, &max_packets))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLO!|Li:drain", kwlist, &fd, &now, &PyList_Type,
+                                     &out, &max_packets, &write_fd))
         return NULL;
     if (check_range("max_packets", max_packets, 0, 1LL << 30) < 0)
         return NULL;
+    if (write_fd < 0)
+        write_fd = fd;
     long long n = 0;
     while (n < max_packets) {
         ssize_t r = 0;
@@ -491,7 +493,7 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
             n++;
             verdict = process_vnet_packet(&self->t, self->rx, (size_t)r, now);
             if (verdict == V_FORWARD) {
-                if (write(fd, self->rx, (size_t)r) < 0)
+                if (write(write_fd, self->rx, (size_t)r) < 0)
                     self->t.drops[V_DROP_TX]++;
             } else if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
                 break;

@@ -960,14 +960,19 @@ class ConnTable:
         self._count_pkt(c, tot, inbound)
         return FORWARD
 
-    def drain(self, fd: int, now: int, out: list[bytes], max_packets: int = 256) -> int:
+    def drain(
+        self, fd: int, now: int, out: list[bytes], max_packets: int = 256, write_fd: int = -1
+    ) -> int:
         """Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.
 
-        Packets of known connections are rewritten and written back to `fd` (a failed write
-        counts DROP_TX and never raises); NEW, LOCAL and FRAGMENT packets are appended to
-        `out` as bytes with their vnet header; drops are counted. Returns packets read.
+        Packets of known connections are rewritten and written to `write_fd` (negative, the
+        default: back to `fd`; a failed write counts DROP_TX and never raises); NEW, LOCAL and
+        FRAGMENT packets are appended to `out` as bytes with their vnet header; drops are
+        counted. Returns packets read.
         """
         _check_range("max_packets", max_packets, 0, 1 << 30)
+        if write_fd < 0:
+            write_fd = fd
         n = 0
         while n < max_packets:
             try:
@@ -983,7 +988,7 @@ class ConnTable:
             v = self.process_vnet(buf, now)
             if v == FORWARD:
                 try:
-                    os.write(fd, buf)
+                    os.write(write_fd, buf)
                 except OSError:
                     # EAGAIN/ENOBUFS when the device queue is full; the packet is lost either way.
                     self._drops[DROP_TX] += 1

@@ -29,6 +29,7 @@ from director.ipvs import (
     IPVS,
     Destination,
     InvalidArgument,
+    IPVSError,
     ServiceNotDefined,
     VirtualService,
     format_addr,
@@ -61,6 +62,15 @@ MAX_CONN_ENTRIES = 1 << 20
 
 Handler = Callable[[Mapping[str, Any]], object]
 NowMs = Callable[[], int]
+
+
+class FwmarkNotSteered(IPVSError):
+    """A fwmark service for a mark whose packets never reach this director.
+
+    No errno: lvsadm prints the message itself rather than ipvsadm's text for one.
+    """
+
+    reason = "Firewall mark not steered to lvsd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +124,9 @@ class Admin:
     ``timeouts`` are the (tcp, tcpfin, udp) seconds in force; ``now_ms`` the data
     plane's monotonic clock (connection expiry and drain deadlines use it).
     ``drain_timeout`` is the longest ``drain_dest`` waits, in seconds (lvs.cf
-    drain_timeout; 0 deletes at once).
+    drain_timeout; 0 deletes at once). ``fwmarks`` are the firewall marks the
+    plumbing steers into the director; a fwmark service for another mark is refused
+    (None: every mark, for a service layer without plumbing).
     """
 
     def __init__(
@@ -124,8 +136,10 @@ class Admin:
         now_ms: NowMs,
         timeouts: tuple[int, int, int] = (0, 0, 0),
         drain_timeout: int = DEFAULT_DRAIN_TIMEOUT_S,
+        fwmarks: frozenset[int] | None = None,
     ) -> None:
         self.ipvs = ipvs
+        self.fwmarks = fwmarks
         self.estimator = estimator
         self._now_ms = now_ms
         self.drain_timeout = drain_timeout
@@ -164,6 +178,16 @@ class Admin:
         timeout: int = 0,
         netmask: int = 0xFFFFFFFF,
     ) -> VirtualService:
+        if spec.fwmark and self.fwmarks is not None and spec.fwmark not in self.fwmarks:
+            # Marked packets reach lvsd through a TUN per mark, made at start-up with its
+            # routing table and rule; a mark without one would be a service no packet
+            # ever reaches.
+            steered = ", ".join(map(str, sorted(self.fwmarks))) or "none"
+            raise FwmarkNotSteered(
+                f"FWM {spec.fwmark}: lvsd receives marked packets only for the marks of "
+                f"lvs.cf's virtual servers, given TUNs at start-up (steered: {steered}); "
+                f"add a virtual with fwmark = {spec.fwmark} to lvs.cf and restart lvsd"
+            )
         svc = self.ipvs.add_service(
             spec.protocol,
             spec.vaddr,

@@ -833,6 +833,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
     failovers: list[FailoverConfig] = []
     names: dict[tuple[str, str], int] = {}
     services: dict[tuple[Protocol, IPv4Address, int], tuple[str, int]] = {}
+    marks: dict[int, tuple[str, int]] = {}
     for child in root.children:
         if (child.kind, child.name) in names:
             raise ConfigError(
@@ -845,7 +846,16 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
             continue
         v = _build_virtual(child, filename)
         f = _Fields(child, filename)
-        for port in v.ports:
+        if v.fwmark:
+            # IPVS knows a fwmark service by its mark alone (address:port is nanny's).
+            if v.fwmark in marks:
+                other, other_line = marks[v.fwmark]
+                raise f.error(
+                    "fwmark",
+                    f"mark {v.fwmark} is already virtual {other!r}'s (line {other_line})",
+                )
+            marks[v.fwmark] = (v.name, child.line)
+        for port in () if v.fwmark else v.ports:
             svc = (v.protocol, v.address, port)
             if svc in services:
                 other, other_line = services[svc]
@@ -867,6 +877,13 @@ def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
     address, device = f.require("address", _address_device)
     persistent = f.get("persistent", _integer(0, S32_MAX), d.persistent)
     ports = f.get("port", _port_list, d.ports)
+    fwmark = f.get("fwmark", _integer(0, U32_MAX), d.fwmark)
+    if fwmark and len(ports) > 1:
+        raise f.error(
+            "port",
+            f"a fwmark virtual is one IPVS service, FWM {fwmark}; its one port is where "
+            f"nanny probes the servers, got {','.join(map(str, ports))!r}",
+        )
     if 0 in ports and not persistent:
         raise f.error(
             "port",
@@ -909,7 +926,7 @@ def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
         vip_nmask=f.get("vip_nmask", _netmask, None),
         sorry_server=f.get("sorry_server", _ipv4, None),
         active=f.get("active", _boolean, d.active),
-        fwmark=f.get("fwmark", _integer(0, U32_MAX), d.fwmark),
+        fwmark=fwmark,
         protocol=f.get("protocol", _choice(Protocol), d.protocol),
         ports=ports,
         scheduler=scheduler,

@@ -3,9 +3,11 @@
 ``Director(cfg).run()`` sets up the namespace plumbing (TUN, VIP routes, proxy ARP,
 reply steering, nat_router), loads the services of every active ``virtual`` into
 the IPVS service layer, and serves until SIGTERM or SIGINT, after which the host is
-left exactly as it was. The packet loop is one ``add_reader`` callback: one call
-into the fast path drains the TUN and forwards every packet of a known
-connection; only packets that need a decision come back here (``_decide``).
+left exactly as it was. The packet loop is one ``add_reader`` callback per TUN: one
+call into the fast path drains it and forwards every packet of a known connection;
+only packets that need a decision come back here (``_decide``). Besides the address
+TUN there is one TUN per firewall mark of a fwmark virtual: a packet read from it
+carries that mark into the service lookup. Every write goes to the address TUN.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
     reals = tuple(
         dict.fromkeys(s.address for v in cfg.virtuals if v.active for s in v.servers if s.active)
     )
+    # Sorted: the marks' tables follow this order, and a reordered file is the same plumbing.
+    fwmarks = tuple(sorted({v.fwmark for v in cfg.virtuals if v.active and v.fwmark}))
     nat_router = None
     label = None
     private = cfg.private_iface
@@ -109,6 +113,7 @@ def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
         reals=reals,
         nat_router=nat_router,
         nat_router_label=label,
+        fwmarks=fwmarks,
     )
 
 
@@ -155,7 +160,14 @@ class Director:
         self._counts: Counter[str] = Counter()
         self._no_dest: Counter[str] = Counter()
         timeouts = (cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
-        self.admin = Admin(self.ipvs, self.estimator, now_ms, timeouts, cfg.drain_timeout)
+        self.admin = Admin(
+            self.ipvs,
+            self.estimator,
+            now_ms,
+            timeouts,
+            cfg.drain_timeout,
+            fwmarks=frozenset(spec.fwmarks),
+        )
         self.pulse = (
             None
             if failover is None
@@ -182,7 +194,10 @@ class Director:
             raise
         try:
             self._fd = self.plumbing.tun.fd
-            loop.add_reader(self._fd, self._on_readable)
+            readers = [(self._fd, 0)]
+            readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
+            for fd, mark in readers:
+                loop.add_reader(fd, self._on_readable, fd, mark)
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._expiry())
@@ -213,7 +228,8 @@ class Director:
             except* _Stopped:
                 pass
             finally:
-                loop.remove_reader(self._fd)
+                for fd, _ in readers:
+                    loop.remove_reader(fd)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -258,10 +274,17 @@ class Director:
     def _take_cfg(self, cfg: DirectorConfig) -> bool:
         """Serve the active director's services (a standby's configuration sync).
 
-        Applied as a reload is (connections kept); False, logged, if they do not build.
+        Applied as a reload is (connections kept); False, logged, if they do not build
+        or need a firewall mark this director's plumbing does not steer.
         """
         try:
             reload.check_buildable(cfg)
+            missing = set(plumbing_spec(cfg).fwmarks) - set(self.plumbing.spec.fwmarks)
+            if missing:
+                raise ConfigError(
+                    f"firewall marks {', '.join(map(str, sorted(missing)))} have no TUN here; "
+                    "that needs a restart"
+                )
         except ConfigError as e:
             log.error("failover: the active director's services do not build here: %s", e)
             return False
@@ -295,20 +318,21 @@ class Director:
 
     # --- the packet loop -------------------------------------------------------------
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, fd: int, fwmark: int) -> None:
+        """Drain TUN ``fd``, whose packets carry firewall mark ``fwmark`` (0: none)."""
         now = now_ms()
         pending = self._pending
-        self.table.drain(self._fd, now, pending)
+        self.table.drain(fd, now, pending, write_fd=self._fd)
         if pending:
             for pkt in pending:
-                self._decide(bytearray(pkt), now)
+                self._decide(bytearray(pkt), now, fwmark)
             pending.clear()
 
-    def _decide(self, buf: bytearray, now: int) -> None:
+    def _decide(self, buf: bytearray, now: int, fwmark: int = 0) -> None:
         """A packet the fast path could not forward alone: schedule, answer or reassemble."""
         verdict = self.table.process_vnet(buf, now)
         if verdict == fastpath.NEW:
-            verdict = self._new_connection(buf, now)
+            verdict = self._new_connection(buf, now, fwmark)
         elif verdict == fastpath.FRAGMENT:
             whole = self.reassembler.add(bytes(buf[fastpath.VNET_HDR_LEN :]), now)
             if whole is None:
@@ -316,20 +340,20 @@ class Director:
             buf = bytearray(_VNET_PLAIN + whole)
             verdict = self.table.process_vnet(buf, now)
             if verdict == fastpath.NEW:
-                verdict = self._new_connection(buf, now)
+                verdict = self._new_connection(buf, now, fwmark)
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
         if verdict == fastpath.FORWARD:
             self._write(buf)
 
-    def _new_connection(self, buf: bytearray, now: int) -> int:
+    def _new_connection(self, buf: bytearray, now: int, fwmark: int) -> int:
         off = fastpath.VNET_HDR_LEN
         proto = buf[off + 9]
         saddr, daddr = struct.unpack_from("!II", buf, off + 12)
         sport, dport = struct.unpack_from("!HH", buf, off + 20)
         self._counts["decided"] += 1
-        svc = self.ipvs.find_service(proto, daddr, dport)
+        svc = self.ipvs.find_service(proto, daddr, dport, fwmark)
         if svc is None:
             self._counts["no_service"] += 1
             self._unreachable(buf)
@@ -411,6 +435,7 @@ class Director:
                 {
                     "proto": "TCP" if svc.protocol == 6 else "UDP",
                     "addr": format_addr(svc.vaddr, svc.vport),
+                    "fwmark": svc.fwmark,
                     "scheduler": svc.sched_name,
                     "flags": sorted(svc.sched_flags),
                     "persistent": svc.timeout,

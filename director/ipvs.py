@@ -513,12 +513,25 @@ class IPVS:
         del self.services[svc.key]
         heapq.heappush(self._free_svcs, svc.index)
 
-    def find_service(self, protocol: int, vaddr: int, vport: int) -> VirtualService | None:
-        """The service a packet to vaddr:vport belongs to (ip_vs_service_find).
+    def find_service(
+        self, protocol: int, vaddr: int, vport: int, fwmark: int = 0
+    ) -> VirtualService | None:
+        """The service a packet to vaddr:vport with firewall mark ``fwmark`` belongs to.
 
-        The exact service; else, for TCP to port 20 or an unprivileged port, the FTP
-        service of that address (its data connections); else the port-zero service.
+        ip_vs_service_find: a marked packet first looks for the fwmark service of its
+        mark, whatever the packet's protocol (the kernel hashes those by mark alone; of
+        two lvsd services with one mark, the packet's own protocol wins). Without one, or
+        unmarked: the exact service; else, for TCP to port 20 or an unprivileged port,
+        the FTP service of that address (its data connections); else the port-zero
+        service.
         """
+        if fwmark:
+            svc = self.services.get((protocol, 0, 0, fwmark))
+            if svc is None:
+                other = IPPROTO_UDP if protocol == IPPROTO_TCP else IPPROTO_TCP
+                svc = self.services.get((other, 0, 0, fwmark))
+            if svc is not None:
+                return svc
         svc = self.services.get((protocol, vaddr, vport, 0))
         if (
             svc is None

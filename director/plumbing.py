@@ -15,6 +15,10 @@ What setup adds, in order (teardown undoes it in reverse)::
     proxy_delay 0 on pub                 answer at once, not after ~0.8 s
     default dev tun table T              replies from the reals ...
     rule iif priv lookup T priority P    ... are steered into the TUN
+    rule iif tun lookup main priority P+1    only with firewall marks: see below
+    per mark N: tun lvs0m<N> up, rp_filter 0,
+      default dev lvs0m<N> table T+1+i   (i: N's position in the spec's marks)
+      rule fwmark N lookup T+1+i priority P+2
     nat_router/prefix on priv (label)    the reals' default gateway
 
 The VIP is never a local address: a local VIP would be delivered to the
@@ -30,6 +34,17 @@ would drop them. The effective value is max(conf.all, conf.<iface>), so when
 conf.all is non-zero setup raises every other interface (and ``default``) to
 at least conf.all's value before zeroing it: their effective filtering is
 unchanged, and only the TUN is exempt.
+
+Firewall marks. A TUN carries no skb mark, so the mark the operator's own netfilter
+rules (nft/iptables, mangle prerouting; never lvsd's) put on a packet is told to the
+director by the TUN the packet arrives on: each mark of a fwmark service gets a TUN of
+its own, and a policy rule sends packets with that mark to it, whatever their
+destination (IPVS's fwmark services match marked packets to any address). The
+director reads every TUN and writes only to the address TUN. Packets it writes carry no
+mark, but a marking rule broader than the operator meant (one that also matches the
+rewritten packet to the real) would mark them again and loop them back to the
+director: the ``iif tun lookup main`` rule, consulted before the mark rules, keeps
+what the director wrote on the main table.
 """
 
 from __future__ import annotations
@@ -69,6 +84,7 @@ SYSCTL_ROOT: Final = Path("/proc/sys")
 _GONE: Final = frozenset({errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL})
 _RESERVED_TABLES: Final = frozenset({0, 253, 254, 255})
 _IFNAMSIZ: Final = 16
+_U32_MAX: Final = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +98,10 @@ class PlumbingSpec:
     where the main table is consulted). ``mtu`` defaults to the public interface's.
     ``claim_on_setup`` False leaves the VIPs' proxy ARP entries and the nat_router
     address out of ``setup()``: a standby director holds the TUN and the routes but
-    does not answer for the VIPs until ``Plumbing.claim()``.
+    does not answer for the VIPs until ``Plumbing.claim()``. ``fwmarks`` are the
+    firewall marks steered into TUNs of their own (``fwmark_tun``), through tables
+    ``table + 1 ...`` in the order given (``fwmark_table``); with marks, rules at
+    ``rule_priority + 1`` and ``+ 2`` are taken too.
     """
 
     vips: tuple[IPv4Address, ...]
@@ -97,6 +116,25 @@ class PlumbingSpec:
     mtu: int | None = None
     tun_offloads: bool = True
     claim_on_setup: bool = True
+    fwmarks: tuple[int, ...] = ()
+
+    @property
+    def guard_priority(self) -> int:
+        """Priority of ``iif tun lookup main``, before the firewall-mark rules."""
+        return self.rule_priority + 1
+
+    @property
+    def fwmark_priority(self) -> int:
+        """Priority of every ``fwmark N lookup fwmark_table(N)`` rule."""
+        return self.rule_priority + 2
+
+    def fwmark_tun(self, mark: int) -> str:
+        """The TUN that packets with firewall mark ``mark`` are routed into."""
+        return f"{self.tun}m{mark}"
+
+    def fwmark_table(self, mark: int) -> int:
+        """The routing table holding ``default dev fwmark_tun(mark)``."""
+        return self.table + 1 + self.fwmarks.index(mark)
 
     def __post_init__(self) -> None:
         if not self.vips:
@@ -123,9 +161,61 @@ class PlumbingSpec:
                 )
         if self.nat_router is not None and self.nat_router.ip in self.vips:
             raise ValueError(f"PlumbingSpec.nat_router: {self.nat_router.ip} is also a VIP")
+        self._check_fwmarks()
+
+    def _check_fwmarks(self) -> None:
+        if not self.fwmarks:
+            return
+        if len(set(self.fwmarks)) != len(self.fwmarks):
+            raise ValueError(f"PlumbingSpec.fwmarks: duplicates in {list(self.fwmarks)}")
+        for mark in self.fwmarks:
+            if not 0 < mark <= _U32_MAX:
+                raise ValueError(f"PlumbingSpec.fwmarks: must be 1..2^32-1, got {mark}")
+            name = self.fwmark_tun(mark)
+            if len(name.encode()) >= _IFNAMSIZ:
+                raise ValueError(
+                    f"PlumbingSpec.fwmarks: mark {mark}'s TUN name {name!r} is over "
+                    f"{_IFNAMSIZ - 1} bytes; use a shorter tun name"
+                )
+            table = self.fwmark_table(mark)
+            if table > _U32_MAX or table in _RESERVED_TABLES:
+                raise ValueError(
+                    f"PlumbingSpec.fwmarks: mark {mark} would use table {table}, which is "
+                    "reserved or out of range; choose another table"
+                )
+        if self.fwmark_priority >= 32766:
+            raise ValueError(
+                f"PlumbingSpec.rule_priority: with fwmarks must be 1..32763, "
+                f"got {self.rule_priority}"
+            )
 
 
 # --- netlink, typed -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A policy rule lvsd adds: ``iif`` or ``fwmark`` selects, ``table`` is looked up."""
+
+    table: int
+    priority: int
+    iifname: str | None = None
+    fwmark: int | None = None
+
+    def selector(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.iifname is not None:
+            out["iifname"] = self.iifname
+        if self.fwmark is not None:
+            out["fwmark"] = self.fwmark
+        return out
+
+    @property
+    def match(self) -> str:
+        return f"iif {self.iifname}" if self.iifname is not None else f"fwmark {self.fwmark}"
+
+    def __str__(self) -> str:
+        return f"{self.priority}: {self.match} lookup {self.table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,17 +290,18 @@ class _Netlink:
             found.append((IPv4Network(f"{dst}/{m['dst_len']}"), None if oif is None else int(oif)))
         return found
 
-    def rule_add(self, iifname: str, table: int, priority: int) -> None:
-        self._ipr.rule("add", iifname=iifname, table=table, priority=priority)
+    def rule_add(self, rule: _Rule) -> None:
+        self._ipr.rule("add", table=rule.table, priority=rule.priority, **rule.selector())
 
-    def rule_del(self, iifname: str, table: int, priority: int) -> None:
-        self._ipr.rule("del", iifname=iifname, table=table, priority=priority)
+    def rule_del(self, rule: _Rule) -> None:
+        self._ipr.rule("del", table=rule.table, priority=rule.priority, **rule.selector())
 
-    def rule_exists(self, iifname: str, table: int, priority: int) -> bool:
+    def rule_exists(self, rule: _Rule) -> bool:
         return any(
-            m.get("FRA_IIFNAME") == iifname
-            and (m.get("FRA_TABLE") or m["table"]) == table
-            and m.get("FRA_PRIORITY") == priority
+            m.get("FRA_IIFNAME") == rule.iifname
+            and m.get("FRA_FWMARK") == rule.fwmark
+            and (m.get("FRA_TABLE") or m["table"]) == rule.table
+            and m.get("FRA_PRIORITY") == rule.priority
             for m in self._ipr.get_rules(family=socket.AF_INET)
         )
 
@@ -326,15 +417,13 @@ class _ProxyAdded:
 
 @dataclass(frozen=True, slots=True)
 class _RuleAdded:
-    iifname: str
-    table: int
-    priority: int
+    rule: _Rule
 
     def undo(self, nl: _Netlink, sysctls: _Sysctls) -> None:
-        nl.rule_del(self.iifname, self.table, self.priority)
+        nl.rule_del(self.rule)
 
     def __str__(self) -> str:
-        return f"rule {self.priority}: iif {self.iifname} lookup {self.table}"
+        return f"rule {self.rule}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +533,7 @@ class Plumbing:
     sysctls: _Sysctls = field(default_factory=_Sysctls)
     _journal: list[_Change] = field(default_factory=list, init=False, repr=False)
     _tun: TunDevice | None = field(default=None, init=False, repr=False)
+    _fwmark_tuns: dict[int, TunDevice] = field(default_factory=dict, init=False, repr=False)
     _ifs: _Ifaces | None = field(default=None, init=False, repr=False)
 
     @property
@@ -452,6 +542,13 @@ class Plumbing:
         if self._tun is None or self._tun.closed:
             raise TunError(f"tun {self.spec.tun}: plumbing is not set up")
         return self._tun
+
+    @property
+    def fwmark_tuns(self) -> dict[int, TunDevice]:
+        """The open TUN of each firewall mark of the spec; only between setup and teardown."""
+        if self._tun is None or self._tun.closed:
+            raise TunError(f"tun {self.spec.tun}: plumbing is not set up")
+        return dict(self._fwmark_tuns)
 
     @property
     def changes(self) -> tuple[str, ...]:
@@ -567,16 +664,15 @@ class Plumbing:
             spec.table,
         )
         self._add(_RouteAdded(default, tun.ifindex, spec.table))
-        self._netlink(
-            f"rule add iif {ifs.private} lookup {spec.table} priority {spec.rule_priority}",
-            nl.rule_add,
-            ifs.private,
-            spec.table,
-            spec.rule_priority,
-        )
-        self._add(_RuleAdded(ifs.private, spec.table, spec.rule_priority))
+        self._add_rule(nl, _Rule(spec.table, spec.rule_priority, iifname=ifs.private))
 
-        # 5. the reals' gateway.
+        # 5. marked packets into the TUN of their mark; what we write stays on main.
+        if spec.fwmarks:
+            self._add_rule(nl, _Rule(MAIN_TABLE, spec.guard_priority, iifname=tun.name))
+        for mark in spec.fwmarks:
+            self._setup_fwmark(nl, mark, mtu)
+
+        # 6. the reals' gateway.
         if spec.claim_on_setup:
             self._claim_router(nl, ifs)
 
@@ -585,11 +681,45 @@ class Plumbing:
             *(f"VIP {vip} proxied on {ifs.public}" for vip in spec.vips if spec.claim_on_setup),
             f"replies from {ifs.private} via table {spec.table} (rule {spec.rule_priority})",
         ]
+        summary.extend(
+            f"fwmark {mark} into {self.spec.fwmark_tun(mark)} via table "
+            f"{spec.fwmark_table(mark)} (rule {spec.fwmark_priority})"
+            for mark in spec.fwmarks
+        )
         if spec.nat_router is not None and spec.claim_on_setup:
             summary.append(f"nat_router {spec.nat_router} on {label or ifs.private}")
         if not spec.claim_on_setup:
             summary.append("VIPs and nat_router not claimed (standby)")
         log.info("plumbing: %s", ", ".join(summary))
+
+    def _add_rule(self, nl: _Netlink, rule: _Rule) -> None:
+        self._netlink(
+            f"rule add {rule.match} lookup {rule.table} priority {rule.priority}",
+            nl.rule_add,
+            rule,
+        )
+        self._add(_RuleAdded(rule))
+
+    def _setup_fwmark(self, nl: _Netlink, mark: int, mtu: int) -> None:
+        spec = self.spec
+        tun = open_tun(spec.fwmark_tun(mark), offloads=spec.tun_offloads)
+        self._fwmark_tuns[mark] = tun
+        self._add(_TunOpened(tun))
+        self._netlink(f"link set {tun.name} up mtu {mtu}", nl.link_up, tun.ifindex, mtu)
+        # The director never writes to it; rp_filter 0 as on the address TUN all the same,
+        # so no future write path is filtered.
+        self._set_sysctl(_conf(tun.name, "rp_filter"), "0", force=True)
+        table = spec.fwmark_table(mark)
+        default = IPv4Network("0.0.0.0/0")
+        self._netlink(
+            f"route add default dev {tun.name} table {table}",
+            nl.route_add,
+            default,
+            tun.ifindex,
+            table,
+        )
+        self._add(_RouteAdded(default, tun.ifindex, table))
+        self._add_rule(nl, _Rule(table, spec.fwmark_priority, fwmark=mark))
 
     def _claim_vips(self, nl: _Netlink, ifs: _Ifaces) -> None:
         for vip in self.spec.vips:
@@ -737,6 +867,7 @@ class Plumbing:
                     continue
                 log.debug("plumbing: removed %s", change)
         self._tun = None
+        self._fwmark_tuns.clear()
         if failures:
             raise TunError(f"plumbing: teardown left {len(failures)}: {'; '.join(failures)}")
         log.info("plumbing: tun %s and its routes, rule and proxy entries removed", self.spec.tun)
@@ -749,8 +880,9 @@ class Plumbing:
 
         Call before ``setup()``. A TUN vanishes with its last fd, and the kernel
         drops the routes through it; what outlives a SIGKILL is the proxy
-        neighbour entries, the policy rule, routes left in ``spec.table`` and the
-        nat_router address, and those are removed here. Sysctls cannot be
+        neighbour entries, the policy rules (also those of the firewall marks), routes
+        left in ``spec.table`` and the marks' tables and the nat_router address, and
+        those are removed here. Sysctls cannot be
         restored (their previous values died with the process); setup finds them
         already as it wants them. Raises TunError if the TUN exists: a live
         director still holds it.
@@ -767,13 +899,17 @@ class Plumbing:
                 a.index == ifs.private_index and a.iface == spec.nat_router for a in nl.addresses()
             ):
                 stale.append(_AddressAdded(spec.nat_router, ifs.private_index, ifs.private))
-            if nl.rule_exists(ifs.private, spec.table, spec.rule_priority):
-                stale.append(_RuleAdded(ifs.private, spec.table, spec.rule_priority))
-            stale.extend(
-                _RouteAdded(dst, oif, spec.table)
-                for dst, oif in nl.routes(spec.table)
-                if oif is not None
+            rules = [_Rule(spec.table, spec.rule_priority, iifname=ifs.private)]
+            if spec.fwmarks:
+                rules.append(_Rule(MAIN_TABLE, spec.guard_priority, iifname=spec.tun))
+            rules.extend(
+                _Rule(spec.fwmark_table(m), spec.fwmark_priority, fwmark=m) for m in spec.fwmarks
             )
+            stale.extend(_RuleAdded(rule) for rule in rules if nl.rule_exists(rule))
+            for table in (spec.table, *(spec.fwmark_table(m) for m in spec.fwmarks)):
+                stale.extend(
+                    _RouteAdded(dst, oif, table) for dst, oif in nl.routes(table) if oif is not None
+                )
             stale.extend(
                 _ProxyAdded(vip, ifs.public_index, ifs.public)
                 for vip in spec.vips

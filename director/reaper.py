@@ -4,7 +4,8 @@ A director killed with SIGKILL (or by the OOM killer, or a crash in C) cannot ru
 teardown. Its TUN vanishes with its last fd, but the proxy ARP entries for the VIPs, the
 nat_router address, the policy rule and the routes of its table stay in the namespace:
 the dead director would go on answering ARP for the VIPs and the reals' gateway, a black
-hole in front of a standby that has taken over.
+hole in front of a standby that has taken over. The firewall-mark TUNs die with it too;
+their rules and tables are among what the reaper removes.
 
 So at start-up the daemon spawns ``python -m director.reaper`` (``Reaper.start``), with the
 ``PlumbingSpec`` as JSON on argv and a pipe on its stdin, whose write end only the daemon
@@ -60,7 +61,7 @@ def spec_to_json(spec: PlumbingSpec) -> str:
     for f in fields(spec):
         value = getattr(spec, f.name)
         if isinstance(value, tuple):
-            value = [str(v) for v in value]
+            value = [v if isinstance(v, int) else str(v) for v in value]
         elif isinstance(value, IPv4Interface):
             value = str(value)
         out[f.name] = value
@@ -78,6 +79,7 @@ def spec_from_json(text: str) -> PlumbingSpec:
     args = dict(raw)
     args["vips"] = tuple(IPv4Address(v) for v in raw.get("vips", ()))
     args["reals"] = tuple(IPv4Address(v) for v in raw.get("reals", ()))
+    args["fwmarks"] = tuple(int(m) for m in raw.get("fwmarks", ()))
     if raw.get("nat_router") is not None:
         args["nat_router"] = IPv4Interface(raw["nat_router"])
     return PlumbingSpec(**args)

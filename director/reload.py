@@ -279,7 +279,8 @@ def reload_file(
         cfg = load_config(path)
         if _plumbing_key(spec_of(cfg)) != _plumbing_key(running_spec):
             raise ConfigError(
-                f"{path}: the VIPs, interfaces or nat_router changed; that needs a restart"
+                f"{path}: the VIPs, interfaces, nat_router or firewall marks changed; "
+                "that needs a restart"
             )
         check_buildable(cfg)
     except ConfigError as e:

@@ -102,9 +102,10 @@
 #define DOC_drain \
     "Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.\n" \
     "\n" \
-    "Packets of known connections are rewritten and written back to `fd` (a failed write\n" \
-    "counts DROP_TX and never raises); NEW, LOCAL and FRAGMENT packets are appended to\n" \
-    "`out` as bytes with their vnet header; drops are counted. Returns packets read."
+    "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
+    "default: back to `fd`; a failed write counts DROP_TX and never raises); NEW, LOCAL and\n" \
+    "FRAGMENT packets are appended to `out` as bytes with their vnet header; drops are\n" \
+    "counted. Returns packets read."
 
 #define DOC_max_conns \
     "The capacity given at creation: connections plus templates."

@@ -138,6 +138,7 @@ def spec_json(s: PlumbingSpec) -> str:
             "nat_router_label": s.nat_router_label,
             "table": s.table,
             "rule_priority": s.rule_priority,
+            "fwmarks": list(s.fwmarks),
         }
     )
 
@@ -346,6 +347,48 @@ def test_cleanup_stale_refuses_while_a_director_holds_the_tun(
     assert f"{VIP} dev eth0 proxy" in in_ns(lab.director, "ip", "neigh", "show", "proxy")
 
 
+def test_marked_packets_go_to_the_tun_of_their_mark(lab: Lab, agents: list[Agent]) -> None:
+    d = lab.director
+    # The operator's marking rule: UDP to the VIP, port 9 only.
+    in_ns(d, "nft", "add table ip opmark")
+    in_ns(d, "nft", "add chain ip opmark pre { type filter hook prerouting priority mangle; }")
+    in_ns(d, "nft", f"add rule ip opmark pre ip daddr {VIP} udp dport 9 meta mark set 1")
+    before = dump(d)
+    agent = start(agents, d, spec(fwmarks=(1,)))
+    assert agent.ask("setup").get("error") is None
+    rules = in_ns(d, "ip", "rule")
+    assert "1001:\tfrom all iif lvs0 lookup main" in rules, rules
+    assert "1002:\tfrom all fwmark 0x1 lookup 470" in rules, rules
+    assert "default dev lvs0m1 table 470" in in_ns(d, "ip", "route", "show", "table", "all")
+    assert sysctl(d, "net.ipv4.conf.lvs0m1.rp_filter") == "0"
+
+    send_udp(lab.client, VIP)  # port 9: marked
+    got = agent.ask("read_mark", "1", CLIENT, VIP)
+    assert got.get("packet"), got
+    assert bytes.fromhex(got["packet"]).endswith(b"lvsd")
+    code = f"import socket; socket.socket(2, 2).sendto(b'unmarked', ({VIP!r}, 10))"
+    run(*python_in_ns(lab.client, code))
+    got = agent.ask("read", CLIENT, VIP)
+    assert got.get("packet"), got
+    assert bytes.fromhex(got["packet"]).endswith(b"unmarked")
+
+    # Killed: the TUNs go with it; cleanup_stale finds the mark's rule and the guard.
+    agent.kill()
+    fresh = start(agents, d, spec(fwmarks=(1,)))
+    removed = fresh.ask("cleanup")["removed"]
+    assert "rule 1001: iif lvs0 lookup 254" in removed
+    assert "rule 1002: fwmark 1 lookup 470" in removed
+    assert "lookup 470" not in in_ns(d, "ip", "rule")
+    assert fresh.ask("setup").get("error") is None
+    assert fresh.ask("teardown")["ok"] is True
+    after = dump(d)
+    assert (after["link"], after["route"], after["rule"]) == (
+        before["link"],
+        before["route"],
+        before["rule"],
+    )
+
+
 @pytest.mark.parametrize("command", ["garp", "announce"])
 def test_gratuitous_arp_announces_the_vip_with_the_public_mac(
     lab: Lab, agents: list[Agent], command: str
@@ -383,6 +426,7 @@ def _spec_from_json(text: str) -> PlumbingSpec:
         nat_router_label=raw["nat_router_label"],
         table=raw["table"],
         rule_priority=raw["rule_priority"],
+        fwmarks=tuple(raw["fwmarks"]),
     )
 
 
@@ -437,6 +481,10 @@ def agent_main() -> None:
                     reply({"removed": list(Plumbing.cleanup_stale(s))})
                 case "read":
                     packet = _read_ipv4(plumbing.tun.fd, args[0], args[1])
+                    reply({"packet": packet.hex() if packet else None})
+                case "read_mark":
+                    fd = plumbing.fwmark_tuns[int(args[0])].fd
+                    packet = _read_ipv4(fd, args[1], args[2])
                     reply({"packet": packet.hex() if packet else None})
                 case "probe":
                     reply({"result": _probe(args[0])})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -383,6 +384,17 @@ def test_duplicate_virtual_service() -> None:
     assert_error(GOOD + second, 16, "port", "TCP 10.0.1.5:80", "virtual 'web' (line 5)")
 
 
+def test_fwmark_virtuals() -> None:
+    # One mark, one virtual; a fwmark virtual's port is nanny's, not an address service.
+    second = "virtual web2 {\n    address = 10.0.1.5\n    fwmark = 1\n    port = 80\n}\n"
+    cfg = parse_config(GOOD + second, "lvs.cf")
+    assert [(v.fwmark, v.ports) for v in cfg.virtuals] == [(0, (80,)), (1, (80,))]
+    third = "virtual web3 {\n    address = 10.0.1.6\n    fwmark = 1\n}\n"
+    assert_error(GOOD + second + third, 21, "fwmark", "mark 1 is already virtual 'web2'", "line 14")
+    several = "virtual web2 {\n    address = 10.0.1.5\n    fwmark = 1\n    port = 80,443\n}\n"
+    assert_error(GOOD + several, 17, "port", "one IPVS service, FWM 1", "'80,443'")
+
+
 def test_duplicate_server_name() -> None:
     text = GOOD.replace(
         "    }\n}", "    }\n    server real1 {\n        address = 192.168.1.11\n    }\n}"
@@ -623,6 +635,7 @@ def virtuals(
     persistent = draw(st.integers(0, 3600))
     scheduler = draw(st.sampled_from(SCHEDULER_NAMES))
     flags = [f for f, s in SCHED_FLAGS.items() if s == scheduler]
+    fwmark = draw(st.integers(0, 2**32 - 1))
     return VirtualConfig(
         name=name,
         address=address,
@@ -630,12 +643,15 @@ def virtuals(
         vip_nmask=draw(st.none() | MASKS) if net is None else None,
         sorry_server=draw(st.none() | ADDRESSES),
         active=draw(st.booleans()),
-        fwmark=draw(st.integers(0, 2**32 - 1)),
+        fwmark=fwmark,
         protocol=draw(st.sampled_from(Protocol)),
         ports=tuple(
             draw(
                 st.lists(
-                    st.integers(0 if persistent else 1, 65535), min_size=1, max_size=3, unique=True
+                    st.integers(0 if persistent else 1, 65535),
+                    min_size=1,
+                    max_size=1 if fwmark else 3,
+                    unique=True,
                 )
             )
         ),
@@ -669,6 +685,10 @@ def configs(draw: st.DrawFn) -> DirectorConfig:
     vs = [
         draw(virtuals(n, a, net if network is Network.NAT else None))
         for n, a in zip(names, vaddrs, strict=True)
+    ]
+    marks = [v.fwmark for v in vs]
+    vs = [
+        replace(v, fwmark=0) if v.fwmark and v.fwmark in marks[:i] else v for i, v in enumerate(vs)
     ]
     fo_names = draw(st.lists(NAMES, max_size=2, unique=True))
     fos = [

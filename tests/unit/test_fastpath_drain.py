@@ -91,6 +91,24 @@ def test_drain_counts_failed_writes(
     assert t.drops()["DROP_TX"] == 1
 
 
+def test_drain_writes_to_write_fd_when_given(
+    fastpath: ModuleType, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # A firewall-mark TUN is read; what it forwards leaves by the address TUN.
+    ours, peer = pair
+    other_ours, other_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with other_ours, other_peer:
+        t = standard_table(fastpath)
+        v = VECTORS[0]
+        assert v.verdict == "FORWARD"
+        peer.send(_framed(v))
+        assert t.drain(ours.fileno(), 1000, [], write_fd=other_ours.fileno()) == 1
+        assert other_peer.recv(70000) == (v.after if v.vnet else vnet_header() + v.after)
+        peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            peer.recv(70000)
+
+
 def test_drain_rejects_a_bad_fd(fastpath: ModuleType) -> None:
     t = fastpath.ConnTable(4)
     with pytest.raises(OSError):  # noqa: PT011  (EBADF: any OSError is right)

@@ -326,6 +326,50 @@ def test_find_service_falls_back_to_ftp_then_port_zero(ipvs: IPVS) -> None:
     assert ipvs.find_service(IPPROTO_TCP, VIP, 30000) is ftp
 
 
+def test_a_marked_packet_finds_the_fwmark_service_first(ipvs: IPVS) -> None:
+    # ip_vs_service_find: the fwmark table first, for any protocol; then address:port.
+    http = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    fwm = ipvs.add_service(IPPROTO_TCP, 0, 0, "rr", fwmark=1)
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 80, fwmark=1) is fwm
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 443, fwmark=1) is fwm
+    assert ipvs.find_service(IPPROTO_UDP, VIP, 53, fwmark=1) is fwm
+    # Unmarked, or a mark without a service: the address lookup, as before.
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 80) is http
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 80, fwmark=2) is http
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 443, fwmark=2) is None
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 443) is None
+
+
+def test_of_two_fwmark_services_with_one_mark_the_packets_protocol_wins(ipvs: IPVS) -> None:
+    tcp = ipvs.add_service(IPPROTO_TCP, 0, 0, "rr", fwmark=7)
+    udp = ipvs.add_service(IPPROTO_UDP, 0, 0, "rr", fwmark=7)
+    assert ipvs.find_service(IPPROTO_TCP, VIP, 80, fwmark=7) is tcp
+    assert ipvs.find_service(IPPROTO_UDP, VIP, 80, fwmark=7) is udp
+
+
+def test_marked_connections_keep_their_port_and_share_the_fwmark_template(ipvs: IPVS) -> None:
+    # <IPPROTO_IP, caddr, 0, fwmark, 0>: ports 80 and 443 of one client, and even UDP,
+    # go to the real the first connection chose; dest port 0 keeps the client's port.
+    svc = ipvs.add_service(IPPROTO_TCP, 0, 0, "rr", fwmark=1, timeout=300)
+    svc.add_dest(A, 0)
+    svc.add_dest(B, 0)
+    chosen = set()
+    for proto, cport, vport in ((IPPROTO_TCP, 40000, 80), (IPPROTO_TCP, 40001, 443),
+                                (IPPROTO_UDP, 40002, 443), (IPPROTO_TCP, 40003, 80)):  # fmt: skip
+        found = ipvs.find_service(proto, VIP, vport, fwmark=1)
+        assert found is svc
+        h = ipvs.new_connection(proto, CLIENT, cport, VIP, vport, 0, found)
+        assert h is not None
+        info = ipvs.table.conn_info(h)
+        assert info[DPORT] == vport
+        chosen.add(info[DADDR])
+    assert len(chosen) == 1
+    other = CLIENT + 1
+    h = ipvs.new_connection(IPPROTO_TCP, other, 40000, VIP, 443, 0, svc)
+    assert h is not None
+    assert {ipvs.table.conn_info(h)[DADDR], *chosen} == {A, B}
+
+
 # --- scheduling a connection (ip_vs_core.c) ------------------------------------------------
 
 

@@ -189,6 +189,20 @@ async def test_refused_operations_are_worded_as_ipvsadm(
     assert (await daemon.run("-L", "-n")).out == LIST
 
 
+async def test_a_fwmark_service_needs_a_steered_mark(daemon: Daemon) -> None:
+    # The director's Admin knows the marks its plumbing steers into TUNs (here 1).
+    daemon.admin.fwmarks = frozenset({1})
+    r = await daemon.run("-A", "-f", "2", "-s", "rr", "-p")
+    assert r.status == 255
+    assert r.err.startswith("Firewall mark not steered to lvsd: FWM 2: "), r.err
+    assert "(steered: 1)" in r.err
+    assert "add a virtual with fwmark = 2 to lvs.cf and restart lvsd" in r.err
+    assert (await daemon.run("-A", "-f", "1", "-s", "rr", "-p")).status == 0
+    assert (await daemon.run("-a", "-f", "1", "-r", "192.168.1.10", "-m")).status == 0
+    svc = daemon.ipvs.get_service(6, 0, 0, 1)
+    assert [(d.addr, d.port) for d in svc.dests] == [(0xC0A8010A, 0)]
+
+
 async def test_edit_and_delete_apply_at_once(daemon: Daemon) -> None:
     await load(daemon)
     assert (

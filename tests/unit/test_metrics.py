@@ -150,6 +150,26 @@ def test_node_exporter_names_and_labels(tmp_path: Path) -> None:
     assert active["192.168.1.10"] + inactive["192.168.1.10"] == 1.0
 
 
+def test_a_fwmark_service_exports_its_mark_as_procfs_shows_it(tmp_path: Path) -> None:
+    # node_exporter reads /proc/net/ip_vs: "FWM  0000002A", no address, port 0.
+    d = director(tmp_path)
+    svc = d.admin.ipvs.add_service(6, 0, 0, "rr", fwmark=42, timeout=300)
+    svc.add_dest(int(IPv4Address("192.168.1.12")), 0, 5)
+    fams = families(generate_latest(metrics.registry_for(d)).decode())
+    weights = {s[1]["remote_address"]: (s[1], s[2]) for s in fams["node_ipvs_backend_weight"]}
+    assert weights["192.168.1.12"] == (
+        {
+            "local_address": "",
+            "local_port": "0",
+            "remote_address": "192.168.1.12",
+            "remote_port": "0",
+            "proto": "FWM",
+            "local_mark": "0000002A",
+        },
+        5.0,
+    )
+
+
 def test_lvsd_families(tmp_path: Path) -> None:
     fams = families(generate_latest(metrics.registry_for(director(tmp_path))).decode())
     assert fams["lvsd_fastpath_info"][0][1] == {"implementation": "py"}

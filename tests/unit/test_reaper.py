@@ -21,6 +21,7 @@ SPEC = PlumbingSpec(
     rule_priority=900,
     mtu=1400,
     claim_on_setup=False,
+    fwmarks=(1, 443),
 )
 
 

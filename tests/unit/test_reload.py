@@ -11,6 +11,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from director import reload
 from director.admin import Admin, ServiceSpec
 from director.config import DirectorConfig, format_config, parse_config
@@ -300,3 +302,29 @@ def test_reload_file_applies_a_good_file_once_and_refuses_a_broken_one(
     now = reload.reload_file(path, running, spec, plumbing_spec, apply_config)
     assert applied == [now]
     assert reload.diff(now, good) == []
+
+
+def test_reload_file_refuses_a_new_firewall_mark(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A mark needs its TUN, table and rule: plumbing, made only at start-up.
+    running = cf({"real1": 100})
+    path = tmp_path / "lvs.cf"
+    marked = (
+        format_config(running)
+        + "virtual marked {\n    address = 10.0.1.5\n    fwmark = 1\n    persistent = 60\n"
+        + "    server real1 {\n        address = 192.168.1.10\n    }\n}\n"
+    )
+    path.write_text(marked)
+    applied: list[DirectorConfig] = []
+
+    def apply_config(cfg: DirectorConfig) -> int:
+        applied.append(cfg)
+        return 0
+
+    spec = plumbing_spec(running)
+    assert spec.fwmarks == ()
+    assert reload.reload_file(path, running, spec, plumbing_spec, apply_config) is running
+    assert applied == []
+    assert "firewall marks changed; that needs a restart" in caplog.text
+    assert plumbing_spec(parse_config(marked, "lvs.cf")).fwmarks == (1,)
