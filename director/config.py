@@ -105,7 +105,8 @@ class HostPort:
 class ServerConfig:
     """One ``server NAME { }`` block: a real server (IPVS destination) of a virtual server.
 
-    ``port`` None means "the port the client connected to" (each of the virtual's ports).
+    ``port`` None means "the port the client connected to": each of the virtual's ports;
+    for a fwmark virtual, each packet's own port (IPVS destination port 0).
     ``u_threshold``/``l_threshold`` are IPVS connection thresholds; 0 means off.
     """
 
@@ -117,9 +118,13 @@ class ServerConfig:
     u_threshold: int = 0
     l_threshold: int = 0
 
-    def dport(self, vport: int) -> int:
-        """The destination port for a connection that arrived on ``vport``."""
-        return vport if self.port is None else self.port
+    def dport(self, vport: int, fwmark: int = 0) -> int:
+        """The IPVS destination port for the virtual's port ``vport``: ``port``; unset,
+        ``vport``, or for a fwmark service 0 (IPVS then keeps each packet's port, as
+        ipvsadm's ``-a -f MARK -r ADDR`` does). Unset, nanny probes ``vport``."""
+        if self.port is not None:
+            return self.port
+        return 0 if fwmark else vport
 
 
 @dataclass(frozen=True, slots=True)
@@ -909,7 +914,7 @@ def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
             )
         seen_names[child.name] = child.line
         server = _build_server(child, filename, persistent > 0)
-        for dest in dict.fromkeys((server.address, server.dport(vport)) for vport in ports):
+        for dest in dict.fromkeys((server.address, server.dport(p, fwmark)) for p in ports):
             if dest in seen_dests:
                 other, other_line = seen_dests[dest]
                 raise ConfigError(

@@ -78,7 +78,11 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
                 for s in v.servers:
                     if s.active:
                         svc.add_dest(
-                            int(s.address), s.dport(vport), s.weight, s.u_threshold, s.l_threshold
+                            int(s.address),
+                            s.dport(vport, v.fwmark),
+                            s.weight,
+                            s.u_threshold,
+                            s.l_threshold,
                         )
             except IPVSError as e:
                 raise ConfigError(f"virtual {v.name}: port {vport}: {e}") from e

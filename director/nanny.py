@@ -89,11 +89,12 @@ def targets(cfg: DirectorConfig) -> list[Target]:
             for s in v.servers:
                 if not s.active:
                     continue
-                host, port = str(s.address), s.dport(vport)
+                # The destination's port names it; the probe goes to the port it serves.
+                host, port = str(s.address), s.dport(vport, v.fwmark)
                 probe = ProbeSpec(
                     kind=probe_kind(v, vport),
                     host=host,
-                    port=port,
+                    port=s.dport(vport),
                     timeout=limit,
                     send=v.send,
                     expect=v.expect,

@@ -86,7 +86,9 @@ def desired(cfg: DirectorConfig) -> dict[ServiceSpec, ServiceState]:
                 else ServiceSpec(proto, int(v.address), vport)
             )
             dests = tuple(
-                DestSpec(int(s.address), s.dport(vport), s.weight, s.u_threshold, s.l_threshold)
+                DestSpec(
+                    int(s.address), s.dport(vport, v.fwmark), s.weight, s.u_threshold, s.l_threshold
+                )
                 for s in v.servers
                 if s.active
             )

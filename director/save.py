@@ -77,13 +77,15 @@ def _virtual_key(v: VirtualConfig, port: int) -> _Key:
 
 
 def _servers(
-    svc: Mapping[str, Any], vport: int, known: Sequence[ServerConfig]
+    svc: Mapping[str, Any], unset: int, known: Sequence[ServerConfig]
 ) -> tuple[ServerConfig, ...]:
+    """The running destinations of ``svc`` as servers; a destination port ``unset`` is
+    written as no ``port``."""
     out = []
     for d in sorted(svc["dests"], key=lambda d: _addr_key(str(d["addr"]))):
         host, _, port_text = str(d["addr"]).rpartition(":")
         address = ipaddress.IPv4Address(host)
-        port = None if int(port_text) == vport else int(port_text)
+        port = None if int(port_text) == unset else int(port_text)
         name = next(
             (s.name for s in known if s.address == address and s.port == port),
             next((s.name for s in known if s.address == address), None),
@@ -140,7 +142,8 @@ def running_config(
             key = _virtual_key(v, port)
             used.add(key)
             svc = running[key]
-            fields = {**_settings(svc), "servers": _servers(svc, port, v.servers) + inactive}
+            unset = 0 if v.fwmark else port  # the destination port of a server without one
+            fields = {**_settings(svc), "servers": _servers(svc, unset, v.servers) + inactive}
             for ports, other in groups:
                 if other == fields:
                     ports.append(port)

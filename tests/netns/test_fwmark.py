@@ -81,15 +81,19 @@ def _sysfs(lab: Lab, path: str) -> str:
 
 
 @pytest.mark.parametrize("implementation", ["c", "py"])
+@pytest.mark.parametrize("persistent", [300, 0])
 def test_marked_ports_share_one_persistent_real(
-    lab_factory: LabFactory, implementation: str
+    lab_factory: LabFactory, implementation: str, persistent: int
 ) -> None:
+    """Persistent: every connection on either port lands on one real. Not persistent: rr
+    spreads them. Either way a server without ``port`` gets each packet's own port."""
     lab = lab_factory(reals=3)
     for rule in MARK_RULES:
         lab.run("director", ["nft", rule])
     before = _state_dump(lab, "director")
     env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
-    cfg = parse_config(FWMARK_CF, "fwmark-lvs.cf")
+    text = FWMARK_CF.replace("    persistent = 300\n", f"    persistent = {persistent}\n")
+    cfg = parse_config(text, "fwmark-lvs.cf")
     servers: list[subprocess.Popen[str]] = []
     director = LabDirector(lab, cfg, env=env).start()
     try:
@@ -104,12 +108,17 @@ def test_marked_ports_share_one_persistent_real(
             line = proc.stderr.readline()  # written once the socket listens
             assert "listening on" in line, line
         answered = [_answered_by(lab, port) for _ in range(REQUESTS_PER_PORT) for port in PORTS]
-        assert len(set(answered)) == 1, answered
+        assert len(set(answered)) == (1 if persistent else len(lab.reals)), answered
+        conns = control.request(director.socket_path, "connections")
+        assert isinstance(conns, list)
+        ports = {(c["virtual"], c["destination"].rsplit(":", 1)[1]) for c in conns}
+        client_ports = {(f"{VIP}:{p}", str(p)) for p in PORTS}
+        assert client_ports <= ports, ports
         # The SYNs came through the mark's TUN, not the address TUN.
         assert int(_sysfs(lab, "/sys/class/net/lvs0m1/statistics/tx_packets")) > 0
         status = director.status()
         (svc,) = status["services"]
-        assert (svc["fwmark"], svc["persistent"]) == (1, 300)
+        assert (svc["fwmark"], svc["persistent"]) == (1, persistent)
         assert svc["conns"] == REQUESTS_PER_PORT * len(PORTS)
         assert status["no_service"] == 0
         # No TUN steers mark 2 here: lvsadm -A -f 2 is refused, naming the mark and why.

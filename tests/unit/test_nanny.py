@@ -96,3 +96,40 @@ def test_quiesce_keeps_the_dest_at_weight_zero(fastpath: ModuleType) -> None:
 )
 def test_agent_capacity_line(load: float, cpus: int, line: str) -> None:
     assert capacity_line(load, cpus) == line
+
+
+FWMARK_CF = """
+network = nat
+nat_router = 192.168.1.254 eth1
+virtual marked {
+    address = 10.0.1.5 eth0:1
+    fwmark = 1
+    port = 80
+    scheduler = rr
+    server real1 {
+        address = 192.168.1.10
+    }
+    server real2 {
+        address = 192.168.1.11
+        port = 8000
+    }
+}
+"""
+
+
+def test_a_fwmark_servers_unset_port_keeps_the_packets_port(fastpath: ModuleType) -> None:
+    # ipvsadm -a -f 1 -r 192.168.1.10: destination port 0, each packet keeps its port;
+    # nanny still probes the virtual's port and names the target by the destination.
+    cfg = parse_config(FWMARK_CF)
+    ipvs = build_ipvs(cfg, fastpath.ConnTable(1024))
+    svc = ipvs.get_service(6, 0, 0, fwmark=1)
+    assert {(d.addr, d.port) for d in svc.dests} == {(R1, 0), (R2, 8000)}
+    ts = {t.addr: t for t in targets(cfg)}
+    assert (ts["192.168.1.10"].port, ts["192.168.1.10"].probe.port) == (0, 80)
+    assert (ts["192.168.1.11"].port, ts["192.168.1.11"].probe.port) == (8000, 8000)
+    dports = set()
+    for cport in (40000, 40001):
+        h = ipvs.new_connection(6, 0x0A000164, cport, 0x0A000105, 443, 0, svc)
+        assert h is not None
+        dports.add(ipvs.table.conn_info(h)[6])
+    assert dports == {443, 8000}
