@@ -13,12 +13,13 @@ knows when it holds the whole table.
 
 ``Streamer`` decides what the active director sends, as the kernel does from its packet
 path rather than by scanning: each tick it takes the table's sync log (inserts, TCP state
-changes, removals, recorded by the fast path at the event), coalesces it per key (last
-wins), and adds a bounded slice of a cursor walk over the table that re-sends every live
-entry once per ``refresh_ms`` (the standby arms each copy with its state's timeout). A
-full dump (the standby asked, or the log overflowed) is a larger slice per tick of a walk
-that ends with ``SYNC_DUMP_END``. A tick reads at most the log records it drains plus one
-slice: never the whole table, and no state per connection is kept here.
+changes, removals, recorded by the fast path at the event), keeps per key the last record
+that the kernel's rule syncs (``wanted``), and adds a bounded slice of a cursor walk over
+the table that re-sends every live entry once per ``refresh_ms`` (the standby arms each
+copy with its state's timeout). A full dump (the standby asked, the director became
+active, or the log overflowed) is a larger slice per tick of a walk that ends with
+``SYNC_DUMP_END``. A tick reads the log records it drains plus one slice (and its
+connections' templates): never the whole table; no state per connection is kept.
 Like the kernel it syncs TCP connections only in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT
 and TIME_WAIT, every UDP connection, and every template; a removal only of an entry whose
 last state was one of those. Within a tick templates go first, then connections, then
@@ -30,7 +31,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 VERSION: Final = 1
 HEADER: Final = struct.Struct("!BBHBbH")
@@ -55,11 +56,12 @@ class SyncError(ValueError):
     """A sync message that does not parse; the whole message is dropped."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConnEntry:
+class ConnEntry(NamedTuple):
     """One connection or template. Addresses are host-order ints; timeout in seconds.
 
     A template has ``flags & F_TEMPLATE``, ``caddr`` = the client network and cport 0.
+    A NamedTuple rather than a frozen dataclass: a dump tick builds thousands, and the
+    dataclass's frozen ``__init__`` cost four times as much per entry.
     """
 
     protocol: int

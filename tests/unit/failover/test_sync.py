@@ -44,7 +44,7 @@ def test_encode_decode_round_trip(entries: list[ConnEntry], syncid: int, mtu: in
 
 
 def _fields(e: ConnEntry) -> dict[str, int]:
-    return {f: getattr(e, f) for f in e.__slots__}
+    return e._asdict()
 
 
 def test_layout_is_ipvs_sync_v1() -> None:
