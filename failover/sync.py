@@ -181,8 +181,7 @@ class SyncSource(Protocol):
     def conn_info(self, handle: int) -> tuple[int, ...]: ...
 
 
-# Offsets in an entries_from row: (handle, *conn_info).
-_ROW_FLAGS, _ROW_CTL = 10, 13
+_ROW_CTL = 13  # in an entries_from row: (handle, *conn_info)
 _KEPT_FLAGS: Final = F_INACTIVE | F_TEMPLATE
 
 
@@ -310,7 +309,8 @@ class Streamer:
                 # standby links the connection to its template.
                 ctls.add(ctl)
                 t = _from_row((ctl, *table.conn_info(ctl)))
-                out.setdefault(t.key, t)
+                if wanted(t):
+                    out.setdefault(t.key, t)
         return Tick(_ordered(out.values()), dump_end, len(records), len(rows) + len(ctls), lost)
 
     def _refresh_step(self, table: SyncSource, now: int) -> list[tuple[int, ...]]:
