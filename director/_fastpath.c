@@ -136,6 +136,7 @@ static void ConnTable_dealloc(ConnTableObject *self) {
     PyMem_RawFree(self->t.out_b);
     PyMem_RawFree(self->t.wheel);
     PyMem_RawFree(self->t.due);
+    PyMem_RawFree(self->t.log);
     PyMem_RawFree(self->rx);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -296,6 +297,7 @@ static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *args, PyObjec
         t->c[ctl].n_control++;
     tbl_bind(t, c);
     wheel_file(t, h);
+    tbl_log(t, c, 0);
     TBL_CHECK(t);
     return PyLong_FromLong(h);
 }
@@ -336,6 +338,7 @@ static PyObject *ConnTable_insert_template(ConnTableObject *self, PyObject *args
     tbl_hash_conn(t, h);
     tbl_bind(t, c);
     wheel_file(t, h);
+    tbl_log(t, c, 0);
     return PyLong_FromLong(h);
 }
 
@@ -379,6 +382,8 @@ static PyObject *ConnTable_invalidate_template(ConnTableObject *self, PyObject *
     long long h = PyLong_AsLongLong(arg);
     if ((h == -1 && PyErr_Occurred()) || check_template(self, h) < 0)
         return NULL;
+    /* Its key changes: to a sync peer the template under the old key is gone. */
+    tbl_log(&self->t, &self->t.c[h], 1);
     tbl_unhash(&self->t, (int32_t)h);
     self->t.c[h].vport = 0xFFFF;
     self->t.c[h].dport = 0xFFFF;
@@ -416,6 +421,78 @@ static PyObject *ConnTable_entries(ConnTableObject *self, PyObject *arg) {
         Py_XDECREF(e);
     }
     return out;
+}
+
+static PyObject *ConnTable_entries_from(ConnTableObject *self, PyObject *args) {
+    long long start, limit;
+    if (!PyArg_ParseTuple(args, "LL:entries_from", &start, &limit))
+        return NULL;
+    if (check_range("start", start, 0, 1LL << 62) < 0 ||
+        check_range("limit", limit, 0, 1LL << 62) < 0)
+        return NULL;
+    PyObject *rows = PyList_New(0);
+    if (!rows)
+        return NULL;
+    long long h = start;
+    for (; h < self->t.next_unused && PyList_GET_SIZE(rows) < limit; h++) {
+        if (!self->t.c[h].live)
+            continue;
+        PyObject *e = info_tuple(&self->t.c[h], h, 1);
+        if (!e || PyList_Append(rows, e) < 0) {
+            Py_XDECREF(e);
+            Py_DECREF(rows);
+            return NULL;
+        }
+        Py_DECREF(e);
+    }
+    return Py_BuildValue("(NL)", rows, h < self->t.next_unused ? h : -1LL);
+}
+
+static PyObject *ConnTable_enable_sync_log(ConnTableObject *self, PyObject *arg) {
+    long long cap = PyLong_AsLongLong(arg);
+    if ((cap == -1 && PyErr_Occurred()) || check_range("capacity", cap, 0, 1 << 24) < 0)
+        return NULL;
+    struct sync_rec *log = NULL;
+    if (cap) {
+        log = PyMem_RawMalloc((size_t)cap * sizeof(struct sync_rec));
+        if (!log)
+            return PyErr_NoMemory();
+    }
+    PyMem_RawFree(self->t.log);
+    self->t.log = log;
+    self->t.log_cap = (uint32_t)cap;
+    self->t.log_head = self->t.log_len = 0;
+    self->t.log_lost = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ConnTable_sync_changes(ConnTableObject *self, PyObject *arg) {
+    long long limit = PyLong_AsLongLong(arg);
+    if ((limit == -1 && PyErr_Occurred()) || check_range("limit", limit, 0, 1LL << 62) < 0)
+        return NULL;
+    struct table *t = &self->t;
+    long long n = limit < t->log_len ? limit : t->log_len;
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    if (!out)
+        return NULL;
+    for (long long i = 0; i < n; i++) {
+        const struct sync_rec *r = &t->log[(t->log_head + i) % t->log_cap];
+        PyObject *e = Py_BuildValue("(iIiIiIiiii)", r->proto, r->caddr, r->cport, r->vaddr,
+                                    r->vport, r->daddr, r->dport, r->state, r->flags_hi << 8,
+                                    r->removed);
+        if (!e) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)i, e);
+    }
+    if (n) {
+        t->log_head = (uint32_t)((t->log_head + n) % t->log_cap);
+        t->log_len -= (uint32_t)n;
+    }
+    unsigned long long lost = t->log_lost;
+    t->log_lost = 0;
+    return Py_BuildValue("(NK)", out, lost);
 }
 
 static PyObject *ConnTable_remove(ConnTableObject *self, PyObject *arg) {
@@ -546,6 +623,9 @@ static PyMethodDef ConnTable_methods[] = {
      DOC_invalidate_template},
     {"conn_info", (PyCFunction)ConnTable_conn_info, METH_O, DOC_conn_info},
     {"entries", (PyCFunction)ConnTable_entries, METH_O, DOC_entries},
+    {"entries_from", (PyCFunction)ConnTable_entries_from, METH_VARARGS, DOC_entries_from},
+    {"enable_sync_log", (PyCFunction)ConnTable_enable_sync_log, METH_O, DOC_enable_sync_log},
+    {"sync_changes", (PyCFunction)ConnTable_sync_changes, METH_O, DOC_sync_changes},
     {"remove", (PyCFunction)ConnTable_remove, METH_O, DOC_remove},
     {"flush", (PyCFunction)ConnTable_flush, METH_NOARGS, DOC_flush},
     {"expire", (PyCFunction)ConnTable_expire, METH_O, DOC_expire},

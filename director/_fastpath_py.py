@@ -28,6 +28,9 @@ Design of the table (the C file carries the same block with its own data structu
   heap of (deadline, creation sequence, handle) here, a hashed timer wheel in C, files each
   entry once; a filing that comes due early is re-filed at the stored deadline, and one that
   is stale is dropped. Entries due together fire in (deadline, creation) order.
+* Sync log: off until `enable_sync_log`; then each insert, TCP state change, template
+  invalidation and removal appends a record captured at the event to a bounded log (a deque
+  here, a fixed ring in C); a full log drops the new record and counts it lost.
 * Cost: lookup, insert and per-packet work O(1) expected; expire O(log n) per entry that is
   due or re-filed, never a scan of the table.
 """
@@ -38,6 +41,7 @@ import heapq
 import os
 import struct
 from array import array
+from collections import deque
 
 __all__ = [
     "CLOSE",
@@ -351,6 +355,9 @@ class ConnTable:
         self._drops = dict.fromkeys(_DROPS, 0)
         self._tcp_timeouts = [t * 1000 for t in _DEFAULT_TCP_TIMEOUTS]
         self._udp_timeout = _DEFAULT_UDP_TIMEOUT * 1000
+        self._log: deque[tuple[int, ...]] = deque()
+        self._log_cap = 0
+        self._log_lost = 0
 
     # -- configuration ------------------------------------------------------------------
 
@@ -516,7 +523,29 @@ class ConnTable:
                 del m[k]
         c.flags &= ~CONN_F_HASHED
 
+    def _log_event(self, c: _Conn, removed: int) -> None:
+        if not self._log_cap:
+            return
+        if len(self._log) >= self._log_cap:
+            self._log_lost += 1
+            return
+        self._log.append(
+            (
+                c.proto,
+                c.caddr,
+                c.cport,
+                c.vaddr,
+                c.vport,
+                c.daddr,
+                c.dport,
+                c.state,
+                c.flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE),
+                removed,
+            )
+        )
+
     def _release(self, h: int, c: _Conn) -> None:
+        self._log_event(c, 1)
         self._unhash(h, c)
         if c.ctl >= 0:
             ctl = self._conns[c.ctl]
@@ -585,6 +614,7 @@ class ConnTable:
             parent.n_control += 1
         self._bind(c)
         self._file(h, c)
+        self._log_event(c, 0)
         return h
 
     def insert_template(
@@ -620,6 +650,7 @@ class ConnTable:
         self._hash(h, c)
         self._bind(c)
         self._file(h, c)
+        self._log_event(c, 0)
         return h
 
     def lookup_template(self, proto: int, snet: int, vaddr: int, vport: int) -> int:
@@ -655,6 +686,8 @@ class ConnTable:
     def invalidate_template(self, handle: int) -> None:
         """Make a template unfindable (vport and dport read 65535); it lives until it expires."""
         c = self._template(handle)
+        # Its key changes: to a sync peer the template under the old key is gone.
+        self._log_event(c, 1)
         self._unhash(handle, c)
         c.vport = 0xFFFF
         c.dport = 0xFFFF
@@ -690,6 +723,52 @@ class ConnTable:
                 out.append((h, *self.conn_info(h)))
         return out
 
+    def entries_from(self, start: int, limit: int) -> tuple[list[tuple[int, ...]], int]:
+        """Up to `limit` (handle, *conn_info(handle)) tuples from handle `start` on: (rows, next).
+
+        `next` is the handle to continue from, or -1 once the walk passed the last handle; a
+        walk in slices sees once every entry that lives throughout it.
+        """
+        _check_range("start", start, 0, 1 << 62)
+        _check_range("limit", limit, 0, 1 << 62)
+        conns = self._conns
+        end = len(conns)
+        rows: list[tuple[int, ...]] = []
+        h = start
+        while h < end and len(rows) < limit:
+            if conns[h] is not None:
+                rows.append((h, *self.conn_info(h)))
+            h += 1
+        return rows, h if h < end else -1
+
+    def enable_sync_log(self, capacity: int) -> None:
+        """Start (or restart, emptied) the sync log with room for `capacity` records; 0 stops it.
+
+        While it is on, every insert (connection or template), TCP state change (so every
+        change of the INACTIVE flag), template invalidation and removal (expiry, remove,
+        flush, reuse of a client tuple) appends one record; a full log drops the new record
+        and counts it lost. Off by default: a table without a sync peer pays nothing.
+        """
+        _check_range("capacity", capacity, 0, 1 << 24)
+        self._log = deque()
+        self._log_cap = capacity
+        self._log_lost = 0
+
+    def sync_changes(self, limit: int) -> tuple[list[tuple[int, ...]], int]:
+        """Take up to `limit` sync log records, oldest first: (records, lost).
+
+        A record is (proto, caddr, cport, vaddr, vport, daddr, dport, state, flags, removed),
+        the entry as it was at the event; flags are masked to CONN_F_INACTIVE |
+        CONN_F_TEMPLATE; removed is 1 for a removal (an invalidated template is removed
+        under its old key), else 0. `lost` counts records dropped by a full log since the
+        previous call: the log then misses changes, and the caller must resend everything.
+        """
+        _check_range("limit", limit, 0, 1 << 62)
+        log = self._log
+        out = [log.popleft() for _ in range(min(limit, len(log)))]
+        lost, self._log_lost = self._log_lost, 0
+        return out, lost
+
     def remove(self, handle: int) -> None:
         """Remove a connection or template now (unbind, detach); refuses one that controls any."""
         c = self._get(handle)
@@ -701,6 +780,7 @@ class ConnTable:
         """Remove every connection and template, unbinding each from its dest."""
         for c in self._conns:
             if c is not None:
+                self._log_event(c, 1)
                 self._unbind(c)
         self._conns.clear()
         self._free.clear()
@@ -772,6 +852,7 @@ class ConnTable:
                     self._dests[b + DEST_INACTIVE] += 1
                     c.flags |= CONN_F_INACTIVE
             c.state = new
+            self._log_event(c, 0)
         self._arm(h, c, now, self._tcp_timeouts[new])
 
     def process(self, buf: bytearray, now: int) -> int:

@@ -6,12 +6,15 @@ events, the only code that does:
 * MASTER: claim every VIP (proxy ARP entries) and the nat_router address, send spaced
   gratuitous ARPs on the public segment (VIPs) and the private one (nat_router), run
   ``active_cmd``. BACKUP or FAULT after MASTER: release them first, run ``inactive_cmd``.
-* Connection sync. The active director diffs its table every ``SYNC_INTERVAL_S`` and
-  streams creations, state changes, removals and templates (``failover.sync``) to the
-  standby, which inserts them into its own ``ConnTable`` (the shadow table): after a
-  takeover, established connections find their entry and go on. A standby without the
-  table asks for a full dump; a primary that comes back asks too, and takes the VIPs
-  back only once the dump has ended (``fsm`` preemption rule).
+* Connection sync. As the active director, the table keeps a sync log (the fast path
+  records inserts, state changes and removals as they happen); every ``SYNC_INTERVAL_S``
+  ``failover.sync.Streamer`` turns the log, plus a bounded slice of a refresh walk, into
+  sync messages for the standby, which inserts them into its own ``ConnTable`` (the
+  shadow table): after a takeover, established connections find their entry and go on.
+  A tick costs the changes since the previous one plus a slice, never a table scan. A
+  standby without the table asks for a full dump, walked a slice per tick and ended
+  with ``SYNC_DUMP_END``; a primary that comes back asks too, and takes the VIPs back
+  only once the dump has ended (``fsm`` preemption rule).
 * Configuration sync. Heartbeats carry the SHA-256 of the sender's normalized lvs.cf
   without the node-local keys (``LOCAL_KEYS``). A standby whose digest differs says so;
   the active sends its text; the standby validates it (``parse_config``), keeps its
@@ -54,9 +57,10 @@ from failover.peer import FailoverSettings, HeartbeatPath, Peer, PeerStats
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 0.1
+SYNC_LOG_CAPACITY = 1 << 16
+"""Sync log records the active table holds between ticks; more means a full dump."""
 GARP_COUNT = 5
 GARP_INTERVAL_S = 0.2
-MAX_SCAN = 1 << 22
 LOCAL_KEYS = (
     "public_iface",
     "private_iface",
@@ -210,7 +214,6 @@ class Pulse:
         self.events: asyncio.Queue[FailoverEvent] = asyncio.Queue()
         self.peer = Peer(settings, self.events)
         self.streamer = sync.Streamer()
-        self._dump = False
         self._shadow: dict[tuple[int, int, int, int, int, bool], int] = {}
         self._counts = dict.fromkeys(
             (
@@ -248,9 +251,9 @@ class Pulse:
                 case SyncReceived():
                     self._sync_received(event)
                 case DumpRequested():
-                    log.info("failover: the standby asks for the whole table")
-                    self.streamer.reset()
-                    self._dump = True
+                    if not self.streamer.dumping:
+                        log.info("failover: the standby asks for the whole table")
+                    self.streamer.start_dump()
                 case ConfigRequested():
                     text = sync_text(self.cfg).encode()
                     self.peer.send(packet.Kind.CONFIG, text)
@@ -259,20 +262,25 @@ class Pulse:
 
     async def _role_changed(self, change: RoleChanged) -> None:
         if change.new is Role.MASTER:
+            # From here every change is logged; the dump walk covers what came before.
+            self.table.enable_sync_log(SYNC_LOG_CAPACITY)
+            self.streamer.stop()
+            self.streamer.start_dump()
             # Announce at once, while the claim's netlink work runs: the VIP routes and
             # reply steering are in place since setup, so traffic that follows the
             # gratuitous ARPs is served; the proxy entries only answer later requests.
             self._spawn(self._announce())
             await asyncio.to_thread(self.plumbing.claim)
-            self.streamer.reset()
             self._shadow.clear()
             self._spawn(self._command(self.cfg.active_cmd, "active_cmd"))
-        elif change.old is Role.MASTER or self.plumbing.claimed:
+            return
+        self.table.enable_sync_log(0)
+        self.streamer.stop()
+        if change.old is Role.MASTER or self.plumbing.claimed:
             await asyncio.to_thread(self.plumbing.release)
             self._spawn(self._command(self.cfg.inactive_cmd, "inactive_cmd"))
-        if change.new is not Role.MASTER:
-            # A standby's table comes from the active director from now on.
-            self.peer.send_heartbeat()
+        # A standby's table comes from the active director from now on.
+        self.peer.send_heartbeat()
 
     def _spawn(self, coro: object) -> None:
         assert self._tg is not None
@@ -306,20 +314,24 @@ class Pulse:
                 self.stream_once(now_ms())
 
     def stream_once(self, now: int) -> int:
-        """Send what changed in the table since the last call; returns entries sent."""
-        changes = self.streamer.changes(_entries(self.table), now)
-        messages = sync.encode(changes, self.settings.syncid)
-        dump, self._dump = self._dump, False
-        if dump and not messages:
+        """Send one sync tick: the logged changes and a walk slice; returns entries sent."""
+        dumping = self.streamer.dumping
+        tick = self.streamer.tick(self.table, now)
+        if tick.lost and not dumping:
+            log.warning(
+                "failover: the sync log lost %d changes; sending the whole table again", tick.lost
+            )
+        messages = sync.encode(tick.entries, self.settings.syncid)
+        if tick.dump_end and not messages:
             messages = [_empty(self.settings.syncid)]
         for i, m in enumerate(messages):
             last = i == len(messages) - 1
-            flags = packet.SYNC_DUMP_END if dump and last else 0
+            flags = packet.SYNC_DUMP_END if tick.dump_end and last else 0
             if self.peer.send(packet.Kind.SYNC, m, flags):
                 self._counts["sync_sent"] += 1
-        if dump:
-            log.info("failover: sent the whole table (%d entries) to the standby", len(changes))
-        return len(changes)
+        if tick.dump_end:
+            log.info("failover: sent the whole table (%d entries) to the standby", len(self.table))
+        return len(tick.entries)
 
     # -- connection sync: the standby side -------------------------------------------------
 
@@ -513,26 +525,3 @@ def now_ms() -> int:
 
 def _empty(syncid: int) -> bytes:
     return sync.HEADER.pack(0, syncid, sync.HEADER.size, 0, sync.VERSION, 0)
-
-
-def _entries(table: fastpath.ConnTable) -> list[sync.ConnEntry]:
-    out = []
-    for h, proto, caddr, cport, vaddr, vport, daddr, dport, _d, state, flags, *_ in table.entries(
-        MAX_SCAN
-    ):
-        del h
-        out.append(
-            sync.ConnEntry(
-                proto,
-                caddr,
-                cport,
-                vaddr,
-                vport,
-                daddr,
-                dport,
-                state,
-                flags & (fastpath.CONN_F_INACTIVE | fastpath.CONN_F_TEMPLATE),
-                0,
-            )
-        )
-    return out

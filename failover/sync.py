@@ -11,11 +11,19 @@ unused) tells the standby a connection or template is gone, where the kernel let
 copy time out; and the envelope's ``SYNC_DUMP_END`` flag ends a full dump, so a standby
 knows when it holds the whole table.
 
-``Streamer`` is the sender's bookkeeping: given the active table's entries it returns
-what changed since the last call (the kernel sends on state changes; here the table is
-diffed), what must be refreshed before the standby's copy would time out, and removals.
-Like the kernel it syncs TCP connections only in ESTABLISHED, FIN_WAIT, CLOSE,
-CLOSE_WAIT and TIME_WAIT, every UDP connection, and every template, templates first.
+``Streamer`` decides what the active director sends, as the kernel does from its packet
+path rather than by scanning: each tick it takes the table's sync log (inserts, TCP state
+changes, removals, recorded by the fast path at the event), keeps per key the last record
+that the kernel's rule syncs (``wanted``), and adds a bounded slice of a cursor walk over
+the table that re-sends every live entry once per ``refresh_ms`` (the standby arms each
+copy with its state's timeout). A full dump (the standby asked, the director became
+active, or the log overflowed) is a larger slice per tick of a walk that ends with
+``SYNC_DUMP_END``. A tick reads the log records it drains plus one slice (and its
+connections' templates): never the whole table; no state per connection is kept.
+Like the kernel it syncs TCP connections only in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT
+and TIME_WAIT, every UDP connection, and every template; a removal only of an entry whose
+last state was one of those. Within a tick templates go first, then connections, then
+connection removals, then template removals; a walk sends a connection's template with it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple, Protocol
 
 VERSION: Final = 1
 HEADER: Final = struct.Struct("!BBHBbH")
@@ -48,11 +56,12 @@ class SyncError(ValueError):
     """A sync message that does not parse; the whole message is dropped."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConnEntry:
+class ConnEntry(NamedTuple):
     """One connection or template. Addresses are host-order ints; timeout in seconds.
 
     A template has ``flags & F_TEMPLATE``, ``caddr`` = the client network and cport 0.
+    A NamedTuple rather than a frozen dataclass: a dump tick builds thousands, and the
+    dataclass's frozen ``__init__`` cost four times as much per entry.
     """
 
     protocol: int
@@ -160,51 +169,183 @@ def wanted(e: ConnEntry) -> bool:
     return e.template or e.protocol != PROTO_TCP or e.state in SYNCED_TCP_STATES
 
 
-class Streamer:
-    """What to send to the standby next; pure, driven with the active table's entries.
+class SyncSource(Protocol):
+    """What ``Streamer`` reads: the fast path's ``ConnTable`` (see its docstrings)."""
 
-    ``refresh_ms``: an unchanged entry is sent again after this long, so the standby's
-    copy (armed with the state's timeout at each receipt) never expires while the active
-    one lives. ``reset()`` forgets what was sent: the next ``changes`` is a full dump.
+    def __len__(self) -> int: ...
+
+    def sync_changes(self, limit: int) -> tuple[list[tuple[int, ...]], int]: ...
+
+    def entries_from(self, start: int, limit: int) -> tuple[list[tuple[int, ...]], int]: ...
+
+    def conn_info(self, handle: int) -> tuple[int, ...]: ...
+
+
+_ROW_CTL = 13  # in an entries_from row: (handle, *conn_info)
+_KEPT_FLAGS: Final = F_INACTIVE | F_TEMPLATE
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One tick's output: what to send, in order, and how much of the table was read.
+
+    ``dump_end``: the last message of this tick ends a full dump (send one even when
+    ``entries`` is empty). ``records`` and ``rows``: log records and walk rows read.
+    ``lost``: log records lost to overflow since the previous tick (a dump restarts).
     """
 
-    def __init__(self, refresh_ms: int = 60_000) -> None:
-        self.refresh_ms = refresh_ms
-        self._sent: dict[tuple[int, int, int, int, int, bool], tuple[tuple[int, ...], int]] = {}
+    entries: list[ConnEntry]
+    dump_end: bool
+    records: int
+    rows: int
+    lost: int
 
-    def reset(self) -> None:
-        self._sent.clear()
 
-    def __len__(self) -> int:
-        return len(self._sent)
+def _from_record(r: tuple[int, ...]) -> ConnEntry:
+    proto, caddr, cport, vaddr, vport, daddr, dport, state, flags, removed = r
+    return ConnEntry(
+        proto,
+        caddr,
+        cport,
+        vaddr,
+        vport,
+        daddr,
+        dport,
+        state,
+        (flags & _KEPT_FLAGS) | (F_REMOVED if removed else 0),
+        0,
+    )
 
-    def changes(self, entries: Iterable[ConnEntry], now: int) -> list[ConnEntry]:
-        """New, changed and refresh-due entries (templates first), then removals."""
-        templates: list[ConnEntry] = []
-        conns: list[ConnEntry] = []
-        seen = set()
-        sent = self._sent
-        for e in entries:
-            if not wanted(e):
-                continue
-            key = e.key
-            seen.add(key)
-            what = (e.daddr, e.dport, e.state, e.flags & (F_INACTIVE | F_TEMPLATE))
-            prev = sent.get(key)
-            if prev is not None and prev[0] == what and now - prev[1] < self.refresh_ms:
-                continue
-            sent[key] = (what, now)
-            (templates if e.template else conns).append(e)
-        gone = [k for k in sent if k not in seen]
-        removals = []
-        for k in gone:
-            (daddr, dport, state, flags), _ = sent.pop(k)
-            proto, caddr, cport, vaddr, vport, _t = k
-            removals.append(
-                ConnEntry(
-                    proto, caddr, cport, vaddr, vport, daddr, dport, state, flags | F_REMOVED, 0
-                )
+
+def _from_row(r: tuple[int, ...]) -> ConnEntry:
+    _h, proto, caddr, cport, vaddr, vport, daddr, dport, _dest, state, flags = r[:11]
+    return ConnEntry(proto, caddr, cport, vaddr, vport, daddr, dport, state, flags & _KEPT_FLAGS, 0)
+
+
+class Streamer:
+    """What to send to the standby each tick; reads the active table, keeps no per-conn state.
+
+    ``refresh_ms``: every live entry is sent again at least about this often, so the
+    standby's copy (armed with the state's timeout at each receipt) never expires while
+    the active one lives; it must stay well below the shortest synced timeout.
+    ``dump_slice``: rows a dump walks per tick (and the cap of a refresh slice).
+    ``change_limit``: log records taken per tick; the rest wait in the log.
+    Event-loop thread only.
+    """
+
+    def __init__(
+        self, refresh_ms: int = 60_000, dump_slice: int = 4096, change_limit: int = 16_384
+    ) -> None:
+        if refresh_ms <= 0 or dump_slice <= 0 or change_limit <= 0:
+            raise ValueError(
+                f"Streamer: need refresh_ms, dump_slice, change_limit > 0, got "
+                f"{refresh_ms}, {dump_slice}, {change_limit}"
             )
-        # Connections go before their templates are removed; templates before their conns.
-        removals.sort(key=lambda e: e.template)
-        return templates + conns + removals
+        self.refresh_ms = refresh_ms
+        self.dump_slice = dump_slice
+        self.change_limit = change_limit
+        self._refresh_at = 0
+        self._credit = 0
+        self._last_ms: int | None = None
+        self._dumping = False
+        self._dump_at = 0
+        self._dump_from = 0
+        self._wrapped = False
+
+    @property
+    def dumping(self) -> bool:
+        return self._dumping
+
+    def start_dump(self) -> None:
+        """Walk the whole table again from here on; the walk's last tick has ``dump_end``.
+
+        During a dump the walk goes on from where it is and ends once it is back there,
+        so an entry that lives from now to the end is sent once, however often this is
+        called (a standby repeats its request while it waits).
+        """
+        if self._dumping:
+            self._dump_from = self._dump_at
+            self._wrapped = False
+        else:
+            self._dumping = True
+            self._dump_at = self._dump_from = 0
+            self._wrapped = False
+
+    def stop(self) -> None:
+        """Forget any walk in progress (the director stopped being the active one)."""
+        self._dumping = False
+        self._refresh_at = 0
+        self._credit = 0
+        self._last_ms = None
+
+    def tick(self, table: SyncSource, now: int) -> Tick:
+        """Take the log and one walk slice from ``table``; ``now`` in monotonic ms."""
+        records, lost = table.sync_changes(self.change_limit)
+        if lost:
+            self.start_dump()
+        out: dict[tuple[int, int, int, int, int, bool], ConnEntry] = {}
+        for r in records:
+            e = _from_record(r)
+            if wanted(e):
+                # Wanted records only: a connection reusing a synced tuple (NONE) must not
+                # hide the removal of the old one.
+                out.pop(e.key, None)
+                out[e.key] = e
+        dump_end = False
+        if self._dumping:
+            rows = self._dump_step(table)
+            dump_end = not self._dumping
+        else:
+            rows = self._refresh_step(table, now)
+        self._last_ms = now
+        ctls: set[int] = set()
+        for row in rows:
+            e = _from_row(row)
+            if wanted(e):
+                out[e.key] = e
+            ctl = row[_ROW_CTL]
+            if ctl >= 0 and ctl not in ctls:
+                # The kernel syncs a connection's controller after it; here first, so the
+                # standby links the connection to its template.
+                ctls.add(ctl)
+                t = _from_row((ctl, *table.conn_info(ctl)))
+                if wanted(t):
+                    out.setdefault(t.key, t)
+        return Tick(_ordered(out.values()), dump_end, len(records), len(rows) + len(ctls), lost)
+
+    def _refresh_step(self, table: SyncSource, now: int) -> list[tuple[int, ...]]:
+        elapsed = 0 if self._last_ms is None else max(0, now - self._last_ms)
+        # len(table) rows per refresh_ms, carried over between ticks in integer entry-ms.
+        self._credit += len(table) * min(elapsed, self.refresh_ms)
+        n = min(self.dump_slice, self._credit // self.refresh_ms)
+        self._credit = min(self._credit - n * self.refresh_ms, self.refresh_ms)
+        if n <= 0:
+            return []
+        rows, nxt = table.entries_from(self._refresh_at, n)
+        self._refresh_at = max(nxt, 0)
+        return rows
+
+    def _dump_step(self, table: SyncSource) -> list[tuple[int, ...]]:
+        rows, nxt = table.entries_from(self._dump_at, self.dump_slice)
+        if self._wrapped and (nxt < 0 or nxt >= self._dump_from):
+            self._dumping = False
+        elif nxt < 0:
+            if self._dump_from == 0:
+                self._dumping = False
+            else:
+                self._wrapped = True
+                self._dump_at = 0
+        else:
+            self._dump_at = nxt
+        return rows
+
+
+def _ordered(entries: Iterable[ConnEntry]) -> list[ConnEntry]:
+    """Templates, connections, connection removals, template removals (stable within each)."""
+    return sorted(entries, key=_rank)
+
+
+def _rank(e: ConnEntry) -> int:
+    if e.removed:
+        return 3 if e.template else 2
+    return 0 if e.template else 1

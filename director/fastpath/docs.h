@@ -67,6 +67,29 @@
 #define DOC_entries \
     "Up to `limit` (handle, *conn_info(handle)) tuples in handle order, for ipvsadm -lnc."
 
+#define DOC_entries_from \
+    "Up to `limit` (handle, *conn_info(handle)) tuples from handle `start` on: (rows, next).\n" \
+    "\n" \
+    "`next` is the handle to continue from, or -1 once the walk passed the last handle; a\n" \
+    "walk in slices sees once every entry that lives throughout it."
+
+#define DOC_enable_sync_log \
+    "Start (or restart, emptied) the sync log with room for `capacity` records; 0 stops it.\n" \
+    "\n" \
+    "While it is on, every insert (connection or template), TCP state change (so every\n" \
+    "change of the INACTIVE flag), template invalidation and removal (expiry, remove,\n" \
+    "flush, reuse of a client tuple) appends one record; a full log drops the new record\n" \
+    "and counts it lost. Off by default: a table without a sync peer pays nothing."
+
+#define DOC_sync_changes \
+    "Take up to `limit` sync log records, oldest first: (records, lost).\n" \
+    "\n" \
+    "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, state, flags, removed),\n" \
+    "the entry as it was at the event; flags are masked to CONN_F_INACTIVE |\n" \
+    "CONN_F_TEMPLATE; removed is 1 for a removal (an invalidated template is removed\n" \
+    "under its old key), else 0. `lost` counts records dropped by a full log since the\n" \
+    "previous call: the log then misses changes, and the caller must resend everything."
+
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
 
@@ -147,6 +170,9 @@
     "  heap of (deadline, creation sequence, handle) here, a hashed timer wheel in C, files each\n" \
     "  entry once; a filing that comes due early is re-filed at the stored deadline, and one that\n" \
     "  is stale is dropped. Entries due together fire in (deadline, creation) order.\n" \
+    "* Sync log: off until `enable_sync_log`; then each insert, TCP state change, template\n" \
+    "  invalidation and removal appends a record captured at the event to a bounded log (a deque\n" \
+    "  here, a fixed ring in C); a full log drops the new record and counts it lost.\n" \
     "* Cost: lookup, insert and per-packet work O(1) expected; expire O(log n) per entry that is\n" \
     "  due or re-filed, never a scan of the table."
 

@@ -24,7 +24,15 @@
  * (deadline, creation sequence) order. Deadlines at or before the last expire() are filed
  * on the next tick, so they are always found.
  *
- * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel.
+ * Sync log. Off until enable_sync_log(capacity): then every insert, TCP state change (which
+ * is also the only place the INACTIVE flag moves), invalidation and release appends one
+ * `struct sync_rec` (the entry's key, dest address, state and flags, captured at the event,
+ * so a freed handle's reuse cannot change what was logged) to a fixed ring. A full ring
+ * drops the new record and counts it lost; the reader then knows to resend everything.
+ * Hooked in tbl_set_state and tbl_release, which the packet path and expiry share.
+ *
+ * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 20 bytes per
+ * sync log slot when enabled.
  * Cost: insert, lookup, remove O(1) expected; a packet O(1); expire O(ticks elapsed, capped
  * at 65,536) + O(k log k) for k entries due or re-filed. Never a scan of the whole table.
  */
@@ -124,6 +132,14 @@ struct conn {
     uint64_t seq;
 };
 
+/* One change for connection sync; flags hold CONN_F_INACTIVE and CONN_F_TEMPLATE only. */
+struct sync_rec {
+    uint32_t caddr, vaddr, daddr;
+    uint16_t cport, vport, dport;
+    uint8_t proto, state;
+    uint8_t flags_hi, removed; /* flags >> 8: both kept flags live in the high byte */
+};
+
 struct due {
     int64_t expires;
     uint64_t seq;
@@ -146,6 +162,9 @@ struct table {
     uint64_t drops[V_COUNT];
     uint32_t tcp_to[S_SYNACK + 1];
     uint32_t udp_to;
+    struct sync_rec *log;
+    uint32_t log_cap, log_head, log_len;
+    uint64_t log_lost;
 };
 
 static const uint32_t default_tcp_timeouts[S_SYNACK + 1] = {2,   900, 120, 60, 120, 120,
@@ -308,6 +327,29 @@ static void tbl_unbind(struct table *t, const struct conn *c) {
     }
 }
 
+/* -- sync log ----------------------------------------------------------------------------- */
+
+static void tbl_log(struct table *t, const struct conn *c, int removed) {
+    if (!t->log_cap)
+        return;
+    if (t->log_len == t->log_cap) {
+        t->log_lost++;
+        return;
+    }
+    struct sync_rec *r = &t->log[(t->log_head + t->log_len) % t->log_cap];
+    t->log_len++;
+    r->proto = c->proto;
+    r->caddr = c->caddr;
+    r->cport = c->cport;
+    r->vaddr = c->vaddr;
+    r->vport = c->vport;
+    r->daddr = c->daddr;
+    r->dport = c->dport;
+    r->state = c->state;
+    r->flags_hi = (uint8_t)((c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)) >> 8);
+    r->removed = (uint8_t)(removed != 0);
+}
+
 static inline int state_active(int s) {
     return s == S_ESTABLISHED || s == S_SYN_SENT || s == S_SYN_RECV || s == S_SYNACK;
 }
@@ -330,6 +372,7 @@ static void tbl_set_state(struct table *t, int32_t h, int new_state, int64_t now
             }
         }
         c->state = (uint8_t)new_state;
+        tbl_log(t, c, 0);
     }
     tbl_arm(t, h, now, t->tcp_to[new_state]);
 }
@@ -365,6 +408,7 @@ static int32_t tbl_alloc(struct table *t) {
 static void tbl_release(struct table *t, int32_t h) {
     struct conn *c = &t->c[h];
     FP_ASSERT(c->live && c->n_control == 0);
+    tbl_log(t, c, 1);
     tbl_unhash(t, h);
     if (c->slot_tick != INT64_MAX)
         wheel_unlink(t, h);
@@ -456,6 +500,7 @@ static int64_t tbl_expire(struct table *t, int64_t now) {
 static void tbl_flush(struct table *t) {
     for (int32_t h = 0; h < t->next_unused; h++)
         if (t->c[h].live) {
+            tbl_log(t, &t->c[h], 1);
             tbl_unbind(t, &t->c[h]);
             t->c[h].live = 0;
         }

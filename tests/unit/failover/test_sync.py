@@ -1,4 +1,4 @@
-"""Connection sync messages (IPVS sync v1 layout) and the sender's diffing."""
+"""Connection sync messages (IPVS sync v1 layout) and the sender's ticks, on both fast paths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import ast
 import struct
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -42,7 +44,7 @@ def test_encode_decode_round_trip(entries: list[ConnEntry], syncid: int, mtu: in
 
 
 def _fields(e: ConnEntry) -> dict[str, int]:
-    return {f: getattr(e, f) for f in e.__slots__}
+    return e._asdict()
 
 
 def test_layout_is_ipvs_sync_v1() -> None:
@@ -71,23 +73,208 @@ def test_bad_messages_refused(mutate: object, match: str) -> None:
         sync.decode(mutate(m), syncid=7)
 
 
-def _conn(cport: int, state: int = 1, dport: int = 80) -> ConnEntry:
-    return ConnEntry(6, 1, cport, 2, 80, 3, dport, state, 0, 900)
+VIP, RIP, CLIENT = 0xC000020A, 0x0A000102, 0xC6336401
+ES, FW, TW, SYN_RECV = 1, 4, 5, 3
 
 
-def test_streamer_sends_changes_refreshes_and_removals() -> None:
+def _table(fp: ModuleType, size: int = 256, log: int = 1024) -> Any:
+    t = fp.ConnTable(size, 4, 1)
+    t.set_dest(0, 0, RIP, 80, 0, 0)
+    t.enable_sync_log(log)
+    return t
+
+
+def _conn(t: Any, cport: int, state: int = ES, ctl: int = -1) -> int:
+    h = t.insert(6, CLIENT, cport, VIP, 80, RIP, 80, 0, 0, ctl)
+    if state:
+        t.set_state(h, state, 0)
+    return int(h)
+
+
+def _sent(tick: sync.Tick) -> list[tuple[int, int, bool, bool]]:
+    """(cport, state, template, removed) of each entry, in order."""
+    return [(e.cport, e.state, e.template, e.removed) for e in tick.entries]
+
+
+def test_new_connections_and_state_changes(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
     s = Streamer(refresh_ms=10_000)
-    tmpl = ConnEntry(6, 1, 0, 2, 80, 3, 80, 0, sync.F_TEMPLATE, 300)
-    syn = _conn(1, state=3)  # SYN_RECV: not synced, as the kernel
-    first = s.changes([_conn(10), syn, tmpl], now=0)
-    assert first == [tmpl, _conn(10)]  # templates first
-    assert s.changes([_conn(10), syn, tmpl], now=1) == []
-    assert s.changes([_conn(10, state=4), tmpl], now=2) == [_conn(10, state=4)]
-    assert s.changes([_conn(10, state=4), tmpl], now=10_003) == [tmpl, _conn(10, state=4)]
-    gone = s.changes([], now=10_004)
-    assert [(e.cport, e.removed, e.template) for e in gone] == [(10, True, False), (0, True, True)]
-    s.reset()
-    assert s.changes([_conn(11)], now=10_005) == [_conn(11)]
+    h = _conn(t, 10)
+    _conn(t, 11, state=SYN_RECV)  # not synced, as the kernel
+    tick = s.tick(t, 0)
+    assert _sent(tick) == [(10, ES, False, False)]
+    assert tick.entries[0] == ConnEntry(6, CLIENT, 10, VIP, 80, RIP, 80, ES, 0, 0)
+    assert _sent(s.tick(t, 1)) == []
+    t.set_state(h, FW, 2)
+    t.set_state(h, TW, 2)  # coalesced: the last state wins
+    tick = s.tick(t, 3)
+    assert _sent(tick) == [(10, TW, False, False)]
+    assert tick.entries[0].flags == sync.F_INACTIVE
+
+
+def test_removal_only_of_what_was_synced(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    s = Streamer()
+    synced, never = _conn(t, 10), _conn(t, 11, state=0)
+    s.tick(t, 0)
+    t.remove(synced)
+    t.remove(never)
+    tick = s.tick(t, 1)
+    assert _sent(tick) == [(10, ES, False, True)]
+    assert tick.entries[0].flags & sync.F_REMOVED
+    # A connection created and removed within one tick is removed on the standby too
+    # (harmless there: it holds no copy).
+    t.remove(_conn(t, 12))
+    assert _sent(s.tick(t, 2)) == [(12, ES, False, True)]
+
+
+def test_reused_tuple_removes_the_old_copy(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    s = Streamer()
+    h = _conn(t, 10, state=TW)
+    s.tick(t, 0)
+    t.remove(h)
+    _conn(t, 10, state=0)  # the new connection in NONE is not synced yet
+    assert _sent(s.tick(t, 1)) == [(10, TW, False, True)]
+
+
+def test_order_templates_conns_then_removals(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    s = Streamer()
+    old_tp = t.insert_template(6, CLIENT, VIP, 80, 0, 300, 0)
+    old = _conn(t, 9, ctl=old_tp)
+    s.tick(t, 0)
+    t.remove(old)
+    t.remove(old_tp)
+    tp = t.insert_template(6, CLIENT, VIP, 443, 0, 300, 0)
+    _conn(t, 10, ctl=tp)
+    got = [(e.vport, e.cport, e.template, e.removed) for e in s.tick(t, 1).entries]
+    assert got == [
+        (443, 0, True, False),
+        (80, 10, False, False),
+        (80, 9, False, True),
+        (80, 0, True, True),
+    ]
+
+
+def test_refresh_sends_every_entry_once_per_refresh_ms(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    s = Streamer(refresh_ms=1000)
+    for p in range(100):
+        _conn(t, p)
+    s.tick(t, 0)  # the log: every connection once
+    seen: list[int] = []
+    for now in range(100, 1001, 100):
+        tick = s.tick(t, now)
+        assert tick.records == 0
+        assert len(tick.entries) == 10  # 100 entries * 100 ms / 1000 ms
+        seen += [e.cport for e in tick.entries]
+    assert sorted(seen) == list(range(100))
+    assert not any(s.tick(t, 1001 + i).entries for i in range(5))  # 1 ms: under one entry
+
+
+def test_dump_walks_in_slices_and_ends(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    s = Streamer(dump_slice=30)
+    hs = [_conn(t, p) for p in range(50)]
+    tp = t.insert_template(6, CLIENT, VIP, 80, 0, 300, 0)  # handle 50
+    for p in range(50, 99):
+        _conn(t, p)
+    t.remove(hs[0])
+    assert _conn(t, 99, ctl=tp) == hs[0]  # handle 0, its template further on
+    t.sync_changes(1000)
+    s.start_dump()
+    ticks = [s.tick(t, 0) for _ in range(4)]
+    assert [k.dump_end for k in ticks] == [False, False, False, True]
+    assert not s.dumping
+    sent = {(e.cport, e.template) for k in ticks for e in k.entries}
+    assert sent == {(0, True), *((p, False) for p in range(1, 100))}
+    # The template of a connection goes with it, before it.
+    assert [(e.cport, e.template) for e in ticks[0].entries][:2] == [(0, True), (99, False)]
+
+
+def test_empty_dump_ends_at_once(fastpath: ModuleType) -> None:
+    s = Streamer()
+    s.start_dump()
+    tick = s.tick(_table(fastpath), 0)
+    assert (tick.entries, tick.dump_end) == ([], True)
+
+
+def test_request_during_a_dump_walks_a_full_pass_from_there(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    s = Streamer(dump_slice=10)
+    for p in range(40):
+        _conn(t, p)
+    t.sync_changes(1000)
+    s.start_dump()
+    first = s.tick(t, 0)
+    assert [e.cport for e in first.entries] == list(range(10))
+    s.start_dump()  # the standby asks again (it restarted): a whole pass from handle 10
+    seen: list[int] = []
+    for _ in range(10):
+        tick = s.tick(t, 0)
+        seen += [e.cport for e in tick.entries]
+        if tick.dump_end:
+            break
+    assert tick.dump_end
+    assert sorted(set(seen)) == list(range(40))
+
+
+def test_log_overflow_starts_a_dump(fastpath: ModuleType) -> None:
+    t = _table(fastpath, log=8)
+    s = Streamer(dump_slice=1000)
+    for p in range(20):
+        _conn(t, p)
+    tick = s.tick(t, 0)
+    assert tick.lost == 40 - 8
+    assert tick.dump_end
+    assert sorted(e.cport for e in tick.entries) == list(range(20))
+
+
+class Counting:
+    """A table that counts what is read from it: log records and walked rows."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.read = 0
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def sync_changes(self, limit: int) -> tuple[list[tuple[int, ...]], int]:
+        records, lost = self.table.sync_changes(limit)
+        self.read += len(records)
+        return records, lost
+
+    def entries_from(self, start: int, limit: int) -> tuple[list[tuple[int, ...]], int]:
+        rows, nxt = self.table.entries_from(start, limit)
+        self.read += len(rows)
+        return rows, nxt
+
+    def conn_info(self, handle: int) -> tuple[int, ...]:
+        self.read += 1
+        return tuple(self.table.conn_info(handle))
+
+
+@pytest.mark.parametrize("size", [1_000, 20_000])
+def test_tick_reads_the_changes_and_a_slice_not_the_table(fastpath: ModuleType, size: int) -> None:
+    t = _table(fastpath, size=size + 64, log=64)
+    for p in range(size):
+        t.insert(17, CLIENT + (p >> 16), p & 0xFFFF, VIP, 80, RIP, 80, 0, 0)
+    t.enable_sync_log(64)  # the connections exist; from here, changes are logged
+    s = Streamer(refresh_ms=60_000, dump_slice=500)
+    c = Counting(t)
+    s.tick(c, 0)
+    for now in range(100, 2001, 100):
+        changed = [t.insert(6, CLIENT, 40000 + now // 100, VIP, 80, RIP, 80, 0, now)]
+        t.set_state(changed[0], ES, now)
+        c.read = 0
+        tick = s.tick(c, now)
+        slice_ = -(-size * 100 // 60_000)
+        assert tick.records == 2
+        assert c.read <= 2 + slice_
+        assert tick.rows >= size * 100 // 60_000
+    assert c.read < size / 100
 
 
 def test_failover_is_a_leaf() -> None:

@@ -1,0 +1,111 @@
+"""Connection sync end to end without a network: active table -> Streamer -> messages -> standby."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from socket import IPPROTO_TCP
+from types import ModuleType
+from typing import Any, cast
+
+import pytest
+
+from director.config import DirectorConfig
+from director.ipvs import IPVS
+from director.plumbing import Plumbing
+from director.pulse import Pulse
+from failover import packet, sync
+from failover.peer import FailoverSettings, HeartbeatPath
+
+VIP, RIP, CLIENT = 0xC000020A, 0x0A000102, 0xC6336401
+ES, FW = 1, 4
+
+
+def _pulse(fastpath: ModuleType) -> tuple[Pulse, IPVS]:
+    ipvs = IPVS(fastpath.ConnTable(64, max_dests=8, max_svcs=4))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(RIP, 80)
+    settings = FailoverSettings(
+        primary=False,
+        paths=(HeartbeatPath("public", IPv4Address("192.0.2.2"), IPv4Address("192.0.2.1")),),
+        port=539,
+        keepalive_s=1,
+        deadtime_s=3,
+        key=b"",
+    )
+    pulse = Pulse(
+        DirectorConfig(), settings, cast(Plumbing, None), ipvs.table, lambda: ipvs, lambda c: True
+    )
+    return pulse, ipvs
+
+
+def _active(fastpath: ModuleType) -> Any:
+    t = fastpath.ConnTable(64, 8, 4)
+    t.set_dest(0, 0, RIP, 80, 0, 0)
+    t.enable_sync_log(256)
+    return t
+
+
+def _mirror(standby: Pulse, tick: sync.Tick) -> None:
+    for m in sync.encode(tick.entries):
+        for e in sync.decode(m):
+            assert standby.apply_entry(e, 0)
+
+
+def _keys(t: Any) -> list[tuple[int, ...]]:
+    return sorted((e[3], e[9]) for e in t.entries(100))  # (cport, state)
+
+
+def test_standby_follows_inserts_state_changes_and_removals(fastpath: ModuleType) -> None:
+    standby, ipvs = _pulse(fastpath)
+    active, streamer = _active(fastpath), sync.Streamer()
+    hs = [active.insert(6, CLIENT, p, VIP, 80, RIP, 80, 0, 0) for p in (1000, 1001)]
+    for h in hs:
+        active.set_state(h, ES, 0)
+    _mirror(standby, streamer.tick(active, 0))
+    assert _keys(ipvs.table) == [(1000, ES), (1001, ES)]
+    active.set_state(hs[0], FW, 1)
+    active.remove(hs[1])
+    _mirror(standby, streamer.tick(active, 1))
+    assert _keys(ipvs.table) == [(1000, FW)]
+
+
+def test_removal_of_an_entry_the_standby_does_not_hold_is_harmless(fastpath: ModuleType) -> None:
+    standby, ipvs = _pulse(fastpath)
+    h = ipvs.table.insert(6, CLIENT, 1000, VIP, 80, RIP, 80, 0, 0)
+    ipvs.table.set_state(h, ES, 0)
+    gone = sync.ConnEntry(6, CLIENT, 2000, VIP, 80, RIP, 80, ES, sync.F_REMOVED, 0)
+    tmpl = sync.ConnEntry(6, CLIENT, 0, VIP, 80, RIP, 80, 0, sync.F_TEMPLATE | sync.F_REMOVED, 0)
+    assert standby.apply_entry(gone, 0)
+    assert standby.apply_entry(tmpl, 0)
+    assert _keys(ipvs.table) == [(1000, ES)]
+
+
+def test_stream_once_marks_the_end_of_a_dump(
+    fastpath: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    active, ipvs = _pulse(fastpath)
+    sent: list[tuple[int, int]] = []
+
+    def send(kind: packet.Kind, payload: bytes, flags: int = 0) -> bool:
+        sent.append((len(sync.decode(payload)), flags))
+        return True
+
+    monkeypatch.setattr(active.peer, "send", send)
+    ipvs.table.enable_sync_log(256)
+    active.streamer = sync.Streamer(dump_slice=40)
+    for p in range(60):
+        ipvs.table.set_state(ipvs.table.insert(6, CLIENT, p, VIP, 80, RIP, 80, 0, 0), ES, 0)
+    ipvs.table.sync_changes(1000)
+    active.streamer.start_dump()
+    assert active.stream_once(0) == 40
+    assert active.stream_once(1) == 20
+    ends = [f for _, f in sent]
+    assert ends[-1] == packet.SYNC_DUMP_END
+    assert ends.count(packet.SYNC_DUMP_END) == 1
+    assert sum(n for n, _ in sent) == 60
+    sent.clear()
+    active.streamer.start_dump()
+    ipvs.table.flush()
+    ipvs.table.sync_changes(1000)
+    assert active.stream_once(2) == 0
+    assert sent == [(0, packet.SYNC_DUMP_END)]
