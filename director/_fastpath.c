@@ -477,9 +477,9 @@ static PyObject *ConnTable_sync_changes(ConnTableObject *self, PyObject *arg) {
         return NULL;
     for (long long i = 0; i < n; i++) {
         const struct sync_rec *r = &t->log[(t->log_head + i) % t->log_cap];
-        PyObject *e = Py_BuildValue("(iIiIiIiiii)", r->proto, r->caddr, r->cport, r->vaddr,
-                                    r->vport, r->daddr, r->dport, r->state, r->flags_hi << 8,
-                                    r->removed);
+        PyObject *e = Py_BuildValue("(iIiIiIiiiii)", r->proto, r->caddr, r->cport, r->vaddr,
+                                    r->vport, r->daddr, r->dport, (int)r->dest, r->state,
+                                    r->flags_hi << 8, r->removed);
         if (!e) {
             Py_DECREF(out);
             return NULL;

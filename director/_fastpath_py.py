@@ -538,6 +538,7 @@ class ConnTable:
                 c.vport,
                 c.daddr,
                 c.dport,
+                c.dest,
                 c.state,
                 c.flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE),
                 removed,
@@ -757,11 +758,12 @@ class ConnTable:
     def sync_changes(self, limit: int) -> tuple[list[tuple[int, ...]], int]:
         """Take up to `limit` sync log records, oldest first: (records, lost).
 
-        A record is (proto, caddr, cport, vaddr, vport, daddr, dport, state, flags, removed),
-        the entry as it was at the event; flags are masked to CONN_F_INACTIVE |
-        CONN_F_TEMPLATE; removed is 1 for a removal (an invalidated template is removed
-        under its old key), else 0. `lost` counts records dropped by a full log since the
-        previous call: the log then misses changes, and the caller must resend everything.
+        A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,
+        removed), the entry as it was at the event (fields in conn_info's order; dest is its
+        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for
+        a removal (an invalidated template is removed under its old key), else 0. `lost`
+        counts records dropped by a full log since the previous call: the log then misses
+        changes, and the caller must resend everything.
         """
         _check_range("limit", limit, 0, 1 << 62)
         log = self._log

@@ -445,6 +445,9 @@ class IPVS:
         max_dests = len(buf) // _FIELDS
         self._free_slots: list[int] = list(range(max_dests))
         self._slots: list[Destination | None] = [None] * max_dests
+        # Per slot, the firewall mark of the service its dest belongs to (0: an address
+        # service): a slot keeps its service from new_dest until it is freed.
+        self._slot_fwmark: list[int] = [0] * max_dests
         self._free_svcs: list[int] = list(range(len(table.svc_buffer()) // fastpath.SVC_FIELDS))
         # (service key, addr, port) -> a deleted dest; and per slot, since when (ms)
         # nothing references it (None: still referenced).
@@ -613,6 +616,16 @@ class IPVS:
             return self._slots[slot]
         return None
 
+    def fwmark_of(self, slot: int) -> int:
+        """The firewall mark of the service whose dest holds ``slot`` (0: address service).
+
+        What the kernel keeps in each connection as ``cp->fwmark`` and sync sends; here
+        connections and templates know their dest slot, and the slot its service.
+        """
+        if 0 <= slot < len(self._slot_fwmark):
+            return self._slot_fwmark[slot]
+        return 0
+
     def new_dest(self, svc: VirtualService, addr: int, port: int) -> Destination:
         if not self._free_slots:
             # Out of slots: give up the revival chance of unreferenced trashed dests.
@@ -623,6 +636,7 @@ class IPVS:
         self.table.clear_dest(slot)
         dest = Destination(self._dest_buf, slot, addr, port)
         self._slots[slot] = dest
+        self._slot_fwmark[slot] = svc.fwmark
         return dest
 
     def revive_dest(self, svc: VirtualService, addr: int, port: int) -> Destination | None:
@@ -657,6 +671,7 @@ class IPVS:
             del self._trash_since[dest.slot]
             self.table.clear_dest(dest.slot)
             self._slots[dest.slot] = None
+            self._slot_fwmark[dest.slot] = 0
             heapq.heappush(self._free_slots, dest.slot)
 
     def iter_dests(self) -> Iterator[Destination]:

@@ -213,7 +213,7 @@ class Pulse:
         self._apply_config = apply_config
         self.events: asyncio.Queue[FailoverEvent] = asyncio.Queue()
         self.peer = Peer(settings, self.events)
-        self.streamer = sync.Streamer()
+        self.streamer = sync.Streamer(fwmark_of=self._fwmark_of)
         self._shadow: dict[tuple[int, int, int, int, int, bool], int] = {}
         self._counts = dict.fromkeys(
             (
@@ -313,6 +313,9 @@ class Pulse:
             if self.peer.role is Role.MASTER:
                 self.stream_once(now_ms())
 
+    def _fwmark_of(self, slot: int) -> int:
+        return self._ipvs().fwmark_of(slot)
+
     def stream_once(self, now: int) -> int:
         """Send one sync tick: the logged changes and a walk slice; returns entries sent."""
         dumping = self.streamer.dumping
@@ -411,7 +414,29 @@ class Pulse:
         return h
 
     def _find(self, e: sync.ConnEntry) -> tuple[VirtualService, Destination] | None:
-        for svc in self._ipvs().services.values():
+        """The service and dest a synced entry binds to (kernel ip_vs_find_dest).
+
+        A marked entry: the fwmark service of its mark that ``IPVS.find_service`` gives
+        a packet of its protocol (a template's protocol is IPPROTO_IP: the one holding its
+        dest); a dest of the same port, else of port 0 (a fwmark dest without a port: each
+        connection keeps its client's port). Like ip_vs_service_find, an entry whose mark
+        no service has falls back to its address. An unmarked entry: by address only.
+        """
+        ipvs = self._ipvs()
+        if e.fwmark:
+            first = e.protocol if e.protocol == sync.PROTO_UDP else sync.PROTO_TCP
+            other = sync.PROTO_TCP if first == sync.PROTO_UDP else sync.PROTO_UDP
+            found = (ipvs.services.get((p, 0, 0, e.fwmark)) for p in (first, other))
+            marked = [svc for svc in found if svc is not None]
+            if marked:
+                for svc in marked if e.template else marked[:1]:
+                    dest = svc.find_dest(e.daddr, e.dport) or svc.find_dest(e.daddr, 0)
+                    if dest is not None:
+                        return svc, dest
+                return None
+        for svc in ipvs.services.values():
+            if svc.fwmark:
+                continue
             if svc.protocol != e.protocol or svc.vaddr != e.vaddr:
                 continue
             # The service's own port; else a port-zero or FTP service (whose data
@@ -424,8 +449,11 @@ class Pulse:
         return None
 
     def _template_for(self, svc: VirtualService, e: sync.ConnEntry) -> int:
+        """The template a synced connection hangs on: the key ip_vs_sched_persist gave it."""
         if not svc.persistent:
             return -1
+        if svc.fwmark and e.vport != svc.vport:
+            return int(self.table.lookup_template(0, e.caddr & svc.netmask, svc.fwmark, 0))
         tvport = e.vport if e.vport == svc.vport and svc.vport != _FTPPORT else 0
         return int(self.table.lookup_template(e.protocol, e.caddr & svc.netmask, e.vaddr, tvport))
 

@@ -24,12 +24,17 @@ Like the kernel it syncs TCP connections only in ESTABLISHED, FIN_WAIT, CLOSE, C
 and TIME_WAIT, every UDP connection, and every template; a removal only of an entry whose
 last state was one of those. Within a tick templates go first, then connections, then
 connection removals, then template removals; a walk sends a connection's template with it.
+
+Every entry goes out with its firewall mark, as the kernel's ``cp->fwmark``: the mark of the
+service that its destination belongs to (0 for an address service), found through the dest
+slot that log records and walk rows carry, by the ``fwmark_of`` callable the Streamer is
+given; this package knows nothing of services.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
@@ -170,7 +175,12 @@ def wanted(e: ConnEntry) -> bool:
 
 
 class SyncSource(Protocol):
-    """What ``Streamer`` reads: the fast path's ``ConnTable`` (see its docstrings)."""
+    """What ``Streamer`` reads: the fast path's ``ConnTable`` (see its docstrings).
+
+    A ``sync_changes`` record is ``(proto, caddr, cport, vaddr, vport, daddr, dport, dest,
+    state, flags, removed)``; an ``entries_from`` row is ``(handle, *conn_info(handle))``,
+    with the dest slot after dport too.
+    """
 
     def __len__(self) -> int: ...
 
@@ -201,8 +211,16 @@ class Tick:
     lost: int
 
 
-def _from_record(r: tuple[int, ...]) -> ConnEntry:
-    proto, caddr, cport, vaddr, vport, daddr, dport, state, flags, removed = r
+FwmarkOf = Callable[[int], int]
+"""A dest slot -> the firewall mark of its service, 0 for an address service."""
+
+
+def no_fwmark(_slot: int) -> int:
+    return 0
+
+
+def _from_record(r: tuple[int, ...], fwmark_of: FwmarkOf) -> ConnEntry:
+    proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags, removed = r
     return ConnEntry(
         proto,
         caddr,
@@ -214,12 +232,16 @@ def _from_record(r: tuple[int, ...]) -> ConnEntry:
         state,
         (flags & _KEPT_FLAGS) | (F_REMOVED if removed else 0),
         0,
+        fwmark_of(dest),
     )
 
 
-def _from_row(r: tuple[int, ...]) -> ConnEntry:
-    _h, proto, caddr, cport, vaddr, vport, daddr, dport, _dest, state, flags = r[:11]
-    return ConnEntry(proto, caddr, cport, vaddr, vport, daddr, dport, state, flags & _KEPT_FLAGS, 0)
+def _from_row(r: tuple[int, ...], fwmark_of: FwmarkOf) -> ConnEntry:
+    _h, proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags = r[:11]
+    return ConnEntry(
+        proto, caddr, cport, vaddr, vport, daddr, dport, state, flags & _KEPT_FLAGS, 0,
+        fwmark_of(dest),
+    )  # fmt: skip
 
 
 class Streamer:
@@ -230,11 +252,17 @@ class Streamer:
     the active one lives; it must stay well below the shortest synced timeout.
     ``dump_slice``: rows a dump walks per tick (and the cap of a refresh slice).
     ``change_limit``: log records taken per tick; the rest wait in the log.
-    Event-loop thread only.
+    ``fwmark_of``: the mark each entry goes out with, from its dest slot (see the module
+    docstring), asked when the tick reads the entry; a removal carries one too, though the
+    standby finds what to remove by key alone. Event-loop thread only.
     """
 
     def __init__(
-        self, refresh_ms: int = 60_000, dump_slice: int = 4096, change_limit: int = 16_384
+        self,
+        refresh_ms: int = 60_000,
+        dump_slice: int = 4096,
+        change_limit: int = 16_384,
+        fwmark_of: FwmarkOf = no_fwmark,
     ) -> None:
         if refresh_ms <= 0 or dump_slice <= 0 or change_limit <= 0:
             raise ValueError(
@@ -244,6 +272,7 @@ class Streamer:
         self.refresh_ms = refresh_ms
         self.dump_slice = dump_slice
         self.change_limit = change_limit
+        self.fwmark_of = fwmark_of
         self._refresh_at = 0
         self._credit = 0
         self._last_ms: int | None = None
@@ -284,8 +313,9 @@ class Streamer:
         if lost:
             self.start_dump()
         out: dict[tuple[int, int, int, int, int, bool], ConnEntry] = {}
+        fwmark_of = self.fwmark_of
         for r in records:
-            e = _from_record(r)
+            e = _from_record(r, fwmark_of)
             if wanted(e):
                 # Wanted records only: a connection reusing a synced tuple (NONE) must not
                 # hide the removal of the old one.
@@ -300,7 +330,7 @@ class Streamer:
         self._last_ms = now
         ctls: set[int] = set()
         for row in rows:
-            e = _from_row(row)
+            e = _from_row(row, fwmark_of)
             if wanted(e):
                 out[e.key] = e
             ctl = row[_ROW_CTL]
@@ -308,7 +338,7 @@ class Streamer:
                 # The kernel syncs a connection's controller after it; here first, so the
                 # standby links the connection to its template.
                 ctls.add(ctl)
-                t = _from_row((ctl, *table.conn_info(ctl)))
+                t = _from_row((ctl, *table.conn_info(ctl)), fwmark_of)
                 if wanted(t):
                     out.setdefault(t.key, t)
         return Tick(_ordered(out.values()), dump_end, len(records), len(rows) + len(ctls), lost)

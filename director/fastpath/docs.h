@@ -84,11 +84,12 @@
 #define DOC_sync_changes \
     "Take up to `limit` sync log records, oldest first: (records, lost).\n" \
     "\n" \
-    "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, state, flags, removed),\n" \
-    "the entry as it was at the event; flags are masked to CONN_F_INACTIVE |\n" \
-    "CONN_F_TEMPLATE; removed is 1 for a removal (an invalidated template is removed\n" \
-    "under its old key), else 0. `lost` counts records dropped by a full log since the\n" \
-    "previous call: the log then misses changes, and the caller must resend everything."
+    "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,\n" \
+    "removed), the entry as it was at the event (fields in conn_info's order; dest is its\n" \
+    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for\n" \
+    "a removal (an invalidated template is removed under its old key), else 0. `lost`\n" \
+    "counts records dropped by a full log since the previous call: the log then misses\n" \
+    "changes, and the caller must resend everything."
 
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."

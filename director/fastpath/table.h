@@ -26,12 +26,13 @@
  *
  * Sync log. Off until enable_sync_log(capacity): then every insert, TCP state change (which
  * is also the only place the INACTIVE flag moves), invalidation and release appends one
- * `struct sync_rec` (the entry's key, dest address, state and flags, captured at the event,
- * so a freed handle's reuse cannot change what was logged) to a fixed ring. A full ring
- * drops the new record and counts it lost; the reader then knows to resend everything.
+ * `struct sync_rec` (the entry's key, dest address and slot, state and flags, captured at
+ * the event, so a freed handle's reuse cannot change what was logged) to a fixed ring. A
+ * full ring drops the new record and counts it lost; the reader then knows to resend
+ * everything.
  * Hooked in tbl_set_state and tbl_release, which the packet path and expiry share.
  *
- * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 20 bytes per
+ * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 28 bytes per
  * sync log slot when enabled.
  * Cost: insert, lookup, remove O(1) expected; a packet O(1); expire O(ticks elapsed, capped
  * at 65,536) + O(k log k) for k entries due or re-filed. Never a scan of the whole table.
@@ -135,6 +136,7 @@ struct conn {
 /* One change for connection sync; flags hold CONN_F_INACTIVE and CONN_F_TEMPLATE only. */
 struct sync_rec {
     uint32_t caddr, vaddr, daddr;
+    int32_t dest; /* the dest slot: through it the reader finds the service (its fwmark) */
     uint16_t cport, vport, dport;
     uint8_t proto, state;
     uint8_t flags_hi, removed; /* flags >> 8: both kept flags live in the high byte */
@@ -345,6 +347,7 @@ static void tbl_log(struct table *t, const struct conn *c, int removed) {
     r->vport = c->vport;
     r->daddr = c->daddr;
     r->dport = c->dport;
+    r->dest = c->dest;
     r->state = c->state;
     r->flags_hi = (uint8_t)((c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)) >> 8);
     r->removed = (uint8_t)(removed != 0);

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from director import control
 from director.config import parse_config
 from director.demo import THESIS_CF, LabDirector, run_load
 from director.lab import Lab
@@ -45,7 +46,7 @@ import json, socket, time, hashlib, sys
 from director.labserver import expected_digest
 rate, duration = 2_000_000, {duration}
 n = rate * duration
-s = socket.create_connection(("{vip}", 80), timeout=60)
+s = socket.create_connection(("{vip}", {port}), timeout=60)
 s.sendall(b"GET /bytes/%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % n)
 buf = b""
 while b"\\r\\n\\r\\n" not in buf:
@@ -210,7 +211,7 @@ def _result(proc: subprocess.Popen[str]) -> dict[str, object]:
 @pytest.mark.parametrize("pair", [(0.2, 1)], indirect=True, ids=["keepalive0.2-deadtime1"])
 def test_kill_active_during_stream_and_keepalive_http(pair: Pair) -> None:
     assert pair.client_arp() in ("", pair.mac("director"))
-    stream = pair.client_bg(STREAM.format(vip=VIP, duration=60))
+    stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=60))
     http = pair.client_bg(KEEPALIVE_HTTP.format(vip=VIP, duration=60))
     pair.wait("the standby to hold both connections", lambda: pair.shadow(pair.backup) >= 2)
     assert pair.primary.proc is not None
@@ -281,7 +282,7 @@ def test_primary_returns_and_preempts_without_breaking_connections(pair: Pair) -
     pair.primary.proc.kill()
     pair.primary.proc.wait()
     pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
-    stream = pair.client_bg(STREAM.format(vip=VIP, duration=12))
+    stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=12))
     pair.wait(
         "the stream through the backup",
         lambda: int(str(pair.backup.status()["connections"])) >= 1,
@@ -319,7 +320,7 @@ def test_interruption_after_kill_measured(pair: Pair) -> None:
     deadtime = pair.primary.cfg.deadtime
     duration = int(2 * deadtime + 14)  # the stream outlives the TCP pause
     ping = pair.client_bg(PING.format(vip=VIP, duration=duration))
-    stream = pair.client_bg(STREAM.format(vip=VIP, duration=duration))
+    stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=duration))
     http = pair.client_bg(KEEPALIVE_HTTP.format(vip=VIP, duration=duration))
     pair.wait("the standby to hold both connections", lambda: pair.shadow(pair.backup) >= 2)
     assert pair.primary.proc is not None
@@ -342,6 +343,86 @@ def test_interruption_after_kill_measured(pair: Pair) -> None:
     assert h["failed"] == 0, h
     assert float(str(p["last_reply_at"])) > taken_over, p  # the standby answers for the VIP
     assert pair.client_arp() == pair.mac("backup")
+
+
+MARKED_PORT = 8080
+FWMARK_VIRTUAL = f"""
+virtual marked {{
+    address = {VIP}
+    fwmark = 1
+    port = {MARKED_PORT}
+    persistent = 300
+    scheduler = rr
+    server real1 {{
+        address = 192.168.1.10
+    }}
+    server real2 {{
+        address = 192.168.1.11
+    }}
+    server real3 {{
+        address = 192.168.1.12
+    }}
+}}
+"""
+MARK_RULES = (
+    "add table ip operator",
+    "add chain ip operator pre { type filter hook prerouting priority mangle; }",
+    f"add rule ip operator pre ip daddr {VIP} tcp dport {MARKED_PORT} meta mark set 1",
+)
+
+
+def _synced_marked_conn(d: LabDirector) -> bool:
+    """Whether ``d``'s table holds an ESTABLISHED VIP:8080 connection and the mark's template."""
+    conns = control.request(d.socket_path, "connections")
+    assert isinstance(conns, list)
+    seen = {(c["proto"], c["virtual"], c["state"]) for c in conns}
+    return {("TCP", f"{VIP}:{MARKED_PORT}", "ESTABLISHED"), ("IP", "0.0.0.1:0", "NONE")} <= seen
+
+
+def test_kill_active_during_a_stream_of_a_fwmark_service(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """A persistent fwmark service (mark 1 on VIP:8080, servers without a port): its
+    connection and template reach the standby with their mark, and a stream through it
+    completes after kill -9 of the active director."""
+    lab = lab_factory(reals=3, backup=True)
+    for node in ("director", "backup"):
+        for rule in MARK_RULES:
+            lab.run(node, ["nft", rule])
+    servers: list[subprocess.Popen[str]] = []
+    p = Pair(lab, cluster_config(tmp_path, 0.2, 1, FWMARK_VIRTUAL))
+    try:
+        for real in lab.reals:
+            argv = [sys.executable, "-m", "director.labserver", "--name", real]
+            proc = lab.popen(
+                real, [*argv, "--port", str(MARKED_PORT)], stderr=subprocess.PIPE, text=True
+            )
+            servers.append(proc)
+            assert proc.stderr is not None
+            line = proc.stderr.readline()  # written once the socket listens
+            assert "listening on" in line, line
+        p.primary.start()
+        p.backup.start()
+        p.wait("primary active", lambda: p.role(p.primary) == "MASTER")
+        p.wait("backup standby", lambda: p.role(p.backup) == "BACKUP")
+        stream = p.client_bg(STREAM.format(vip=VIP, port=MARKED_PORT, duration=20))
+        p.wait("the standby to hold the marked connection", lambda: _synced_marked_conn(p.backup))
+        assert p.primary.proc is not None
+        p.primary.proc.kill()
+        p.primary.proc.wait()
+        took = p.wait("the backup to take over", lambda: p.role(p.backup) == "MASTER")
+        s = _result(stream)
+        print(f"\nfwmark: takeover after kill -9: {took:.2f} s; stream gap {s['max_gap_s']:.2f} s")
+        assert s["ok"], s
+        assert p.client_arp() == p.mac("backup")
+        (svc,) = [v for v in p.backup.status()["services"] if v["fwmark"] == 1]
+        assert svc["persistent"] == 300
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.communicate()
+        p.backup.stop()
+        p.primary.stop()
 
 
 def _http_service(d: LabDirector) -> dict[str, object]:

@@ -16,6 +16,7 @@ import director._fastpath_py as py
 
 VIP = 0xC000020A
 RIP = 0x0A000102
+RIP2 = 0x0A000103
 CLIENT = 0xC6336401
 TCP, UDP = 6, 17
 ES, FW, TW, NONE = 1, 4, 5, 0
@@ -23,15 +24,16 @@ INACTIVE, TEMPLATE = 0x0100, 0x1000
 
 
 def _table(fp: ModuleType, log: int = 64, size: int = 16) -> Any:
-    t = fp.ConnTable(size, 4, 1)
+    t = fp.ConnTable(size, 4, 2)
     t.set_dest(0, 0, RIP, 80, 0, 0)
+    t.set_dest(3, 1, RIP2, 0, 0, 0)
     if log:
         t.enable_sync_log(log)
     return t
 
 
 def _rec(cport: int, state: int, flags: int, removed: int = 0, proto: int = TCP) -> tuple[int, ...]:
-    return (proto, CLIENT, cport, VIP, 80, RIP, 80, state, flags, removed)
+    return (proto, CLIENT, cport, VIP, 80, RIP, 80, 0, state, flags, removed)
 
 
 def test_log_is_off_by_default(fastpath: ModuleType) -> None:
@@ -53,7 +55,7 @@ def test_every_event_is_logged_in_order(fastpath: ModuleType) -> None:
     recs, lost = t.sync_changes(100)
     assert lost == 0
     assert recs == [
-        (TCP, CLIENT, 0, VIP, 80, RIP, 80, NONE, TEMPLATE, 0),
+        (TCP, CLIENT, 0, VIP, 80, RIP, 80, 0, NONE, TEMPLATE, 0),
         _rec(1000, NONE, INACTIVE),
         _rec(1000, ES, 0),
         _rec(1000, FW, INACTIVE),
@@ -66,12 +68,30 @@ def test_every_event_is_logged_in_order(fastpath: ModuleType) -> None:
         [
             _rec(53, 11, INACTIVE, 1, proto=UDP),
             _rec(1000, FW, INACTIVE, 1),
-            (TCP, CLIENT, 0, VIP, 80, RIP, 80, NONE, TEMPLATE, 1),
+            (TCP, CLIENT, 0, VIP, 80, RIP, 80, 0, NONE, TEMPLATE, 1),
         ],
         0,
     )
     assert t.expire(10**9) == 1
-    assert t.sync_changes(100) == ([(TCP, CLIENT, 0, VIP, 0xFFFF, RIP, 0xFFFF, 0, TEMPLATE, 1)], 0)
+    assert t.sync_changes(100) == (
+        [(TCP, CLIENT, 0, VIP, 0xFFFF, RIP, 0xFFFF, 0, 0, TEMPLATE, 1)],
+        0,
+    )
+
+
+def test_records_carry_the_dest_slot(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    tp = t.insert_template(0, CLIENT, 7, 0, 3, 300, 0)
+    h = t.insert(TCP, CLIENT, 1000, VIP, 443, RIP2, 443, 3, 0, tp)
+    t.set_state(h, ES, 1)
+    t.remove(h)
+    recs, _ = t.sync_changes(100)
+    assert [(r[0], r[4], r[6], r[7], r[10]) for r in recs] == [
+        (0, 0, 0, 3, 0),
+        (TCP, 443, 443, 3, 0),
+        (TCP, 443, 443, 3, 0),
+        (TCP, 443, 443, 3, 1),
+    ]
 
 
 def test_expiry_flush_and_reuse_are_logged(fastpath: ModuleType) -> None:
@@ -99,7 +119,7 @@ def test_record_survives_handle_reuse(fastpath: ModuleType) -> None:
     h2 = t.insert(TCP, CLIENT, 2000, VIP, 80, RIP, 80, 0, 0)
     assert h2 == h
     recs, _ = t.sync_changes(100)
-    assert [(r[2], r[9]) for r in recs] == [(1000, 0), (1000, 1), (2000, 0)]
+    assert [(r[2], r[10]) for r in recs] == [(1000, 0), (1000, 1), (2000, 0)]
 
 
 def test_full_log_counts_lost_and_limit_keeps_the_rest(fastpath: ModuleType) -> None:
@@ -162,9 +182,11 @@ def _run(fp: ModuleType, ops: list[tuple[str, int, int]]) -> list[Any]:
         pick = live[a % len(live)] if live else None
         if op == "insert":
             tp = t.lookup_template(TCP, CLIENT & 0xFFFFFF00, VIP, 80)
-            out.append(t.insert(TCP if b % 2 else UDP, CLIENT, a, VIP, 80, RIP, 80, 0, now, tp))
+            dest = 3 if b % 4 >= 2 else 0
+            proto = TCP if b % 2 else UDP
+            out.append(t.insert(proto, CLIENT, a, VIP, 80, RIP, 80, dest, now, tp))
         elif op == "template":
-            out.append(t.insert_template(TCP, CLIENT & 0xFFFFFF00, VIP, 80, 0, a, now))
+            out.append(t.insert_template(TCP, CLIENT & 0xFFFFFF00, VIP, 80, b % 2 * 3, a, now))
         elif op == "state" and pick and pick[1] == TCP and not pick[10] & TEMPLATE:
             t.set_state(pick[0], b % 11, now)
         elif op == "remove" and pick and pick[12] == 0:

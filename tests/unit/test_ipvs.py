@@ -237,6 +237,21 @@ def test_trashed_slot_is_freed_after_the_trash_period_and_reused(fastpath: Modul
     assert (c.active_conns, c.inactive_conns, c.persist_conns) == (0, 0, 0)
 
 
+def test_fwmark_of_a_slot_follows_its_service_until_the_slot_is_freed(ipvs: IPVS) -> None:
+    marked = ipvs.add_service(IPPROTO_TCP, 0, 0, "rr", fwmark=5)
+    plain = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    a, b = marked.add_dest(A, 0), plain.add_dest(B, 80)
+    assert (ipvs.fwmark_of(a.slot), ipvs.fwmark_of(b.slot)) == (5, 0)
+    assert (ipvs.fwmark_of(-1), ipvs.fwmark_of(10**6)) == (0, 0)
+    marked.del_dest(A, 0)
+    assert ipvs.fwmark_of(a.slot) == 5  # trashed: its entries still go out marked
+    ipvs.expire(0)
+    ipvs.expire(TRASH_PERIOD_MS)
+    assert ipvs.trashed() == []
+    assert plain.add_dest(C, 80).slot == a.slot
+    assert ipvs.fwmark_of(a.slot) == 0
+
+
 def test_a_dest_referenced_again_restarts_its_trash_period(ipvs: IPVS) -> None:
     svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
     b = svc.add_dest(B, 80)

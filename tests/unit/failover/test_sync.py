@@ -112,6 +112,28 @@ def test_new_connections_and_state_changes(fastpath: ModuleType) -> None:
     assert tick.entries[0].flags == sync.F_INACTIVE
 
 
+def test_each_entry_goes_out_with_the_mark_of_its_dest_slot(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    t.set_dest(2, 0, RIP + 1, 0, 0, 0)
+    marks = {2: 9}
+    s = Streamer(fwmark_of=lambda slot: marks.get(slot, 0))
+    tp = t.insert_template(0, CLIENT, 9, 0, 2, 300, 0)
+    marked = t.insert(6, CLIENT, 10, VIP, 443, RIP + 1, 443, 2, 0, tp)
+    t.set_state(marked, ES, 0)
+    _conn(t, 11)
+    logged = [(e.cport, e.vaddr, e.fwmark) for e in s.tick(t, 0).entries]
+    assert logged == [(0, 9, 9), (10, VIP, 9), (11, VIP, 0)]
+    s.start_dump()
+    walked = [(e.cport, e.vaddr, e.fwmark) for e in s.tick(t, 1).entries]
+    assert walked == logged
+    t.remove(marked)
+    assert [(e.cport, e.removed, e.fwmark) for e in s.tick(t, 2).entries] == [(10, True, 9)]
+    # Without fwmark_of every entry is unmarked: the package knows nothing of services.
+    t.enable_sync_log(16)
+    t.insert_template(0, CLIENT + 1, 9, 0, 2, 300, 3)
+    assert [e.fwmark for e in Streamer().tick(t, 3).entries] == [0]
+
+
 def test_removal_only_of_what_was_synced(fastpath: ModuleType) -> None:
     t = _table(fastpath)
     s = Streamer()
