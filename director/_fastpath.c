@@ -512,12 +512,15 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
         if (r == 0)
             break;
         if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
-            PyObject *pkt = PyBytes_FromStringAndSize((const char *)self->rx, r);
-            if (!pkt || PyList_Append(out, pkt) < 0) {
-                Py_XDECREF(pkt);
+            PyObject *item = NULL;
+            PyObject *pkt = PyByteArray_FromStringAndSize((const char *)self->rx, r);
+            if (pkt)
+                item = Py_BuildValue("(iN)", verdict, pkt);
+            if (!item || PyList_Append(out, item) < 0) {
+                Py_XDECREF(item);
                 return NULL;
             }
-            Py_DECREF(pkt);
+            Py_DECREF(item);
         }
     }
     return PyLong_FromLongLong(n);

@@ -103,8 +103,10 @@
     "Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.\n" \
     "\n" \
     "Packets of known connections are rewritten and written back to `fd` (a failed write\n" \
-    "counts DROP_TX and never raises); NEW, LOCAL and FRAGMENT packets are appended to\n" \
-    "`out` as bytes with their vnet header; drops are counted. Returns packets read."
+    "counts DROP_TX and never raises); a NEW, LOCAL or FRAGMENT packet is appended to `out`\n" \
+    "as (verdict, packet), the packet a bytearray with its vnet header, so that the caller\n" \
+    "acts on the verdict without classifying it again; drops are counted. Returns packets\n" \
+    "read."
 
 #define DOC_max_conns \
     "The capacity given at creation: connections plus templates."
