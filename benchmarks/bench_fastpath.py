@@ -18,7 +18,6 @@ import gc
 import importlib
 import socket
 import statistics
-import struct
 import time
 from pathlib import Path
 from types import ModuleType
@@ -28,8 +27,8 @@ import pytest
 
 from director.config import parse_config
 from director.director import Director, build_ipvs
-from tests.unit.fastpath_ref import ones_sum, standard_table
-from tests.vectors.nat_vectors import VECTORS, Vector, vnet_header
+from tests.unit.fastpath_ref import standard_table, syn
+from tests.vectors.nat_vectors import VECTORS, Vector
 
 FORWARD = [v for v in VECTORS if v.verdict == "FORWARD"]
 BENCH = {v.number: v for v in FORWARD if v.number in (1, 2, 5)}
@@ -77,16 +76,6 @@ NEW_CONN_VIP = 0x0A000164
 NEW_CONN_BATCHES = (1, 32)
 
 
-def syn(caddr: int, cport: int, vaddr: int = NEW_CONN_VIP, vport: int = 80) -> bytes:
-    """A vnet-headed TCP SYN caddr:cport -> vaddr:vport with correct checksums."""
-    tcp = bytearray(struct.pack("!HHIIBBHHH", cport, vport, 1, 0, 5 << 4, 0x02, 64240, 0, 0))
-    pseudo = struct.pack("!IIBBH", caddr, vaddr, 0, 6, len(tcp))
-    struct.pack_into("!H", tcp, 16, ~ones_sum(pseudo + tcp) & 0xFFFF)
-    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 1, 0x4000, 64, 6, 0, caddr, vaddr))
-    struct.pack_into("!H", ip, 10, ~ones_sum(bytes(ip)) & 0xFFFF)
-    return vnet_header() + bytes(ip) + bytes(tcp)
-
-
 def new_connection_director(impl: str) -> Director:
     """A Director on NEW_CONN_CF (not run: no plumbing) using the given fast path."""
     d = Director(parse_config(NEW_CONN_CF))
@@ -105,7 +94,7 @@ def new_connection_us(impl: str, n: int, batch: int) -> float:
     d = new_connection_director(impl)
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
-    pkts = [syn(0xC6336400 + (i >> 16), 1024 + (i & 0x7FFF)) for i in range(n)]
+    pkts = [syn(0xC6336400 + (i >> 16), 1024 + (i & 0x7FFF), NEW_CONN_VIP, 80) for i in range(n)]
     spent = 0.0
     try:
         d._fd = ours.fileno()
