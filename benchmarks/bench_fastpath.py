@@ -1,13 +1,14 @@
 """Packets/s of ConnTable.process() for the C and Python fast paths, and bytes per connection.
 
-``python -m benchmarks.bench_fastpath [--packets N] [--conns N] [--new-conns N]`` prints a
-table: each golden FORWARD vector of tests/vectors (the packet is restored before every call,
-as a fresh read would be) through both implementations; then the cost of a new connection,
-from its SYN read off the device to the rewritten SYN written back, through the director's
-own packet loop (``Director._on_readable``: the fast path's drain, the service lookup, the
-scheduler, the insert and the rewrite) over a socketpair standing in for the TUN; then the
-resident memory a table grows by per tracked connection (C with 1,000,000 entries, Python
-with a tenth of that).
+``python -m benchmarks.bench_fastpath [--packets N] [--conns N] [--new-conns N] [--rounds N]``
+prints a table: each golden FORWARD vector of tests/vectors (the packet is restored before
+every call, as a fresh read would be) through both implementations; then the resident memory
+a table grows by per tracked connection (C with 1,000,000 entries, Python with a tenth of
+that); then the cost of a new connection, from its SYN read off the device to the rewritten
+SYN written back, through the director's own packet loop (``Director._on_readable``: the fast
+path's drain, the service lookup, the scheduler, the insert and the rewrite) over a socketpair
+standing in for the TUN. The memory comes before it: the director's table would otherwise
+leave freed pages resident for the memory test to reuse.
 ``pytest benchmarks/bench_fastpath.py`` runs the same packets under pytest-benchmark.
 """
 
@@ -76,10 +77,10 @@ NEW_CONN_VIP = 0x0A000164
 NEW_CONN_BATCHES = (1, 32)
 
 
-def new_connection_director(impl: str) -> Director:
+def new_connection_director(impl: str, max_conns: int) -> Director:
     """A Director on NEW_CONN_CF (not run: no plumbing) using the given fast path."""
     d = Director(parse_config(NEW_CONN_CF))
-    d.table = _impl(impl).ConnTable(d.cfg.max_connections)
+    d.table = _impl(impl).ConnTable(max_conns)
     d.ipvs = build_ipvs(d.cfg, d.table)
     return d
 
@@ -91,7 +92,7 @@ def new_connection_us(impl: str, n: int, batch: int) -> float:
     the timed part is the loop's wake-up, which drains them, decides each and writes back its
     rewritten SYN. The replies are read (and the first checked) outside the timing.
     """
-    d = new_connection_director(impl)
+    d = new_connection_director(impl, n)
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
     pkts = [syn(0xC6336400 + (i >> 16), 1024 + (i & 0x7FFF), NEW_CONN_VIP, 80) for i in range(n)]
@@ -164,6 +165,11 @@ def main() -> None:
         py = (args.packets // 10) / _loop(_impl("py"), v, args.packets // 10)
         print(f"{v.number:>2} {v.description[:69]:<69} {c:>12,.0f} {py:>10,.0f} {c / py:>6.1f}")
     print()
+    c_mem = bytes_per_conn(_impl("c"), args.conns)
+    print(f"c : {args.conns:,} connections, {c_mem:.1f} bytes each (RSS growth)")
+    py_mem = bytes_per_conn(_impl("py"), args.conns // 10)
+    print(f"py: {args.conns // 10:,} connections, {py_mem:.1f} bytes each (RSS growth)")
+    print()
     print(f"new connection, SYN to rewritten SYN: µs, median of {args.rounds} rounds")
     print(f"{'SYNs per wake-up':<18} {'c':>8} {'py':>8}")
     for batch in NEW_CONN_BATCHES:
@@ -174,11 +180,6 @@ def main() -> None:
             for impl in ("c", "py")
         ]
         print(f"{batch:<18} {cells[0]:>8.2f} {cells[1]:>8.2f}")
-    print()
-    c_mem = bytes_per_conn(_impl("c"), args.conns)
-    print(f"c : {args.conns:,} connections, {c_mem:.1f} bytes each (RSS growth)")
-    py_mem = bytes_per_conn(_impl("py"), args.conns // 10)
-    print(f"py: {args.conns // 10:,} connections, {py_mem:.1f} bytes each (RSS growth)")
 
 
 if __name__ == "__main__":
