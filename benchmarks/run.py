@@ -380,7 +380,16 @@ def micro_benchmark(module: str, quick: bool) -> str | None:
     if quick:
         quick_args = {
             "bench_schedulers": ["--number", "200", "--repeat", "3"],
-            "bench_fastpath": ["--packets", "20000", "--conns", "100000"],
+            "bench_fastpath": [
+                "--packets",
+                "20000",
+                "--conns",
+                "100000",
+                "--new-conns",
+                "5000",
+                "--rounds",
+                "3",
+            ],
         }
         argv += quick_args.get(module, [])
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)

@@ -258,14 +258,55 @@ static int check_addr_port(const char *an, long long a, const char *pn, long lon
     return check_range(an, a, 0, 0xFFFFFFFFLL) < 0 || check_range(pn, p, 0, 0xFFFF) < 0 ? -1 : 0;
 }
 
-static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *args, PyObject *kwds) {
+/* insert's arguments from a vectorcall: every new connection passes here, and the generic
+ * parser costs as much as the insert itself. Anything but 9 or 10 positional exact ints that
+ * fit goes through PyArg_ParseTupleAndKeywords, so errors read the same either way. */
+static int insert_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                       long long v[10]) {
     static char *kwlist[] = {"proto", "caddr", "cport", "vaddr", "vport", "daddr",
                              "dport", "dest",  "now",   "ctl",   NULL};
-    long long proto, caddr, cport, vaddr, vport, daddr, dport, dest, now, ctl = -1;
+    v[9] = -1;
+    if (!kwnames && (nargs == 9 || nargs == 10)) {
+        Py_ssize_t i = 0;
+        for (; i < nargs; i++) {
+            if (!PyLong_CheckExact(args[i]))
+                break;
+            v[i] = PyLong_AsLongLong(args[i]);
+            if (v[i] == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                break;
+            }
+        }
+        if (i == nargs)
+            return 0;
+        v[9] = -1;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *tuple = PyTuple_New(nargs), *kwds = nkw ? PyDict_New() : NULL;
+    int rc = tuple && (!nkw || kwds) ? 0 : -1;
+    for (Py_ssize_t i = 0; rc == 0 && i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i, args[i]);
+    }
+    for (Py_ssize_t i = 0; rc == 0 && i < nkw; i++)
+        rc = PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]);
+    if (rc == 0 && !PyArg_ParseTupleAndKeywords(tuple, kwds, "LLLLLLLLL|L:insert", kwlist, &v[0],
+                                                &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+                                                &v[8], &v[9]))
+        rc = -1;
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwds);
+    return rc;
+}
+
+static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames) {
+    long long v[10];
     struct table *t = &self->t;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLLLLLLL|L:insert", kwlist, &proto, &caddr,
-                                     &cport, &vaddr, &vport, &daddr, &dport, &dest, &now, &ctl))
+    if (insert_args(args, nargs, kwnames, v) < 0)
         return NULL;
+    long long proto = v[0], caddr = v[1], cport = v[2], vaddr = v[3], vport = v[4], daddr = v[5],
+              dport = v[6], dest = v[7], now = v[8], ctl = v[9];
     if (proto != PROTO_TCP && proto != PROTO_UDP)
         return PyErr_Format(PyExc_ValueError, "insert: proto must be 6 or 17, got %lld", proto);
     if (check_addr_port("caddr", caddr, "cport", cport) < 0 ||
@@ -591,12 +632,15 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
         if (r == 0)
             break;
         if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
-            PyObject *pkt = PyBytes_FromStringAndSize((const char *)self->rx, r);
-            if (!pkt || PyList_Append(out, pkt) < 0) {
-                Py_XDECREF(pkt);
+            PyObject *item = NULL;
+            PyObject *pkt = PyByteArray_FromStringAndSize((const char *)self->rx, r);
+            if (pkt)
+                item = Py_BuildValue("(iN)", verdict, pkt);
+            if (!item || PyList_Append(out, item) < 0) {
+                Py_XDECREF(item);
                 return NULL;
             }
-            Py_DECREF(pkt);
+            Py_DECREF(item);
         }
     }
     return PyLong_FromLongLong(n);
@@ -611,7 +655,7 @@ static PyMethodDef ConnTable_methods[] = {
      DOC_set_dest_available},
     {"clear_dest", (PyCFunction)ConnTable_clear_dest, METH_O, DOC_clear_dest},
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
-    {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_VARARGS | METH_KEYWORDS,
+    {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
     {"insert_template", (PyCFunction)ConnTable_insert_template, METH_VARARGS,
      DOC_insert_template},

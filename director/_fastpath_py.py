@@ -1044,14 +1044,20 @@ class ConnTable:
         return FORWARD
 
     def drain(
-        self, fd: int, now: int, out: list[bytes], max_packets: int = 256, write_fd: int = -1
+        self,
+        fd: int,
+        now: int,
+        out: list[tuple[int, bytearray]],
+        max_packets: int = 256,
+        write_fd: int = -1,
     ) -> int:
         """Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.
 
         Packets of known connections are rewritten and written to `write_fd` (negative, the
-        default: back to `fd`; a failed write counts DROP_TX and never raises); NEW, LOCAL and
-        FRAGMENT packets are appended to `out` as bytes with their vnet header; drops are
-        counted. Returns packets read.
+        default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL
+        or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray
+        with its vnet header, so that the caller acts on the verdict without classifying it
+        again; drops are counted. Returns packets read.
         """
         _check_range("max_packets", max_packets, 0, 1 << 30)
         if write_fd < 0:
@@ -1076,5 +1082,5 @@ class ConnTable:
                     # EAGAIN/ENOBUFS when the device queue is full; the packet is lost either way.
                     self._drops[DROP_TX] += 1
             elif v in (NEW, LOCAL, FRAGMENT):
-                out.append(bytes(buf))
+                out.append((v, buf))
         return n

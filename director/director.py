@@ -5,9 +5,10 @@ reply steering, nat_router), loads the services of every active ``virtual`` into
 the IPVS service layer, and serves until SIGTERM or SIGINT, after which the host is
 left exactly as it was. The packet loop is one ``add_reader`` callback per TUN: one
 call into the fast path drains it and forwards every packet of a known connection;
-only packets that need a decision come back here (``_decide``). Besides the address
-TUN there is one TUN per firewall mark of a fwmark virtual: a packet read from it
-carries that mark into the service lookup. Every write goes to the address TUN.
+only packets that need a decision come back here (``_decide``), each with the verdict
+the fast path gave it, so none is classified twice. Besides the address TUN there is
+one TUN per firewall mark of a fwmark virtual: a packet read from it carries that mark
+into the service lookup. Every write goes to the address TUN.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = {Protocol.TCP: 6, Protocol.UDP: 17}
 _VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we built
+# proto, saddr, daddr, sport, dport of a vnet-headed IPv4 packet without options.
+_FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
 
 
@@ -160,7 +163,7 @@ class Director:
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
         self._fd = -1
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[int, bytearray]] = []
         self._counts: Counter[str] = Counter()
         self._no_dest: Counter[str] = Counter()
         timeouts = (cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
@@ -328,13 +331,19 @@ class Director:
         pending = self._pending
         self.table.drain(fd, now, pending, write_fd=self._fd)
         if pending:
-            for pkt in pending:
-                self._decide(bytearray(pkt), now, fwmark)
+            counts = self._counts
+            decided = counts["decided"]
+            for verdict, buf in pending:
+                # drain's verdicts hold until a connection is inserted; from then on a NEW
+                # packet may belong to it (a retransmitted SYN), so it is classified again.
+                if verdict == fastpath.NEW and counts["decided"] != decided:
+                    verdict = self.table.process_vnet(buf, now)
+                self._decide(verdict, buf, now, fwmark)
             pending.clear()
 
-    def _decide(self, buf: bytearray, now: int, fwmark: int = 0) -> None:
-        """A packet the fast path could not forward alone: schedule, answer or reassemble."""
-        verdict = self.table.process_vnet(buf, now)
+    def _decide(self, verdict: int, buf: bytearray, now: int, fwmark: int = 0) -> None:
+        """A packet the fast path could not forward alone, with its current verdict: schedule,
+        answer, reassemble, or write it out (FORWARD)."""
         if verdict == fastpath.NEW:
             verdict = self._new_connection(buf, now, fwmark)
         elif verdict == fastpath.FRAGMENT:
@@ -352,10 +361,9 @@ class Director:
             self._write(buf)
 
     def _new_connection(self, buf: bytearray, now: int, fwmark: int) -> int:
-        off = fastpath.VNET_HDR_LEN
-        proto = buf[off + 9]
-        saddr, daddr = struct.unpack_from("!II", buf, off + 12)
-        sport, dport = struct.unpack_from("!HH", buf, off + 20)
+        """Schedule and insert the connection of a packet the table answered NEW, then
+        rewrite the packet; the verdict to act on."""
+        proto, saddr, daddr, sport, dport = _FLOW.unpack_from(buf, fastpath.VNET_HDR_LEN)
         self._counts["decided"] += 1
         svc = self.ipvs.find_service(proto, daddr, dport, fwmark)
         if svc is None:

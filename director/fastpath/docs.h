@@ -127,9 +127,10 @@
     "Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.\n" \
     "\n" \
     "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
-    "default: back to `fd`; a failed write counts DROP_TX and never raises); NEW, LOCAL and\n" \
-    "FRAGMENT packets are appended to `out` as bytes with their vnet header; drops are\n" \
-    "counted. Returns packets read."
+    "default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL\n" \
+    "or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
+    "with its vnet header, so that the caller acts on the verdict without classifying it\n" \
+    "again; drops are counted. Returns packets read."
 
 #define DOC_max_conns \
     "The capacity given at creation: connections plus templates."

@@ -67,7 +67,7 @@ def pump(now):
     for _ in range(20):
         select.select([fd], [], [], 1)
         t.drain(fd, now, out)
-        mine = [p for p in out if ours(p)]
+        mine = [p for v, p in out if v == impl.NEW and ours(p)]
         if mine:
             return mine[0]
         try:
@@ -82,9 +82,9 @@ first = None
 for i in range(3):
     client.sendto(b"hello %d" % i, ("10.9.0.100", 53))
     r = pump(1000 + i)
-    if isinstance(r, bytes):
-        first = r
-        pkt = bytearray(r)
+    if isinstance(r, bytearray):
+        first = bytes(r)
+        pkt = r
         t.insert(17, 0x0A090001, cport, 0x0A090064, 53, 0x0A090101, 5300, 0, 1000)
         assert t.process_vnet(pkt, 1000) == impl.FORWARD
         os.write(fd, pkt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from tests.vectors.nat_vectors import CONNECTIONS, DESTS, ip4
+from tests.vectors.nat_vectors import CONNECTIONS, DESTS, ip4, vnet_header
 
 
 def ones_sum(data: bytes) -> int:
@@ -69,3 +69,13 @@ def table_state(fp: Any, t: Any) -> tuple[Any, ...]:
         t.svc_buffer().tolist(),
         t.drops(),
     )
+
+
+def syn(caddr: int, cport: int, vaddr: int, vport: int) -> bytes:
+    """A vnet-headed TCP SYN caddr:cport -> vaddr:vport with correct checksums."""
+    tcp = bytearray(struct.pack("!HHIIBBHHH", cport, vport, 1, 0, 5 << 4, 0x02, 64240, 0, 0))
+    pseudo = struct.pack("!IIBBH", caddr, vaddr, 0, 6, len(tcp))
+    struct.pack_into("!H", tcp, 16, ~ones_sum(pseudo + tcp) & 0xFFFF)
+    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 40, 1, 0x4000, 64, 6, 0, caddr, vaddr))
+    struct.pack_into("!H", ip, 10, ~ones_sum(bytes(ip)) & 0xFFFF)
+    return vnet_header() + bytes(ip) + bytes(tcp)

@@ -54,15 +54,18 @@ def test_drain_forwards_known_and_hands_over_the_rest(
     assert len(sent) == 8
     for v in sent:
         peer.send(_framed(v))
-    out: list[bytes] = []
+    out: list[tuple[int, bytearray]] = []
     assert t.drain(ours.fileno(), 1000, out) == len(sent)
     forwarded = [v for v in sent if v.verdict == "FORWARD"]
     for v in forwarded:
         want = v.after if v.vnet else vnet_header() + v.after
         assert peer.recv(70000) == want
-    assert [bytes(p) for p in out] == [
-        _framed(v) for v in sent if v.verdict in ("NEW", "LOCAL", "FRAGMENT")
+    assert out == [
+        (getattr(fastpath, v.verdict), bytearray(_framed(v)))
+        for v in sent
+        if v.verdict in ("NEW", "LOCAL", "FRAGMENT")
     ]
+    assert all(type(p) is bytearray for _, p in out)  # rewritable in place
     assert t.drops()["DROP_NO_CONN"] == 1
     assert t.drain(ours.fileno(), 1000, out) == 0  # EAGAIN: nothing more, no exception
 
@@ -74,7 +77,7 @@ def test_drain_stops_at_max_packets(
     t = standard_table(fastpath)
     for _ in range(5):
         peer.send(vnet_header() + VECTORS[0].before)
-    out: list[bytes] = []
+    out: list[tuple[int, bytearray]] = []
     assert t.drain(ours.fileno(), 0, out, max_packets=3) == 3
     assert t.drain(ours.fileno(), 0, out, 10) == 2
     assert out == []

@@ -32,6 +32,28 @@ def _syn(cport: int) -> bytearray:
     return bytearray(_tcp("198.51.100.1", "192.0.2.10", cport, 80, "S"))
 
 
+def test_insert_takes_positional_and_keyword_arguments_alike(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    args = (6, CLIENT, 1000, VIP, 80, RIP, 8080, 0, 0)
+    names = ("proto", "caddr", "cport", "vaddr", "vport", "daddr", "dport", "dest", "now")
+    handles = [
+        t.insert(*args),
+        t.insert(*args, -1),
+        t.insert(*args[:8], now=0),
+        t.insert(**dict(zip(names, args, strict=True)), ctl=-1),
+    ]
+    assert [t.conn_info(h)[:8] for h in handles] == [args[:8]] * 4
+    with pytest.raises(TypeError):
+        t.insert(*args[:8])
+    with pytest.raises(TypeError):
+        t.insert(*args, -1, 0)
+    with pytest.raises(TypeError):
+        t.insert(*args, bogus=1)
+    with pytest.raises(ValueError, match=r"cport: must be in 0\.\.65535, got 65536"):
+        t.insert(6, CLIENT, 65536, VIP, 80, RIP, 8080, 0, 0)
+    assert len(t) == 4
+
+
 def test_insert_binds_inactive_and_counts(fastpath: ModuleType) -> None:
     fp = fastpath
     t = _table(fp)
