@@ -286,19 +286,25 @@ class Streamer:
         return self._dumping
 
     def start_dump(self) -> None:
-        """Walk the whole table again from here on; the walk's last tick has ``dump_end``.
+        """Walk the whole table from here on; the walk's last tick has ``dump_end``.
 
-        During a dump the walk goes on from where it is and ends once it is back there,
-        so an entry that lives from now to the end is sent once, however often this is
-        called (a standby repeats its request while it waits).
+        A request during a dump changes nothing: the walk in progress, with the log of
+        what changed since it began, covers every live entry. (A standby repeats its
+        request every two keepalives until the dump ends; moving the end each time would
+        never end a dump that takes longer than that.)
         """
+        if not self._dumping:
+            self._dumping = True
+            self._dump_at = self._dump_from = 0
+            self._wrapped = False
+
+    def _resend_all(self) -> None:
+        """The log lost changes: walk a whole pass from here, whatever the walk was doing."""
         if self._dumping:
             self._dump_from = self._dump_at
             self._wrapped = False
         else:
-            self._dumping = True
-            self._dump_at = self._dump_from = 0
-            self._wrapped = False
+            self.start_dump()
 
     def stop(self) -> None:
         """Forget any walk in progress (the director stopped being the active one)."""
@@ -311,7 +317,7 @@ class Streamer:
         """Take the log and one walk slice from ``table``; ``now`` in monotonic ms."""
         records, lost = table.sync_changes(self.change_limit)
         if lost:
-            self.start_dump()
+            self._resend_all()
         out: dict[tuple[int, int, int, int, int, bool], ConnEntry] = {}
         fwmark_of = self.fwmark_of
         for r in records:

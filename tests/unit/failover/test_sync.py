@@ -222,8 +222,28 @@ def test_empty_dump_ends_at_once(fastpath: ModuleType) -> None:
     assert (tick.entries, tick.dump_end) == ([], True)
 
 
-def test_request_during_a_dump_walks_a_full_pass_from_there(fastpath: ModuleType) -> None:
+def test_a_repeated_request_does_not_move_the_dumps_end(fastpath: ModuleType) -> None:
     t = _table(fastpath)
+    s = Streamer(dump_slice=10)
+    for p in range(40):
+        _conn(t, p)
+    t.sync_changes(1000)
+    s.start_dump()
+    seen: list[int] = []
+    ends = []
+    for _ in range(8):
+        tick = s.tick(t, 0)
+        seen += [e.cport for e in tick.entries]
+        ends.append(tick.dump_end)
+        if tick.dump_end:
+            break
+        s.start_dump()  # the standby asks again every tick while it waits
+    assert ends == [False, False, False, True]
+    assert sorted(seen) == list(range(40))
+
+
+def test_changes_lost_during_a_dump_walk_a_full_pass_from_there(fastpath: ModuleType) -> None:
+    t = _table(fastpath, log=8)
     s = Streamer(dump_slice=10)
     for p in range(40):
         _conn(t, p)
@@ -231,7 +251,8 @@ def test_request_during_a_dump_walks_a_full_pass_from_there(fastpath: ModuleType
     s.start_dump()
     first = s.tick(t, 0)
     assert [e.cport for e in first.entries] == list(range(10))
-    s.start_dump()  # the standby asks again (it restarted): a whole pass from handle 10
+    for p in range(40, 50):  # 10 inserts into a log of 8: two lost
+        _conn(t, p)
     seen: list[int] = []
     for _ in range(10):
         tick = s.tick(t, 0)
@@ -239,7 +260,8 @@ def test_request_during_a_dump_walks_a_full_pass_from_there(fastpath: ModuleType
         if tick.dump_end:
             break
     assert tick.dump_end
-    assert sorted(set(seen)) == list(range(40))
+    assert sorted(set(seen)) == list(range(50))
+    assert seen.count(5) == 1  # walked again on the second pass, which reached handle 10
 
 
 def test_log_overflow_starts_a_dump(fastpath: ModuleType) -> None:
