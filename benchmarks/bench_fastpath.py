@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from director.config import parse_config
-from director.director import Director, build_ipvs
 from tests.unit.fastpath_ref import standard_table, syn
+from tests.unit.test_director_loop import VIP as LOOP_VIP
+from tests.unit.test_director_loop import loop_director
 from tests.vectors.nat_vectors import VECTORS, Vector
 
 FORWARD = [v for v in VECTORS if v.verdict == "FORWARD"]
@@ -53,36 +53,9 @@ def _loop(fp: ModuleType, v: Vector, n: int) -> float:
     return time.perf_counter() - start
 
 
-NEW_CONN_CF = """\
-primary = 10.0.1.1
-network = nat
-nat_router = 192.168.1.254 eth1:1
-
-virtual web {
-    address = 10.0.1.100
-    protocol = tcp
-    port = 80
-    scheduler = rr
-    server real1 {
-        address = 192.168.1.10
-    }
-    server real2 {
-        address = 192.168.1.11
-    }
-}
-"""
-NEW_CONN_VIP = 0x0A000164
 # SYNs queued per loop wake-up: one, as at a moderate rate, and a burst well inside a
 # socket's send buffer.
 NEW_CONN_BATCHES = (1, 32)
-
-
-def new_connection_director(impl: str, max_conns: int) -> Director:
-    """A Director on NEW_CONN_CF (not run: no plumbing) using the given fast path."""
-    d = Director(parse_config(NEW_CONN_CF))
-    d.table = _impl(impl).ConnTable(max_conns)
-    d.ipvs = build_ipvs(d.cfg, d.table)
-    return d
 
 
 def new_connection_us(impl: str, n: int, batch: int) -> float:
@@ -93,10 +66,10 @@ def new_connection_us(impl: str, n: int, batch: int) -> float:
     rewritten SYN. The replies are read (and the first checked) outside the timing. Timed in
     the thread's CPU time (user and system), which a shared machine's other work leaves out.
     """
-    d = new_connection_director(impl, n)
+    d = loop_director(_impl(impl).ConnTable(n))
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
-    pkts = [syn(0xC6336400 + (i >> 16), 1024 + (i & 0x7FFF), NEW_CONN_VIP, 80) for i in range(n)]
+    pkts = [syn(0xC6336400 + (i >> 16), 1024 + (i & 0x7FFF), LOOP_VIP, 80) for i in range(n)]
     spent = 0.0
     try:
         d._fd = ours.fileno()

@@ -314,6 +314,20 @@ class _Conn:
         self.ctl = -1
         self.seq = 0
 
+    def binding(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """(proto, caddr, cport, vaddr, vport, daddr, dport, dest): what conn_info and a
+        sync log record begin with."""
+        return (
+            self.proto,
+            self.caddr,
+            self.cport,
+            self.vaddr,
+            self.vport,
+            self.daddr,
+            self.dport,
+            self.dest,
+        )
+
 
 def _check_range(name: str, value: int, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
@@ -529,21 +543,8 @@ class ConnTable:
         if len(self._log) >= self._log_cap:
             self._log_lost += 1
             return
-        self._log.append(
-            (
-                c.proto,
-                c.caddr,
-                c.cport,
-                c.vaddr,
-                c.vport,
-                c.daddr,
-                c.dport,
-                c.dest,
-                c.state,
-                c.flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE),
-                removed,
-            )
-        )
+        flags = c.flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)
+        self._log.append((*c.binding(), c.state, flags, removed))
 
     def _release(self, h: int, c: _Conn) -> None:
         self._log_event(c, 1)
@@ -697,21 +698,7 @@ class ConnTable:
         """(proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags, expires_ms,
         n_control, ctl) of a live connection or template; expires_ms is absolute."""
         c = self._get(handle)
-        return (
-            c.proto,
-            c.caddr,
-            c.cport,
-            c.vaddr,
-            c.vport,
-            c.daddr,
-            c.dport,
-            c.dest,
-            c.state,
-            c.flags,
-            c.expires,
-            c.n_control,
-            c.ctl,
-        )
+        return (*c.binding(), c.state, c.flags, c.expires, c.n_control, c.ctl)
 
     def entries(self, limit: int) -> list[tuple[int, ...]]:
         """Up to `limit` (handle, *conn_info(handle)) tuples in handle order, for ipvsadm -lnc."""

@@ -33,6 +33,7 @@ from director.demo import THESIS_CF, LabDirector, run_load
 from director.lab import Lab
 from failover import packet
 from tests.netns.conftest import LabFactory
+from tests.netns.test_fwmark import fwmark_virtual, mark_rules
 
 pytestmark = pytest.mark.netns
 
@@ -346,29 +347,8 @@ def test_interruption_after_kill_measured(pair: Pair) -> None:
 
 
 MARKED_PORT = 8080
-FWMARK_VIRTUAL = f"""
-virtual marked {{
-    address = {VIP}
-    fwmark = 1
-    port = {MARKED_PORT}
-    persistent = 300
-    scheduler = rr
-    server real1 {{
-        address = 192.168.1.10
-    }}
-    server real2 {{
-        address = 192.168.1.11
-    }}
-    server real3 {{
-        address = 192.168.1.12
-    }}
-}}
-"""
-MARK_RULES = (
-    "add table ip operator",
-    "add chain ip operator pre { type filter hook prerouting priority mangle; }",
-    f"add rule ip operator pre ip daddr {VIP} tcp dport {MARKED_PORT} meta mark set 1",
-)
+FWMARK_VIRTUAL = fwmark_virtual(VIP, MARKED_PORT)
+MARK_RULES = mark_rules((MARKED_PORT,))
 
 
 def _synced_marked_conn(d: LabDirector) -> bool:

@@ -6,10 +6,12 @@
                                                                    |
                                   br-priv -- real1 .10, real2 .11, real3 .12 (HTTP on 80, 8080)
 
-The director serves one virtual, ``fwmark = 1``, persistent, rr over three reals: the
-client's connections to both ports must all land on one real (the <IPPROTO_IP, caddr,
-0, fwmark, 0> template), which rr alone would never do. After SIGTERM the director's
-namespace is exactly as before lvsd ran. Runs against the C fast path and the twin.
+The director serves one virtual, ``fwmark = 1``, rr over three reals without a port of
+their own. Persistent, the client's connections to both ports must all land on one real
+(the <IPPROTO_IP, caddr, 0, fwmark, 0> template), which rr alone would never do; not
+persistent, rr spreads them. Either way each connection keeps the client's port. After
+SIGTERM the director's namespace is exactly as before lvsd ran. Runs against the C fast
+path and the twin. ``fwmark_virtual`` and ``mark_rules`` serve test_failover too.
 """
 
 from __future__ import annotations
@@ -31,33 +33,30 @@ pytestmark = pytest.mark.netns
 VIP = "10.0.1.5"
 PORTS = (80, 8080)
 REQUESTS_PER_PORT = 6
-FWMARK_CF = f"""\
-network = nat
-nat_router = 192.168.1.254 eth1:1
 
-virtual marked {{
-    address = {VIP} eth0:1
-    fwmark = 1
-    port = 80
-    persistent = 300
-    scheduler = rr
-    server real1 {{
-        address = 192.168.1.10
-    }}
-    server real2 {{
-        address = 192.168.1.11
-    }}
-    server real3 {{
-        address = 192.168.1.12
-    }}
-}}
-"""
-MARK_RULES = (
-    "add table ip operator",
-    "add chain ip operator pre { type filter hook prerouting priority mangle; }",
-    f"add rule ip operator pre ip daddr {VIP} tcp dport {{ {PORTS[0]}, {PORTS[1]} }} "
-    "meta mark set 1",
-)
+
+def fwmark_virtual(address: str, port: int, persistent: int = 300) -> str:
+    """A ``fwmark = 1`` virtual, rr over real1..real3, which have no port of their own."""
+    servers = "".join(
+        f"    server real{i} {{\n        address = 192.168.1.{9 + i}\n    }}\n" for i in (1, 2, 3)
+    )
+    return (
+        f"virtual marked {{\n    address = {address}\n    fwmark = 1\n    port = {port}\n"
+        f"    persistent = {persistent}\n    scheduler = rr\n{servers}}}\n"
+    )
+
+
+def mark_rules(ports: tuple[int, ...]) -> tuple[str, ...]:
+    """nft commands (one ``nft`` call each) marking TCP to the VIP on ``ports`` with 1."""
+    return (
+        "add table ip operator",
+        "add chain ip operator pre { type filter hook prerouting priority mangle; }",
+        f"add rule ip operator pre ip daddr {VIP} tcp dport {{ {', '.join(map(str, ports))} }} "
+        "meta mark set 1",
+    )
+
+
+NAT_GLOBALS = "network = nat\nnat_router = 192.168.1.254 eth1:1\n\n"
 
 
 def _answered_by(lab: Lab, port: int) -> str:
@@ -82,17 +81,17 @@ def _sysfs(lab: Lab, path: str) -> str:
 
 @pytest.mark.parametrize("implementation", ["c", "py"])
 @pytest.mark.parametrize("persistent", [300, 0])
-def test_marked_ports_share_one_persistent_real(
+def test_marked_ports_share_a_persistent_real_and_keep_their_port(
     lab_factory: LabFactory, implementation: str, persistent: int
 ) -> None:
     """Persistent: every connection on either port lands on one real. Not persistent: rr
     spreads them. Either way a server without ``port`` gets each packet's own port."""
     lab = lab_factory(reals=3)
-    for rule in MARK_RULES:
+    for rule in mark_rules(PORTS):
         lab.run("director", ["nft", rule])
     before = _state_dump(lab, "director")
     env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
-    text = FWMARK_CF.replace("    persistent = 300\n", f"    persistent = {persistent}\n")
+    text = NAT_GLOBALS + fwmark_virtual(f"{VIP} eth0:1", PORTS[0], persistent)
     cfg = parse_config(text, "fwmark-lvs.cf")
     servers: list[subprocess.Popen[str]] = []
     director = LabDirector(lab, cfg, env=env).start()

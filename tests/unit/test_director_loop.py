@@ -11,6 +11,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -41,11 +42,18 @@ CLIENT = 0xC6336407  # 198.51.100.7
 REALS = {0xC0A8010A, 0xC0A8010B}  # real1, real2
 
 
+def loop_director(table: Any) -> Director:
+    """A Director on CF using ``table`` (a ConnTable of either fast path), not run: it has
+    no plumbing; set its ``_fd`` and call ``_on_readable``. benchmarks.bench_fastpath too."""
+    d = Director(parse_config(CF))
+    d.table = table
+    d.ipvs = build_ipvs(d.cfg, d.table)
+    return d
+
+
 @pytest.fixture
 def loop(fastpath: ModuleType) -> Iterator[tuple[Director, socket.socket]]:
-    d = Director(parse_config(CF))
-    d.table = fastpath.ConnTable(64)
-    d.ipvs = build_ipvs(d.cfg, d.table)
+    d = loop_director(fastpath.ConnTable(64))
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
     peer.settimeout(5)
