@@ -410,6 +410,21 @@ def failover_families(stats: PulseStats | None) -> Iterator[Metric]:
     ):
         sync.add_metric([outcome], float(n))
     yield sync
+    yield CounterMetricFamily(
+        "lvsd_failover_sync_log_lost",
+        "Sync log records lost to a full log; each loss makes the active resend the table.",
+        value=float(stats.sync_log_lost),
+    )
+    yield CounterMetricFamily(
+        "lvsd_failover_sync_dumps",
+        "Full table dumps the active director finished sending to the standby.",
+        value=float(stats.sync_dumps),
+    )
+    yield _gauge(
+        "lvsd_failover_sync_dumping",
+        "1 while the active director walks its table for a full dump.",
+        float(stats.sync_dumping),
+    )
     yield _gauge(
         "lvsd_failover_shadow_connections",
         "Connections a standby holds from sync, ready for a takeover.",

@@ -187,6 +187,9 @@ class PulseStats:
     shadow_conns: int
     config_applied: int
     config_refused: int
+    sync_log_lost: int = 0
+    sync_dumps: int = 0
+    sync_dumping: bool = False
 
 
 class Pulse:
@@ -223,6 +226,8 @@ class Pulse:
                 "sync_refused",
                 "config_applied",
                 "config_refused",
+                "sync_log_lost",
+                "sync_dumps",
             ),
             0,
         )
@@ -320,6 +325,8 @@ class Pulse:
         """Send one sync tick: the logged changes and a walk slice; returns entries sent."""
         dumping = self.streamer.dumping
         tick = self.streamer.tick(self.table, now)
+        self._counts["sync_log_lost"] += tick.lost
+        self._counts["sync_dumps"] += tick.dump_end
         if tick.lost and not dumping:
             log.warning(
                 "failover: the sync log lost %d changes; sending the whole table again", tick.lost
@@ -510,6 +517,9 @@ class Pulse:
             shadow_conns=len(self._shadow),
             config_applied=c["config_applied"],
             config_refused=c["config_refused"],
+            sync_log_lost=c["sync_log_lost"],
+            sync_dumps=c["sync_dumps"],
+            sync_dumping=self.streamer.dumping,
         )
 
     def snapshot(self) -> dict[str, object]:

@@ -81,7 +81,7 @@ class FakePulse:
             config_mismatch=True,
             table_synced=True,
         )
-        return PulseStats(peer, False, 0, 7, 6, 1, 250, 5, 0, 1)
+        return PulseStats(peer, False, 0, 7, 6, 1, 250, 5, 0, 1, 3, 2, True)
 
 
 @dataclass
@@ -290,6 +290,10 @@ def test_failover_families_only_with_failover(tmp_path: Path) -> None:
     assert value["lvsd_failover_config_mismatch"] == 1.0
     assert value["lvsd_failover_table_synced"] == 1.0
     assert value["lvsd_failover_vips_claimed"] == 0.0
+    assert value["lvsd_failover_sync_log_lost"] == 3.0
+    assert value["lvsd_failover_sync_dumps"] == 2.0
+    assert value["lvsd_failover_sync_dumping"] == 1.0
+    assert fams["lvsd_failover_sync_dumps"][0][0] == "lvsd_failover_sync_dumps_total"
     assert by_labels(fams["lvsd_failover_heartbeats_rejected"], "reason") == {
         ("bad_mac",): 1.0,
         ("replay",): 3.0,

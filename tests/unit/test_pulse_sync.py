@@ -98,7 +98,10 @@ def test_stream_once_marks_the_end_of_a_dump(
     ipvs.table.sync_changes(1000)
     active.streamer.start_dump()
     assert active.stream_once(0) == 40
+    assert active.streamer.dumping
     assert active.stream_once(1) == 20
+    assert not active.streamer.dumping
+    assert (active._counts["sync_dumps"], active._counts["sync_log_lost"]) == (1, 0)
     ends = [f for _, f in sent]
     assert ends[-1] == packet.SYNC_DUMP_END
     assert ends.count(packet.SYNC_DUMP_END) == 1
