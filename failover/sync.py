@@ -244,6 +244,12 @@ def _from_row(r: tuple[int, ...], fwmark_of: FwmarkOf) -> ConnEntry:
     )  # fmt: skip
 
 
+REFRESH_MS: Final = 30_000
+"""Every live entry is re-sent at least this often: half the shortest timeout a synced
+entry can sit in while its connection still carries packets (CLOSE_WAIT, 60 s), so a
+half-closed stream's copy on the standby never lapses between refreshes."""
+
+
 class Streamer:
     """What to send to the standby each tick; reads the active table, keeps no per-conn state.
 
@@ -259,7 +265,7 @@ class Streamer:
 
     def __init__(
         self,
-        refresh_ms: int = 60_000,
+        refresh_ms: int = REFRESH_MS,
         dump_slice: int = 4096,
         change_limit: int = 16_384,
         fwmark_of: FwmarkOf = no_fwmark,
