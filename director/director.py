@@ -199,6 +199,8 @@ class Director:
         except BaseException:
             await asyncio.to_thread(reaper.disarm)
             raise
+        # ... and puts back the sysctls setup changed.
+        await asyncio.to_thread(reaper.tell_sysctls, self.plumbing.sysctl_changes)
         try:
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]

@@ -389,6 +389,28 @@ class _SysctlChanged:
         return f"sysctl {_key_text(self.key)} (was {self.previous})"
 
 
+def restore_sysctls(
+    changes: Sequence[tuple[tuple[str, ...], str]], sysctls: _Sysctls | None = None
+) -> tuple[str, ...]:
+    """Put back ``Plumbing.sysctl_changes`` of a director that died, newest first, as its
+    teardown would have; returns what was restored. An entry whose interface is gone (the
+    TUN's) or whose value is already the previous one is skipped; a failed write is
+    logged and the rest still restored."""
+    sysctls = sysctls or _Sysctls()
+    done: list[str] = []
+    for key, previous in reversed(changes):
+        change = _SysctlChanged(key, previous)
+        try:
+            if not sysctls.exists(key) or sysctls.read(key) == previous:
+                continue
+            sysctls.write(key, previous)
+        except OSError as e:
+            log.warning("plumbing: restoring %s: %s", change, e)
+            continue
+        done.append(str(change))
+    return tuple(done)
+
+
 @dataclass(frozen=True, slots=True)
 class _RouteAdded:
     dst: IPv4Network
@@ -549,6 +571,12 @@ class Plumbing:
         if self._tun is None or self._tun.closed:
             raise TunError(f"tun {self.spec.tun}: plumbing is not set up")
         return dict(self._fwmark_tuns)
+
+    @property
+    def sysctl_changes(self) -> tuple[tuple[tuple[str, ...], str], ...]:
+        """(key, previous value) of every sysctl setup changed, oldest first: what
+        ``restore_sysctls`` puts back for a director that died without its teardown."""
+        return tuple((c.key, c.previous) for c in self._journal if isinstance(c, _SysctlChanged))
 
     @property
     def changes(self) -> tuple[str, ...]:

@@ -12,18 +12,21 @@ So at start-up the daemon spawns ``python -m director.reaper`` (``Reaper.start``
 holds (non-inheritable, so no child of the daemon keeps it open). The reaper blocks
 reading the pipe:
 
-* a byte: the daemon is stopping cleanly and tears down its plumbing itself (``disarm``);
-  the reaper exits without acting.
-* end of file without a byte: the daemon died. The reaper waits (bounded) for the TUN to
-  vanish, which tells it no director holds the plumbing, then removes what outlived the
-  daemon with ``Plumbing.cleanup_stale`` (the same code a restarting daemon uses) and
-  exits. If the TUN is still there after ``TUN_GONE_TIMEOUT_S``, someone holds it (a new
-  director started in between): it leaves everything alone.
+* ``SYSCTLS`` and a JSON line: once its setup is done, the daemon tells the sysctls it
+  changed and their previous values (``tell_sysctls``), for the reaper to put back.
+* ``DISARM``: the daemon is stopping cleanly and tears down its plumbing itself
+  (``disarm``); the reaper exits without acting.
+* end of file without ``DISARM``: the daemon died. The reaper waits (bounded) for the TUN
+  to vanish, which tells it no director holds the plumbing, then removes what outlived
+  the daemon with ``Plumbing.cleanup_stale`` (the same code a restarting daemon uses),
+  puts back the sysctls it was told with ``restore_sysctls``, and exits. If the TUN is
+  still there after ``TUN_GONE_TIMEOUT_S``, someone holds it (a new director started in
+  between): it leaves everything alone.
 
 The reaper ignores SIGINT, SIGTERM and SIGHUP: a Ctrl-C on the terminal, systemd's
 SIGTERM to the whole unit or a reload must not end it before the daemon has said whether
 it tore down; it never outlives its daemon by more than that. It logs on the daemon's
-stderr. Sysctls are not restored (their previous values died with the daemon).
+stderr.
 """
 
 from __future__ import annotations
@@ -37,17 +40,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Address, IPv4Interface
 from typing import IO, Any, Final
 
 from director import logsetup
 from director.errors import TunError
-from director.plumbing import Plumbing, PlumbingSpec
+from director.plumbing import Plumbing, PlumbingSpec, restore_sysctls
 
 log = logging.getLogger(__name__)
 
 DISARM: Final = b"\0"
+SYSCTLS: Final = b"S"
 TUN_GONE_TIMEOUT_S: Final = 5.0
 """Seconds the reaper waits, after the daemon's end, for its TUN to vanish."""
 _POLL_S: Final = 0.01
@@ -118,6 +123,15 @@ class Reaper:
         log.debug("reaper: pid %d watches tun %s", proc.pid, spec.tun)
         return cls(proc, proc.stdin)
 
+    def tell_sysctls(self, changes: Sequence[tuple[tuple[str, ...], str]]) -> None:
+        """Give the reaper ``Plumbing.sysctl_changes``, to restore if the daemon dies."""
+        line = json.dumps([["/".join(key), previous] for key, previous in changes])
+        try:
+            self.pipe.write(SYSCTLS + line.encode() + b"\n")
+            self.pipe.flush()
+        except BrokenPipeError:
+            log.warning("reaper: pid %d has exited; sysctls will not be restored", self.proc.pid)
+
     def disarm(self) -> int:
         """Tell the reaper the daemon tears down itself; wait for it. Returns its status."""
         if not self.pipe.closed:
@@ -151,13 +165,32 @@ def wait_tun_gone(name: str, timeout_s: float = TUN_GONE_TIMEOUT_S) -> bool:
     return True
 
 
+def listen(pipe: IO[bytes]) -> tuple[bool, list[tuple[tuple[str, ...], str]]]:
+    """Read the daemon's messages until ``DISARM`` or end of file: (disarmed, the sysctls
+    it told, as ``Plumbing.sysctl_changes``)."""
+    sysctls: list[tuple[tuple[str, ...], str]] = []
+    while (first := pipe.read(1)) != b"":
+        if first == DISARM:
+            return True, sysctls
+        if first == SYSCTLS:
+            line = pipe.readline()
+            try:
+                sysctls = [(tuple(str(k).split("/")), str(v)) for k, v in json.loads(line)]
+            except (ValueError, TypeError) as e:
+                log.error("reaper: unreadable sysctls from the director: %s", e)
+            continue
+        log.error("reaper: unexpected byte %r from the director", first)
+    return False, sysctls
+
+
 def watch(spec: PlumbingSpec, pipe: IO[bytes]) -> tuple[str, ...] | None:
     """Block until the daemon disarms us or dies; after a death, clean up after it.
 
-    Returns what was removed, or None when nothing was done (disarmed, or the TUN is
-    held by a director).
+    Returns what was removed and restored, or None when nothing was done (disarmed, or
+    the TUN is held by a director).
     """
-    if pipe.read(1) == DISARM:
+    disarmed, sysctls = listen(pipe)
+    if disarmed:
         log.debug("reaper: the director stops cleanly")
         return None
     log.warning("reaper: the director died; removing its claims on tun %s's behalf", spec.tun)
@@ -173,9 +206,13 @@ def watch(spec: PlumbingSpec, pipe: IO[bytes]) -> tuple[str, ...] | None:
         removed = Plumbing.cleanup_stale(spec)
     except TunError as e:
         log.error("reaper: %s", e)
-        return None
-    log.warning("reaper: removed %s", ", ".join(removed) or "nothing (all gone already)")
-    return removed
+        removed = ()
+    else:
+        log.warning("reaper: removed %s", ", ".join(removed) or "nothing (all gone already)")
+    restored = restore_sysctls(sysctls)
+    if restored:
+        log.warning("reaper: restored %s", ", ".join(restored))
+    return removed + restored
 
 
 def main(argv: list[str]) -> int:

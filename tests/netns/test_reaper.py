@@ -5,9 +5,9 @@
                          br-priv -- real1..3 192.168.1.10-12
 
 One director on the thesis's lvs.cf, no backup. After ``kill -9`` of the daemon its
-reaper removes the proxy entry, the nat_router address and the policy rule, and the
-client's ARP request for the VIP goes unanswered. After a clean stop the reaper exits
-without acting.
+reaper removes the proxy entry, the nat_router address and the policy rule, puts the
+sysctls back, and the client's ARP request for the VIP goes unanswered. After a clean
+stop the reaper exits without acting.
 """
 
 from __future__ import annotations
@@ -62,6 +62,22 @@ def has_rule(lab: Lab, node: str = "director") -> bool:
     return "lookup 469" in lab.run(node, ["ip", "rule", "show"]).stdout
 
 
+SYSCTLS = (
+    "net/ipv4/ip_forward",
+    "net/ipv4/tcp_early_demux",
+    "net/ipv4/udp_early_demux",
+    "net/ipv4/neigh/eth0/proxy_delay",
+    "net/ipv4/conf/all/rp_filter",
+    "net/ipv4/conf/eth1/rp_filter",
+)
+
+
+def sysctls(lab: Lab, node: str = "director") -> dict[str, str]:
+    paths = [f"/proc/sys/{key}" for key in SYSCTLS]
+    values = lab.run(node, ["cat", *paths]).stdout.split()
+    return dict(zip(SYSCTLS, values, strict=True))
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -80,8 +96,10 @@ def wait_for(what: str, cond: Callable[[], bool], log: Callable[[], str]) -> Non
 
 
 def test_kill_9_director_its_reaper_removes_the_claims(lab: Lab) -> None:
+    before = sysctls(lab)
     d = LabDirector(lab, load_config(THESIS_CF)).start()
     try:
+        assert sysctls(lab) != before  # early demux and proxy_delay at least
         assert proxied(lab)
         assert has_nat_router(lab)
         assert has_rule(lab)
@@ -97,6 +115,7 @@ def test_kill_9_director_its_reaper_removes_the_claims(lab: Lab) -> None:
         wait_for("the reaper to exit", lambda: not namespace_pids(lab.ns("director")), d.log)
         assert arp_answers(lab) == set()
         assert "reaper: the director died" in d.log()
+        assert sysctls(lab) == before, d.log()[-3000:]
     finally:
         d.stop()
 
