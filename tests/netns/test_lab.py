@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -234,8 +235,12 @@ def test_down_after_up_was_killed_midway() -> None:
         up = subprocess.run([sys.executable, "-c", crash], check=False, timeout=120)
         assert up.returncode == -9
         assert len(lab_namespaces(name)) == 6, "the killed up left its namespaces"
-        pids = [pid for ns in lab_namespaces(name) for pid in namespace_pids(ns)]
-        assert pids, "and its servers"
+        # The servers were started just before the kill; `ip netns exec` moves each into its
+        # node right after: poll (bounded) for them there, no event tells this process.
+        deadline = time.monotonic() + 10
+        while not (pids := [p for ns in lab_namespaces(name) for p in namespace_pids(ns)]):
+            assert time.monotonic() < deadline, "the killed up left no servers"
+            time.sleep(0.05)
 
         down = lvsd("lab", "down", "--name", name)
         assert down.returncode == 0, down.stderr
@@ -269,8 +274,12 @@ def test_down_removes_a_half_built_lab_and_only_its_processes(lab_factory: LabFa
             "real1",
             [sys.executable, "-m", "director.labserver", "--name", "real1", "--port", "8080"],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        # Written once it listens: by then `ip netns exec` has moved it into real1.
+        assert stray.stderr is not None
+        assert "listening on" in stray.stderr.readline()
         assert stray.pid in namespace_pids(half.ns("real1"))
         assert half.nodes == ("sw", "director", "real1")
 
@@ -286,7 +295,7 @@ def test_down_removes_a_half_built_lab_and_only_its_processes(lab_factory: LabFa
         survivor.wait()
         if stray is not None:
             stray.kill()
-            stray.wait()
+            stray.communicate()
 
 
 def test_lab_api_runs_commands_and_refuses_unknown_nodes(lab: Lab) -> None:
