@@ -120,6 +120,7 @@ class Destination:
         "_buf",
         "addr",
         "available",
+        "fwmark",
         "l_threshold",
         "last_weight",
         "port",
@@ -128,10 +129,11 @@ class Destination:
         "weight",
     )
 
-    def __init__(self, buf: memoryview, slot: int, addr: int, port: int) -> None:
+    def __init__(self, buf: memoryview, slot: int, addr: int, port: int, fwmark: int = 0) -> None:
         self._buf = buf
         self._base = slot * _FIELDS
         self.slot = slot
+        self.fwmark = fwmark  # its service's: what a connection through it syncs with
         self.addr = addr
         self.port = port
         self.weight = 0
@@ -447,7 +449,6 @@ class IPVS:
         self._slots: list[Destination | None] = [None] * max_dests
         # Per slot, the firewall mark of the service its dest belongs to (0: an address
         # service): a slot keeps its service from new_dest until it is freed.
-        self._slot_fwmark: list[int] = [0] * max_dests
         self._free_svcs: list[int] = list(range(len(table.svc_buffer()) // fastpath.SVC_FIELDS))
         # (service key, addr, port) -> a deleted dest; and per slot, since when (ms)
         # nothing references it (None: still referenced).
@@ -622,9 +623,8 @@ class IPVS:
         What the kernel keeps in each connection as ``cp->fwmark`` and sync sends; here
         connections and templates know their dest slot, and the slot its service.
         """
-        if 0 <= slot < len(self._slot_fwmark):
-            return self._slot_fwmark[slot]
-        return 0
+        dest = self.dest_at(slot)
+        return 0 if dest is None else dest.fwmark
 
     def new_dest(self, svc: VirtualService, addr: int, port: int) -> Destination:
         if not self._free_slots:
@@ -634,9 +634,8 @@ class IPVS:
             raise OutOfMemory(f"no dest slot for {svc} -> {format_addr(addr, port)}")
         slot = heapq.heappop(self._free_slots)
         self.table.clear_dest(slot)
-        dest = Destination(self._dest_buf, slot, addr, port)
+        dest = Destination(self._dest_buf, slot, addr, port, svc.fwmark)
         self._slots[slot] = dest
-        self._slot_fwmark[slot] = svc.fwmark
         return dest
 
     def revive_dest(self, svc: VirtualService, addr: int, port: int) -> Destination | None:
@@ -671,7 +670,6 @@ class IPVS:
             del self._trash_since[dest.slot]
             self.table.clear_dest(dest.slot)
             self._slots[dest.slot] = None
-            self._slot_fwmark[dest.slot] = 0
             heapq.heappush(self._free_slots, dest.slot)
 
     def iter_dests(self) -> Iterator[Destination]:
