@@ -1,6 +1,6 @@
 # One entry point for development. `make check` is what CI runs (through ./bootstrap test).
 PY ?= .venv/bin/python
-PACKAGES = director scheduling healthcheck failover
+PACKAGES = director scheduling healthcheck failover lab
 
 .PHONY: check lint typecheck test test-unit test-netns bench build
 

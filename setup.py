@@ -17,9 +17,9 @@ cflags += ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wno-missing-field-init
 setup(
     ext_modules=[
         Extension(
-            "director._fastpath",
-            sources=["director/_fastpath.c"],
-            depends=sorted(glob.glob("director/fastpath/*.h")),
+            "director.dataplane._fastpath",
+            sources=["director/dataplane/_fastpath.c"],
+            depends=sorted(glob.glob("director/dataplane/fastpath/*.h")),
             extra_compile_args=cflags,
         ),
         Extension(

@@ -36,7 +36,9 @@ BENCH = {v.number: v for v in FORWARD if v.number in (1, 2, 5)}
 
 
 def _impl(name: str) -> ModuleType:
-    return importlib.import_module("director._fastpath" if name == "c" else "director._fastpath_py")
+    return importlib.import_module(
+        "director.dataplane._fastpath" if name == "c" else "director.dataplane._fastpath_py"
+    )
 
 
 def _loop(fp: ModuleType, v: Vector, n: int) -> float:

@@ -3,7 +3,7 @@
 Run ``python -m benchmarks.bench_sync`` for a table (seconds per tick, median of repeats):
 the steady tick (the changes of one 0.1 s interval plus the refresh slice) and a dump tick
 (one slice of a full dump), each with its encoding into messages, with the C table and
-``failover.sync.Streamer`` as ``director.pulse`` drives them (sending not included).
+``failover.sync.Streamer`` as ``director.daemon.pulse`` drives them (sending not included).
 Connections are ESTABLISHED TCP, filled as
 ``t.insert(6, 0x0A000000 + (i >> 16), i & 0xFFFF, 0x0A000105, 80, 0xC0A8010A, 80, 0, i)``.
 """
@@ -14,8 +14,8 @@ import argparse
 import statistics
 import time
 
-from director import fastpath
-from director.pulse import SYNC_INTERVAL_S, SYNC_LOG_CAPACITY
+from director.daemon.pulse import SYNC_INTERVAL_S, SYNC_LOG_CAPACITY
+from director.dataplane import fastpath
 from failover import sync
 
 SIZES = (10_000, 100_000, 1_000_000)

@@ -30,8 +30,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Protocol
 
-from director import control
-from director.lab import Lab
+from director.ops import control
+from lab.cluster import Lab
 
 IPERF_PORT = 5201
 HTTP_PORT = 80

@@ -48,8 +48,8 @@ from benchmarks.peers import (
     namespace_state,
     wait_accepting,
 )
-from director import fastpath
-from director.lab import Lab, LabSpec
+from director.dataplane import fastpath
+from lab.cluster import Lab, LabSpec
 
 TESTS = ("tcp_bulk", "udp_pps", "conn_rate", "latency")
 EXTRAS = ("memory", "schedulers", "fastpath")

@@ -11,7 +11,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from director import agent, check, demo, lab, run, save, simulate
+from director.daemon import run
+from director.ops import save
+from director.tools import agent, check, demo, simulate
+from lab import cluster as lab
 
 COMMAND_MODULES = (check, lab, run, demo, simulate, agent, save)
 

@@ -13,7 +13,3 @@ class ConfigError(DirectorError):
 
 class TunError(DirectorError):
     """The TUN device or the network plumbing around it could not be set up."""
-
-
-class LabError(DirectorError):
-    """The namespace lab could not be built, entered or removed."""

@@ -1,6 +1,6 @@
 """lvsd's log lines: structured ``key=value`` records on stderr, which the journal collects.
 
-One line per record: ``level=info logger=director.admin msg="TCP 10.0.1.5:80: dest
+One line per record: ``level=info logger=director.ops.admin msg="TCP 10.0.1.5:80: dest
 192.168.1.12:80 added (weight 1)"``. Under systemd (``JOURNAL_STREAM`` set) the time
 is left to the journal and each line is prefixed with its syslog priority
 (``<6>``), which journald turns into the record's priority. lvs.cf's

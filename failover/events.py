@@ -1,6 +1,6 @@
 """What the failover leaf reports to the director: role changes and what the peer sent.
 
-Frozen records put on the queue the peer driver was given; ``director.pulse`` is the
+Frozen records put on the queue the peer driver was given; ``director.daemon.pulse`` is the
 only consumer, and the only code that acts on them (claims VIPs, fills the table).
 """
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from director.lab import Lab, LabSpec
+from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
 
 _lab_counter = itertools.count()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from director.lab import Lab, LabSpec, lab_namespaces
+from lab.cluster import Lab, LabSpec, lab_namespaces
 from tests.conftest import require_root
 from tests.netns.conftest import unique_lab_name
 

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 import pytest
 
 from director.config import DirectorConfig, parse_config
-from director.demo import THESIS_CF, LabDirector, run_load
-from director.lab import Lab, LabSpec
-from director.labserver import expected_digest
+from director.tools.demo import THESIS_CF, LabDirector, run_load
+from lab.cluster import Lab, LabSpec
+from lab.server import expected_digest
 from tests.conftest import require_root
 from tests.netns.conftest import unique_lab_name
 
@@ -125,7 +125,7 @@ def test_requests_spread_as_wlc_says(cluster: Cluster) -> None:
     # scheduled, so wlc's choices are exact: weights 2000/1000/1000 give 2:1:1.
     done = cluster.lab.run(
         "client",
-        [sys.executable, "-m", "director.loadgen", f"http://{VIP}/", *LOAD_300_SEQUENTIAL],
+        [sys.executable, "-m", "lab.loadgen", f"http://{VIP}/", *LOAD_300_SEQUENTIAL],
         check=False,
     )
     assert '"failed": 0' in done.stdout, done.stdout

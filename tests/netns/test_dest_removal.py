@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import pytest
 
 from director.config import parse_config
-from director.demo import THESIS_CF, LabDirector
-from director.lab import Lab, LabSpec
+from director.tools.demo import THESIS_CF, LabDirector
+from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
 from tests.netns.conftest import unique_lab_name
 
@@ -48,8 +48,8 @@ class Removal:
 
     def lvsadm(self, *args: str) -> None:
         done = subprocess.run(
-            [sys.executable, "-m", "director.lvsadm", "--socket", str(self.director.socket_path),
-             *args],
+            [sys.executable, "-m", "director.ops.lvsadm",
+             "--socket", str(self.director.socket_path), *args],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

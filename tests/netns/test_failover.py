@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from director import control
 from director.config import parse_config
-from director.demo import THESIS_CF, LabDirector, run_load
-from director.lab import Lab
+from director.ops import control
+from director.tools.demo import THESIS_CF, LabDirector, run_load
 from failover import packet
+from lab.cluster import Lab
 from tests.netns.conftest import LabFactory
 from tests.netns.test_fwmark import fwmark_virtual, mark_rules
 
@@ -44,7 +44,7 @@ WAIT_S = 30.0
 
 STREAM = """
 import json, socket, time, hashlib, sys
-from director.labserver import expected_digest
+from lab.server import expected_digest
 rate, duration = 2_000_000, {duration}
 n = rate * duration
 s = socket.create_connection(("{vip}", {port}), timeout=60)
@@ -373,7 +373,7 @@ def test_kill_active_during_a_stream_of_a_fwmark_service(
     p = Pair(lab, cluster_config(tmp_path, 0.2, 1, FWMARK_VIRTUAL))
     try:
         for real in lab.reals:
-            argv = [sys.executable, "-m", "director.labserver", "--name", real]
+            argv = [sys.executable, "-m", "lab.server", "--name", real]
             proc = lab.popen(
                 real, [*argv, "--port", str(MARKED_PORT)], stderr=subprocess.PIPE, text=True
             )

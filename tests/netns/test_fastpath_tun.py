@@ -31,7 +31,7 @@ _names = itertools.count()
 
 CHILD = r"""
 import fcntl, json, os, select, socket, struct, subprocess, sys
-from director import _fastpath, _fastpath_py
+from director.dataplane import _fastpath, _fastpath_py
 impl = _fastpath if sys.argv[1] == "c" else _fastpath_py
 offload = sys.argv[2] == "1"
 def sh(*a): subprocess.run(a, check=True)

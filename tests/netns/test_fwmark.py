@@ -21,10 +21,10 @@ import sys
 
 import pytest
 
-from director import control
 from director.config import parse_config
-from director.demo import LabDirector
-from director.lab import Lab
+from director.ops import control
+from director.tools.demo import LabDirector
+from lab.cluster import Lab
 from tests.netns.conftest import LabFactory
 from tests.netns.test_dataplane import _state_dump
 
@@ -98,7 +98,7 @@ def test_marked_ports_share_a_persistent_real_and_keep_their_port(
     try:
         assert director.status()["fastpath"] == implementation, director.log()
         for real in lab.reals:
-            argv = [sys.executable, "-m", "director.labserver", "--name", real]
+            argv = [sys.executable, "-m", "lab.server", "--name", real]
             proc = lab.popen(
                 real, [*argv, "--port", str(PORTS[1])], stderr=subprocess.PIPE, text=True
             )

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from director.errors import LabError
-from director.lab import RUN_ROOT, Lab, LabSpec, lab_namespaces, namespace_pids
-from director.labserver import expected_digest
+from lab.cluster import RUN_ROOT, Lab, LabSpec, lab_namespaces, namespace_pids
+from lab.errors import LabError
+from lab.server import expected_digest
 from tests.conftest import require_root
 from tests.netns.conftest import LabFactory, unique_lab_name
 
@@ -226,7 +226,7 @@ def test_down_after_up_was_killed_midway() -> None:
     # SIGKILL at a known point: everything is built and the servers are starting.
     crash = (
         "import os, signal\n"
-        "from director.lab import Lab, LabSpec\n"
+        "from lab.cluster import Lab, LabSpec\n"
         "Lab._wait_accepting = lambda *args: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"Lab(LabSpec(), {name!r}).up(reals=2, backup=True)\n"
     )
@@ -272,7 +272,7 @@ def test_down_removes_a_half_built_lab_and_only_its_processes(lab_factory: LabFa
             )
         stray = half.popen(
             "real1",
-            [sys.executable, "-m", "director.labserver", "--name", "real1", "--port", "8080"],
+            [sys.executable, "-m", "lab.server", "--name", "real1", "--port", "8080"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from director.config import parse_config
-from director.demo import LabDirector
+from director.tools.demo import LabDirector
 from tests.netns.conftest import LabFactory
 
 pytestmark = pytest.mark.netns

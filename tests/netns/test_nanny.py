@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from director.config import parse_config
-from director.demo import LabDirector, run_load
-from director.lab import Lab, namespace_pids
+from director.tools.demo import LabDirector, run_load
+from lab.cluster import Lab, namespace_pids
 
 pytestmark = pytest.mark.netns
 
@@ -94,7 +94,7 @@ def requests_at(lab: Lab, real: str) -> int:
 
 def stop_http(lab: Lab, real: str) -> None:
     for pid in namespace_pids(lab.ns(real)):
-        if b"director.labserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"lab.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0) if _is_child(pid) else None
 
@@ -111,7 +111,7 @@ def _is_child(pid: int) -> bool:
 def start_http(lab: Lab, real: str) -> subprocess.Popen[bytes]:
     return lab.popen(
         real,
-        [sys.executable, "-m", "director.labserver", "--name", real, "--port", "80"],
+        [sys.executable, "-m", "lab.server", "--name", real, "--port", "80"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -122,7 +122,7 @@ def background_load(lab: Lab, seconds: int) -> subprocess.Popen[bytes]:
     """Continuous client load through the VIP, bounded in count and time."""
     return lab.popen(
         "client",
-        [sys.executable, "-m", "director.loadgen", f"http://{VIP}/", "--count", "200000",
+        [sys.executable, "-m", "lab.loadgen", f"http://{VIP}/", "--count", "200000",
          "--concurrency", "2", "--timeout", "2", "--deadline", str(seconds)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -250,7 +250,7 @@ def test_quiesced_real_finishes_a_long_download(lab: Lab, tmp_path: Path) -> Non
     size = 64 << 20
     downloader = (
         "import hashlib, socket, sys\n"
-        "from director.labserver import expected_digest\n"
+        "from lab.server import expected_digest\n"
         "for _ in range(30):\n"
         f"    s = socket.create_connection(('{VIP}', 80))\n"
         f"    s.sendall(b'GET /bytes/{size} HTTP/1.0\\r\\n\\r\\n')\n"

@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from director import control
 from director.config import parse_config
-from director.demo import THESIS_CF, LabDirector
-from director.lab import Lab, LabSpec
+from director.ops import control
+from director.tools.demo import THESIS_CF, LabDirector
+from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
 from tests.netns.conftest import unique_lab_name
 from tests.netns.test_nanny import start_http, stop_http
@@ -102,7 +102,7 @@ class Ops:
             [
                 sys.executable,
                 "-m",
-                "director.lvsadm",
+                "director.ops.lvsadm",
                 "--socket",
                 str(self.director.socket_path),
                 *args,
@@ -224,7 +224,7 @@ def test_reload_under_load_fails_no_request(ops: Ops) -> None:
         [
             sys.executable,
             "-m",
-            "director.loadgen",
+            "lab.loadgen",
             f"http://{VIP}/",
             "--count",
             "1500",

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
+from director.dataplane.plumbing import Plumbing, PlumbingSpec, announce, send_gratuitous_arp
 from director.errors import TunError
-from director.plumbing import Plumbing, PlumbingSpec, announce, send_gratuitous_arp
 from tests.conftest import require_root
 
 pytestmark = pytest.mark.netns
@@ -521,7 +521,7 @@ def sniff_arp_main() -> None:
 def test_find_iface_for_uses_connected_subnets(lab: Lab) -> None:
     code = (
         "from ipaddress import IPv4Address as A\n"
-        "from director.plumbing import find_iface_for\n"
+        "from director.dataplane.plumbing import find_iface_for\n"
         "from director.errors import TunError\n"
         "for a in ('10.0.1.5', '192.168.1.10', '203.0.113.9'):\n"
         "    try:\n"

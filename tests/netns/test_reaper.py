@@ -20,10 +20,10 @@ from collections.abc import Callable
 import pytest
 
 from director.config import load_config
-from director.demo import THESIS_CF, LabDirector
-from director.director import plumbing_spec
-from director.lab import Lab, namespace_pids
-from director.reaper import TUN_GONE_TIMEOUT_S, spec_to_json
+from director.daemon.director import plumbing_spec
+from director.daemon.reaper import TUN_GONE_TIMEOUT_S, spec_to_json
+from director.tools.demo import THESIS_CF, LabDirector
+from lab.cluster import Lab, namespace_pids
 
 pytestmark = pytest.mark.netns
 
@@ -128,7 +128,7 @@ def test_clean_stop_disarms_the_reaper(lab: Lab) -> None:
         pids = namespace_pids(lab.ns("director"))
         assert d.proc is not None
         assert d.proc.pid in pids
-        reapers = [p for p in pids if b"director.reaper" in _cmdline(p)]
+        reapers = [p for p in pids if b"director.daemon.reaper" in _cmdline(p)]
         assert len(reapers) == 1
     finally:
         rc = d.stop()
@@ -149,7 +149,7 @@ def test_a_restarted_director_is_not_reaped(lab: Lab) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from director.tun import open_tun; t = open_tun('lvs0'); "
+            "import sys; from director.dataplane.tun import open_tun; t = open_tun('lvs0'); "
             "print('up', flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,
@@ -163,7 +163,7 @@ def test_a_restarted_director_is_not_reaped(lab: Lab) -> None:
         lab.run("director", ["ip", "neigh", "add", "proxy", VIP, "dev", "eth0"])
         reaper = lab.popen(
             "director",
-            [sys.executable, "-m", "director.reaper", spec_to_json(plumbing_spec(cfg))],
+            [sys.executable, "-m", "director.daemon.reaper", spec_to_json(plumbing_spec(cfg))],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

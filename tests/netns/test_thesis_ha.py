@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from director.demo import LabDirector, run_load
-from director.lab import Lab, namespace_pids
+from director.tools.demo import LabDirector, run_load
+from lab.cluster import Lab, namespace_pids
 from tests.netns.conftest import LabFactory
 from tests.netns.test_failover import KEEPALIVE_HTTP, VIP, Pair, _result, cluster_config
 

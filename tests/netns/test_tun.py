@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from director.errors import TunError
-from director.tun import (
+from director.dataplane.tun import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_NONE,
     VIRTIO_NET_HDR_GSO_UDP_L4,
@@ -34,6 +33,7 @@ from director.tun import (
     VnetHdr,
     open_tun,
 )
+from director.errors import TunError
 from tests.conftest import require_root
 
 pytestmark = pytest.mark.netns

@@ -23,5 +23,5 @@ def fastpath(request: pytest.FixtureRequest) -> ModuleType:
     if request.param == "c":
         if NO_EXTENSIONS:
             pytest.skip("DIRECTOR_NO_EXTENSIONS=1")
-        return importlib.import_module("director._fastpath")
-    return importlib.import_module("director._fastpath_py")
+        return importlib.import_module("director.dataplane._fastpath")
+    return importlib.import_module("director.dataplane._fastpath_py")

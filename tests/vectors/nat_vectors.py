@@ -9,7 +9,7 @@ against a full recomputation. Partial (VIRTIO_NET_HDR_F_NEEDS_CSUM) checksums ar
 FORWARD must leave the buffer unchanged.
 
 Every vector runs against a fresh table holding `DESTS` and `CONNECTIONS`
-(tests/unit/test_fastpath_vectors.py).
+(tests/unit/dataplane/test_fastpath_vectors.py).
 Addresses: the thesis's Table 1 example (client 202.100.1.2:3456, VIP 202.103.106.5:80,
 real server 172.16.0.3:8000) and RFC 5737 / RFC 1918 addresses for the rest.
 """

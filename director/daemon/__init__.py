@@ -1,0 +1,9 @@
+"""The daemon's composition root: ``lvsd run`` builds the parts and applies their events.
+
+``director`` (the packet loop and the single writer of the model), ``run`` (start-up),
+``reload`` (SIGHUP as config-diff events), ``nanny`` and ``pulse`` (the bridges to the
+``healthcheck`` and ``failover`` leaves), and ``reaper`` (the dead-man helper process).
+
+Border: the only subpackage that may import all the others below it (dataplane, ipvs,
+ops, the leaves). Nothing imports it except the ``lvsd`` command line.
+"""

@@ -1,0 +1,547 @@
+"""Pulse: the director's side of failover; applies what the failover leaf reports.
+
+``Pulse`` runs ``failover.peer.Peer`` (heartbeats, the state machine) and acts on its
+events, the only code that does:
+
+* MASTER: claim every VIP (proxy ARP entries) and the nat_router address, send spaced
+  gratuitous ARPs on the public segment (VIPs) and the private one (nat_router), run
+  ``active_cmd``. BACKUP or FAULT after MASTER: release them first, run ``inactive_cmd``.
+* Connection sync. As the active director, the table keeps a sync log (the fast path
+  records inserts, state changes and removals as they happen); every ``SYNC_INTERVAL_S``
+  ``failover.sync.Streamer`` turns the log, plus a bounded slice of a refresh walk, into
+  sync messages for the standby, which inserts them into its own ``ConnTable`` (the
+  shadow table): after a takeover, established connections find their entry and go on.
+  A tick costs the changes since the previous one plus a slice, never a table scan. A
+  standby without the table asks for a full dump, walked a slice per tick and ended
+  with ``SYNC_DUMP_END``; a primary that comes back asks too, and takes the VIPs back
+  only once the dump has ended (``fsm`` preemption rule).
+* Configuration sync. Heartbeats carry the SHA-256 of the sender's normalized lvs.cf
+  without the node-local keys (``LOCAL_KEYS``). A standby whose digest differs says so;
+  the active sends its text; the standby validates it (``parse_config``), keeps its
+  local keys, and applies it as a reload (``director.daemon.reload``) if its VIPs and director
+  addresses are the same (the plumbing does not move), else logs that it cannot. The
+  mismatch is in logs and in ``statistics()``.
+
+Event-loop thread only; netlink work goes to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import fields, replace
+from ipaddress import IPv4Address
+
+from director.config import DirectorConfig, format_config, parse_config
+from director.dataplane import fastpath
+from director.dataplane.plumbing import Plumbing, announce
+from director.errors import ConfigError
+from director.ipvs.service import IPVS, Destination, VirtualService
+from director.stats import PulseStats
+from failover import packet, sync
+from failover.events import (
+    ConfigReceived,
+    ConfigRequested,
+    DumpRequested,
+    FailoverEvent,
+    Role,
+    RoleChanged,
+    SyncReceived,
+)
+from failover.peer import FailoverSettings, HeartbeatPath, Peer
+
+log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_S = 0.1
+SYNC_LOG_CAPACITY = 1 << 16
+"""Sync log records the active table holds between ticks; more means a full dump."""
+GARP_COUNT = 5
+GARP_INTERVAL_S = 0.2
+LOCAL_KEYS = (
+    "public_iface",
+    "private_iface",
+    "metrics_address",
+    "control_socket",
+    "heartbeat_key_file",
+    "heartbeat_insecure",
+    "max_connections",
+    "state_dir",
+)
+"""lvs.cf keys that describe one director, not the cluster: never synced."""
+
+_FTPPORT = 21
+
+
+def wants_failover(cfg: DirectorConfig) -> bool:
+    """Whether ``cfg`` asks for a backup director (heartbeat on, backup named and active)."""
+    return cfg.heartbeat and cfg.backup_active and cfg.backup is not None
+
+
+def _is_local(addr: IPv4Address) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(addr), 0))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return True
+
+
+NO_KEY = (
+    "heartbeat_key_file is not set; set it (the same key on both directors) or write "
+    "heartbeat_insecure = 1 to run failover unauthenticated"
+)
+
+
+def read_key(cfg: DirectorConfig) -> bytes | None:
+    """The heartbeat key from ``heartbeat_key_file``; b"" with ``heartbeat_insecure = 1``;
+    None with neither. Raises ConfigError for an unreadable key or one under 16 bytes.
+    """
+    if cfg.heartbeat_key_file is None:
+        if cfg.heartbeat_insecure:
+            log.warning("failover: heartbeat_insecure = 1: heartbeats are not authenticated")
+            return b""
+        return None
+    try:
+        key = cfg.heartbeat_key_file.read_bytes().strip()
+    except OSError as e:
+        raise ConfigError(f"heartbeat_key_file {cfg.heartbeat_key_file}: {e.strerror}") from None
+    if len(key) < packet.MIN_KEY_LEN:
+        raise ConfigError(
+            f"heartbeat_key_file {cfg.heartbeat_key_file}: need at least "
+            f"{packet.MIN_KEY_LEN} bytes, got {len(key)}"
+        )
+    return key
+
+
+def sync_text(cfg: DirectorConfig) -> str:
+    """The lvs.cf text the directors compare and send: normalized, local keys at defaults."""
+    defaults = DirectorConfig()
+    return format_config(replace(cfg, **{k: getattr(defaults, k) for k in LOCAL_KEYS}))
+
+
+def config_digest(cfg: DirectorConfig) -> bytes:
+    return hashlib.sha256(sync_text(cfg).encode()).digest()
+
+
+def failover_settings(cfg: DirectorConfig) -> FailoverSettings | None:
+    """The failover leaf's settings; which director we are is found by our own addresses.
+
+    Without a key (and without ``heartbeat_insecure = 1``) lvsd refuses to run failover:
+    the backup refuses to start (ConfigError), and the primary serves alone, claiming the
+    VIPs, with an ERROR in the log. Neither then answers unauthenticated heartbeats, and
+    no split brain can follow from a missing key.
+    """
+    if cfg.primary is None or cfg.backup is None:
+        raise ConfigError("failover: needs both primary and backup addresses")
+    if _is_local(cfg.primary):
+        primary, public = True, HeartbeatPath("public", cfg.primary, cfg.backup)
+    elif _is_local(cfg.backup):
+        primary, public = False, HeartbeatPath("public", cfg.backup, cfg.primary)
+    else:
+        raise ConfigError(
+            f"failover: neither primary {cfg.primary} nor backup {cfg.backup} is an address "
+            "of this host"
+        )
+    key = read_key(cfg)
+    if key is None:
+        if not primary:
+            raise ConfigError(f"failover: {NO_KEY}")
+        log.error("failover: not running, serving alone as the primary: %s", NO_KEY)
+        return None
+    paths = [public]
+    if cfg.primary_private is not None and cfg.backup_private is not None:
+        mine, theirs = cfg.primary_private, cfg.backup_private
+        if not primary:
+            mine, theirs = theirs, mine
+        paths.append(HeartbeatPath("private", mine, theirs))
+    return FailoverSettings(
+        primary=primary,
+        paths=tuple(paths),
+        port=cfg.heartbeat_port,
+        keepalive_s=cfg.keepalive,
+        deadtime_s=cfg.deadtime,
+        key=key,
+        syncid=cfg.syncd_id,
+        max_age_s=max(30.0, 2 * cfg.deadtime),
+        config_digest=config_digest(cfg),
+    )
+
+
+class Pulse:
+    """Drives failover for one director; see the module docstring.
+
+    ``apply_config`` brings the director's services to a validated configuration
+    (as a reload does, connections kept) and returns whether it could.
+    """
+
+    def __init__(
+        self,
+        cfg: DirectorConfig,
+        settings: FailoverSettings,
+        plumbing: Plumbing,
+        table: fastpath.ConnTable,
+        ipvs: Callable[[], IPVS],
+        apply_config: Callable[[DirectorConfig], bool],
+    ) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.plumbing = plumbing
+        self.table = table
+        self._ipvs = ipvs
+        self._apply_config = apply_config
+        self.events: asyncio.Queue[FailoverEvent] = asyncio.Queue()
+        self.peer = Peer(settings, self.events)
+        self.streamer = sync.Streamer(fwmark_of=self._fwmark_of)
+        self._shadow: dict[tuple[int, int, int, int, int, bool], int] = {}
+        self._counts = dict.fromkeys(
+            (
+                "sync_sent",
+                "sync_received",
+                "sync_applied",
+                "sync_refused",
+                "config_applied",
+                "config_refused",
+                "sync_log_lost",
+                "sync_dumps",
+            ),
+            0,
+        )
+        self._lag_ms: int | None = None
+        self._tg: asyncio.TaskGroup | None = None
+
+    @property
+    def role(self) -> Role:
+        return self.peer.role
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            tg.create_task(self.peer.run())
+            tg.create_task(self._consume())
+            tg.create_task(self._stream())
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self.events.get()
+            match event:
+                case RoleChanged():
+                    await self._role_changed(event)
+                case SyncReceived():
+                    self._sync_received(event)
+                case DumpRequested():
+                    if not self.streamer.dumping:
+                        log.info("failover: the standby asks for the whole table")
+                    self.streamer.start_dump()
+                case ConfigRequested():
+                    text = sync_text(self.cfg).encode()
+                    self.peer.send(packet.Kind.CONFIG, text)
+                case ConfigReceived():
+                    self._config_received(event.text)
+
+    async def _role_changed(self, change: RoleChanged) -> None:
+        if change.new is Role.MASTER:
+            # From here every change is logged; the dump walk covers what came before.
+            self.table.enable_sync_log(SYNC_LOG_CAPACITY)
+            self.streamer.stop()
+            self.streamer.start_dump()
+            # Announce at once, while the claim's netlink work runs: the VIP routes and
+            # reply steering are in place since setup, so traffic that follows the
+            # gratuitous ARPs is served; the proxy entries only answer later requests.
+            self._spawn(self._announce())
+            await asyncio.to_thread(self.plumbing.claim)
+            self._shadow.clear()
+            self._spawn(self._command(self.cfg.active_cmd, "active_cmd"))
+            return
+        self.table.enable_sync_log(0)
+        self.streamer.stop()
+        if change.old is Role.MASTER or self.plumbing.claimed:
+            await asyncio.to_thread(self.plumbing.release)
+            self._spawn(self._command(self.cfg.inactive_cmd, "inactive_cmd"))
+        # A standby's table comes from the active director from now on.
+        self.peer.send_heartbeat()
+
+    def _spawn(self, coro: object) -> None:
+        assert self._tg is not None
+        assert asyncio.iscoroutine(coro)
+        self._tg.create_task(coro)
+
+    async def _announce(self) -> None:
+        spec = self.plumbing.spec
+        sends = [announce(self.plumbing.public_iface, spec.vips, GARP_COUNT, GARP_INTERVAL_S)]
+        if spec.nat_router is not None:
+            sends.append(
+                announce(
+                    self.plumbing.private_iface, [spec.nat_router.ip], GARP_COUNT, GARP_INTERVAL_S
+                )
+            )
+        await asyncio.gather(*sends)
+
+    async def _command(self, cmd: str | None, what: str) -> None:
+        if not cmd:
+            return
+        proc = await asyncio.create_subprocess_shell(cmd)
+        rc = await proc.wait()
+        (log.info if rc == 0 else log.warning)("failover: %s %r exited with %d", what, cmd, rc)
+
+    # -- connection sync: the active side --------------------------------------------------
+
+    async def _stream(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL_S)
+            if self.peer.role is Role.MASTER:
+                self.stream_once(now_ms())
+
+    def _fwmark_of(self, slot: int) -> int:
+        return self._ipvs().fwmark_of(slot)
+
+    def stream_once(self, now: int) -> int:
+        """Send one sync tick: the logged changes and a walk slice; returns entries sent."""
+        dumping = self.streamer.dumping
+        tick = self.streamer.tick(self.table, now)
+        self._counts["sync_log_lost"] += tick.lost
+        self._counts["sync_dumps"] += tick.dump_end
+        if tick.lost and not dumping:
+            log.warning(
+                "failover: the sync log lost %d changes; sending the whole table again", tick.lost
+            )
+        messages = sync.encode(tick.entries, self.settings.syncid)
+        if tick.dump_end and not messages:
+            messages = [_empty(self.settings.syncid)]
+        for i, m in enumerate(messages):
+            last = i == len(messages) - 1
+            flags = packet.SYNC_DUMP_END if tick.dump_end and last else 0
+            if self.peer.send(packet.Kind.SYNC, m, flags):
+                self._counts["sync_sent"] += 1
+        if tick.dump_end:
+            log.info("failover: sent the whole table (%d entries) to the standby", len(self.table))
+        return len(tick.entries)
+
+    # -- connection sync: the standby side -------------------------------------------------
+
+    def _sync_received(self, event: SyncReceived) -> None:
+        self._counts["sync_received"] += 1
+        self._lag_ms = max(0, time.time_ns() // 1_000_000 - event.sent_ms)
+        try:
+            entries = sync.decode(event.payload, self.settings.syncid)
+        except sync.SyncError as err:
+            self._counts["sync_refused"] += 1
+            log.warning("failover: %s", err)
+            return
+        now = now_ms()
+        for entry in entries:
+            if self.apply_entry(entry, now):
+                self._counts["sync_applied"] += 1
+            else:
+                self._counts["sync_refused"] += 1
+        if event.dump_end:
+            log.info("failover: holding the active director's table (%d entries)", len(self.table))
+            self.peer.table_synced()
+
+    def apply_entry(self, e: sync.ConnEntry, now: int) -> bool:
+        """Mirror one synced entry into the table; False if no service or dest matches."""
+        h = self._shadow_handle(e)
+        if e.removed:
+            if h >= 0 and self.table.conn_info(h)[CONN_INFO_N_CONTROL] == 0:
+                self.table.remove(h)
+                self._shadow.pop(e.key, None)
+            return True
+        found = self._find(e)
+        if found is None:
+            return False
+        svc, dest = found
+        if h >= 0 and self.table.conn_info(h)[CONN_INFO_DEST] != dest.slot:
+            if self.table.conn_info(h)[CONN_INFO_N_CONTROL]:
+                return False
+            self.table.remove(h)
+            h = -1
+        if e.template:
+            if h < 0:
+                h = self.table.insert_template(
+                    e.protocol, e.caddr, e.vaddr, e.vport, dest.slot, svc.timeout, now
+                )
+            else:
+                self.table.touch_template(h, now)
+        else:
+            if h < 0:
+                ctl = self._template_for(svc, e)
+                h = self.table.insert(
+                    e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, dest.slot,
+                    now, ctl,
+                )  # fmt: skip
+            if h >= 0 and e.protocol == sync.PROTO_TCP and e.state:
+                # Also when unchanged: re-arms the shadow's timer, as a packet would.
+                self.table.set_state(h, e.state, now)
+        if h < 0:
+            return False
+        self._shadow[e.key] = h
+        return True
+
+    def _shadow_handle(self, e: sync.ConnEntry) -> int:
+        """The handle mirroring ``e``, checked: expiry may have freed and reused it."""
+        h = self._shadow.get(e.key, -1)
+        if h < 0:
+            return -1
+        try:
+            info = self.table.conn_info(h)
+        except ValueError:
+            info = ()
+        if (
+            info[:5] != (e.protocol, e.caddr, e.cport, e.vaddr, e.vport)
+            or bool(info[CONN_INFO_FLAGS] & fastpath.CONN_F_TEMPLATE) != e.template
+        ):
+            del self._shadow[e.key]
+            return -1
+        return h
+
+    def _find(self, e: sync.ConnEntry) -> tuple[VirtualService, Destination] | None:
+        """The service and dest a synced entry binds to (kernel ip_vs_find_dest).
+
+        A marked entry: the fwmark service of its mark that ``IPVS.find_service`` gives
+        a packet of its protocol (a template's protocol is IPPROTO_IP: the one holding its
+        dest); a dest of the same port, else of port 0 (a fwmark dest without a port: each
+        connection keeps its client's port). Like ip_vs_service_find, an entry whose mark
+        no service has falls back to its address. An unmarked entry: by address only.
+        """
+        ipvs = self._ipvs()
+        if e.fwmark:
+            first = e.protocol if e.protocol == sync.PROTO_UDP else sync.PROTO_TCP
+            other = sync.PROTO_TCP if first == sync.PROTO_UDP else sync.PROTO_UDP
+            found = (ipvs.services.get((p, 0, 0, e.fwmark)) for p in (first, other))
+            marked = [svc for svc in found if svc is not None]
+            if marked:
+                for svc in marked if e.template else marked[:1]:
+                    dest = svc.find_dest(e.daddr, e.dport) or svc.find_dest(e.daddr, 0)
+                    if dest is not None:
+                        return svc, dest
+                return None
+        for svc in ipvs.services.values():
+            if svc.fwmark:
+                continue
+            if svc.protocol != e.protocol or svc.vaddr != e.vaddr:
+                continue
+            # The service's own port; else a port-zero or FTP service (whose data
+            # connections use other ports), or a template of port 0.
+            if svc.vport not in (e.vport, 0, _FTPPORT) and not (e.template and e.vport == 0):
+                continue
+            dest = svc.find_dest(e.daddr, e.dport) or svc.find_dest(e.daddr, 0)
+            if dest is not None:
+                return svc, dest
+        return None
+
+    def _template_for(self, svc: VirtualService, e: sync.ConnEntry) -> int:
+        """The template a synced connection hangs on: the key ip_vs_sched_persist gave it."""
+        if not svc.persistent:
+            return -1
+        if svc.fwmark and e.vport != svc.vport:
+            return int(self.table.lookup_template(0, e.caddr & svc.netmask, svc.fwmark, 0))
+        tvport = e.vport if e.vport == svc.vport and svc.vport != _FTPPORT else 0
+        return int(self.table.lookup_template(e.protocol, e.caddr & svc.netmask, e.vaddr, tvport))
+
+    # -- configuration sync ----------------------------------------------------------------
+
+    def _config_received(self, text: str) -> None:
+        try:
+            received = parse_config(text, "<active director>")
+        except ConfigError as e:
+            self._counts["config_refused"] += 1
+            log.error("failover: the active director's configuration is invalid here: %s", e)
+            return
+        new = replace(received, **{k: getattr(self.cfg, k) for k in LOCAL_KEYS})
+        if config_digest(new) == config_digest(self.cfg):
+            self.peer.set_config_digest(config_digest(new))
+            return
+        moved = [
+            f.name
+            for f in fields(DirectorConfig)
+            if f.name in ("primary", "backup", "primary_private", "backup_private", "nat_router")
+            and getattr(new, f.name) != getattr(self.cfg, f.name)
+        ]
+        vips = {v.address for v in new.virtuals if v.active}
+        if moved or vips != set(self.plumbing.spec.vips):
+            self._counts["config_refused"] += 1
+            log.error(
+                "failover: cannot apply the active director's configuration: "
+                "it changes %s; restart this director with it",
+                ", ".join(moved or ["the VIPs"]),
+            )
+            return
+        if not self._apply_config(new):
+            self._counts["config_refused"] += 1
+            return
+        self.cfg = new
+        self._counts["config_applied"] += 1
+        log.info(
+            "failover: applied the active director's configuration (serial_no %d)", new.serial_no
+        )
+        self.peer.set_config_digest(config_digest(new))
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def statistics(self) -> PulseStats:
+        c = self._counts
+        return PulseStats(
+            peer=self.peer.statistics(),
+            claimed=self.plumbing.claimed,
+            sync_sent=c["sync_sent"],
+            sync_received=c["sync_received"],
+            sync_applied=c["sync_applied"],
+            sync_refused=c["sync_refused"],
+            sync_lag_ms=self._lag_ms,
+            shadow_conns=len(self._shadow),
+            config_applied=c["config_applied"],
+            config_refused=c["config_refused"],
+            sync_log_lost=c["sync_log_lost"],
+            sync_dumps=c["sync_dumps"],
+            sync_dumping=self.streamer.dumping,
+        )
+
+    def snapshot(self) -> dict[str, object]:
+        """Plain data for ``Director.snapshot()["failover"]``."""
+        s = self.statistics()
+        p = s.peer
+        return {
+            "role": Role(p.role).name,
+            "role_code": p.role,
+            "node": "primary" if p.primary else "backup",
+            "peer_role": Role(p.peer_role).name,
+            "peer_alive": p.peer_alive,
+            "claimed": s.claimed,
+            "transitions": p.transitions,
+            "heartbeats_sent": p.heartbeats_sent,
+            "accepted": p.accepted,
+            "lost": p.lost,
+            "rejected": p.rejected,
+            "rtt_ms": p.rtt_ms,
+            "config_mismatch": p.config_mismatch,
+            "table_synced": p.table_synced,
+            "sync_sent": s.sync_sent,
+            "sync_received": s.sync_received,
+            "sync_applied": s.sync_applied,
+            "sync_refused": s.sync_refused,
+            "sync_lag_ms": s.sync_lag_ms,
+            "shadow_conns": s.shadow_conns,
+            "config_applied": s.config_applied,
+            "config_refused": s.config_refused,
+        }
+
+
+CONN_INFO_DEST = 7
+CONN_INFO_FLAGS = 9
+CONN_INFO_N_CONTROL = 11
+
+
+def now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _empty(syncid: int) -> bytes:
+    return sync.HEADER.pack(0, syncid, sync.HEADER.size, 0, sync.VERSION, 0)

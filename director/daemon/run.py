@@ -1,0 +1,37 @@
+"""``lvsd run``: the director daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from director import logsetup
+from director.config import load_config
+from director.daemon.director import Director
+from director.errors import DirectorError
+
+log = logging.getLogger(__name__)
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the director daemon")
+    p.add_argument("-c", "--config", default="/etc/lvs.cf", help="the lvs.cf to serve")
+    p.add_argument("--tun", default="lvs0", help="name of the TUN device (default lvs0)")
+    p.set_defaults(func=run_daemon)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+        logsetup.setup(cfg.debug_level, verbose=getattr(args, "verbose", False))
+        director = Director(cfg, tun=args.tun, config_path=Path(args.config))
+        uvloop.run(director.run())
+    except DirectorError as e:
+        print(f"lvsd: {e}", file=sys.stderr)
+        return 1
+    return 0

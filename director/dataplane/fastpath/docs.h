@@ -1,0 +1,181 @@
+/* Docstrings of ConnTable, kept equal to director/dataplane/_fastpath_py.py's by
+ * tests/unit/test_fastpath_choice.py (regenerate from the twin when they change). */
+#ifndef LVSD_FASTPATH_DOCS_H
+#define LVSD_FASTPATH_DOCS_H
+
+#define DOC_set_timeout \
+    "Set the timeout of `state` (TCP states NONE..SYNACK, or UDP with proto 17), seconds."
+
+#define DOC_dest_buffer \
+    "Read-only int64 view of max_dests * DEST_FIELDS counters, DEST_* offsets per slot."
+
+#define DOC_svc_buffer \
+    "Read-only int64 view of max_svcs * SVC_FIELDS counters, SVC_* offsets per slot."
+
+#define DOC_set_dest \
+    "Write a dest slot's identity and thresholds (ip_vs_ctl.c add/edit update).\n" \
+    "\n" \
+    "Marks the slot AVAILABLE, as every add or edit does. OVERLOAD is cleared when the\n" \
+    "new u_threshold is 0 or larger than the old one. Refuses l_threshold > u_threshold,\n" \
+    "as the kernel does even when u_threshold is 0."
+
+#define DOC_set_dest_available \
+    "Set or clear a dest slot's AVAILABLE flag (IP_VS_DEST_F_AVAILABLE), nothing else.\n" \
+    "\n" \
+    "Clear it when the destination is deleted (``ipvsadm -d``): client-to-server packets\n" \
+    "of its connections then get DROP_DEST_UNAVAILABLE until it is set again (revival)."
+
+#define DOC_clear_dest \
+    "Zero a dest slot; refuses a slot that connections or templates still reference."
+
+#define DOC_drops \
+    "Packets dropped so far, by verdict name (every DROP_* name present)."
+
+#define DOC_insert \
+    "Create a connection bound to `dest`; returns its handle, or -1 when the table is full.\n" \
+    "\n" \
+    "proto is 6 (TCP, starts in NONE) or 17 (UDP, state UDP); the connection starts\n" \
+    "INACTIVE: dest inactconns++, dest and svc conns++, then OVERLOAD when u_threshold\n" \
+    "!= 0 and active + inactive >= u_threshold. `ctl` is a template (or controlling\n" \
+    "connection) handle to attach to (its n_control++), or -1. -1 counts DROP_TABLE_FULL."
+
+#define DOC_insert_template \
+    "Create a persistence template <proto, snet, 0, vaddr, vport> bound to `dest`.\n" \
+    "\n" \
+    "daddr:dport come from the dest slot; persistconns++ (OVERLOAD is set if the dest's\n" \
+    "total is already >= u_threshold). proto 0 stands for a fwmark service. Returns the\n" \
+    "handle, or -1 (and counts DROP_TABLE_FULL) when the table is full."
+
+#define DOC_lookup_template \
+    "The handle of the newest findable template for this key, or -1."
+
+#define DOC_set_state \
+    "Move a TCP connection to `state` as a packet would (activity counters, timer).\n" \
+    "\n" \
+    "For application helpers (the FTP data connection starts in LISTEN) and tests."
+
+#define DOC_touch_template \
+    "Re-arm a template to now + its timeout (done at each new connection through it)."
+
+#define DOC_invalidate_template \
+    "Make a template unfindable (vport and dport read 65535); it lives until it expires."
+
+#define DOC_conn_info \
+    "(proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags, expires_ms,\n" \
+    "n_control, ctl) of a live connection or template; expires_ms is absolute."
+
+#define DOC_entries \
+    "Up to `limit` (handle, *conn_info(handle)) tuples in handle order, for ipvsadm -lnc."
+
+#define DOC_entries_from \
+    "Up to `limit` (handle, *conn_info(handle)) tuples from handle `start` on: (rows, next).\n" \
+    "\n" \
+    "`next` is the handle to continue from, or -1 once the walk passed the last handle; a\n" \
+    "walk in slices sees once every entry that lives throughout it."
+
+#define DOC_enable_sync_log \
+    "Start (or restart, emptied) the sync log with room for `capacity` records; 0 stops it.\n" \
+    "\n" \
+    "While it is on, every insert (connection or template), TCP state change (so every\n" \
+    "change of the INACTIVE flag), template invalidation and removal (expiry, remove,\n" \
+    "flush, reuse of a client tuple) appends one record; a full log drops the new record\n" \
+    "and counts it lost. Off by default: a table without a sync peer pays nothing."
+
+#define DOC_sync_changes \
+    "Take up to `limit` sync log records, oldest first: (records, lost).\n" \
+    "\n" \
+    "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,\n" \
+    "removed), the entry as it was at the event (fields in conn_info's order; dest is its\n" \
+    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for\n" \
+    "a removal (an invalidated template is removed under its old key), else 0. `lost`\n" \
+    "counts records dropped by a full log since the previous call: the log then misses\n" \
+    "changes, and the caller must resend everything."
+
+#define DOC_remove \
+    "Remove a connection or template now (unbind, detach); refuses one that controls any."
+
+#define DOC_flush \
+    "Remove every connection and template, unbinding each from its dest."
+
+#define DOC_expire \
+    "Fire every entry whose deadline <= now, in (deadline, creation) order.\n" \
+    "\n" \
+    "One that controls others (n_control > 0) is kept and re-armed with 60 s (its timeout\n" \
+    "stays 60 s); any other is removed, detached from its template and unbound from its\n" \
+    "dest (OVERLOAD cleared per the l/u threshold rule). Returns how many were removed."
+
+#define DOC_process \
+    "Classify and, for a known connection, rewrite one IPv4 packet in place.\n" \
+    "\n" \
+    "Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without\n" \
+    "RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL\n" \
+    "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
+    "FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.\n" \
+    "A client-to-server packet of a connection whose dest is not AVAILABLE is\n" \
+    "DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,\n" \
+    "expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked."
+
+#define DOC_process_vnet \
+    "`process` for a packet behind a virtio_net_hdr, as read from an IFF_VNET_HDR TUN.\n" \
+    "\n" \
+    "With VIRTIO_NET_HDR_F_NEEDS_CSUM the TCP/UDP checksum field holds the pseudo-header\n" \
+    "partial sum (csum_start must be the L4 header and csum_offset its checksum field, else\n" \
+    "DROP_BAD_HEADER); address rewrites update it as a plain sum and ports are left out of\n" \
+    "it. GSO packets are rewritten the same way and the header is left for the kernel."
+
+#define DOC_drain \
+    "Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.\n" \
+    "\n" \
+    "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
+    "default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL\n" \
+    "or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
+    "with its vnet header, so that the caller acts on the verdict without classifying it\n" \
+    "again; drops are counted. Returns packets read."
+
+#define DOC_max_conns \
+    "The capacity given at creation: connections plus templates."
+
+#define DOC_ConnTable \
+    "IPVS connections, templates and per-dest/per-svc counters, with the VS-NAT rewrite.\n" \
+    "\n" \
+    "`max_conns` bounds connections plus templates; `max_dests` and `max_svcs` size the\n" \
+    "counter arrays read through `dest_buffer()` and `svc_buffer()`. Call from one thread only."
+
+#define DOC_module \
+    "The VS-NAT connection table and packet rewrite in pure Python: the spec of _fastpath.c.\n" \
+    "\n" \
+    "This module and the C extension `director.dataplane._fastpath` have the same names, docstrings,\n" \
+    "verdicts and table state; `director.dataplane.fastpath` picks one. Every test runs on both, and\n" \
+    "differential tests compare them byte for byte, so a behaviour change lands here first.\n" \
+    "\n" \
+    "Conventions of the whole API:\n" \
+    "* IPv4 addresses are ints in host order (192.0.2.1 is 0xC0000201); ports are host-order ints.\n" \
+    "* `now` is a monotonic time in integer milliseconds supplied by the caller; the table never\n" \
+    "  reads a clock, so tests and `lvsd simulate` drive time. Timeouts are set in seconds.\n" \
+    "* Packets are IPv4 datagrams without a link header in a `bytearray`, rewritten in place.\n" \
+    "  `process_vnet` takes the same datagram behind the 10-byte `struct virtio_net_hdr` that a\n" \
+    "  TUN device opened with IFF_VNET_HDR prepends (fields little-endian, as on x86).\n" \
+    "* The table knows connections, destinations and services by slot number, not virtual\n" \
+    "  services by address: NEW says \"no connection, and this packet may start one\"; the caller\n" \
+    "  matches the VIP:port against its services, schedules, calls `insert` and `process` again.\n" \
+    "* Single-threaded: call from the event-loop thread only (`drain` releases the GIL in C but\n" \
+    "  still owns the table while it runs).\n" \
+    "\n" \
+    "Design of the table (the C file carries the same block with its own data structures):\n" \
+    "* Key: client side <proto, caddr, cport, vaddr, vport>, server side <proto, daddr, dport,\n" \
+    "  caddr, cport>; templates <proto, snet, 0, vaddr, vport> in a separate key space that\n" \
+    "  packets never match. Duplicate keys are allowed: the newest connection shadows older ones\n" \
+    "  (the kernel's hlist_add_head), and an older one becomes visible again when the newer goes.\n" \
+    "* Hash: here, dicts keyed by the packed key as `bytes` (CPython's SipHash with a per-process\n" \
+    "  random key, so clients cannot aim collisions); in C, a keyed multiply-xorshift.\n" \
+    "* Expiry: every entry stores its deadline; packets only rewrite that field (lazy re-arm). A\n" \
+    "  heap of (deadline, creation sequence, handle) here, a hashed timer wheel in C, files each\n" \
+    "  entry once; a filing that comes due early is re-filed at the stored deadline, and one that\n" \
+    "  is stale is dropped. Entries due together fire in (deadline, creation) order.\n" \
+    "* Sync log: off until `enable_sync_log`; then each insert, TCP state change, template\n" \
+    "  invalidation and removal appends a record captured at the event to a bounded log (a deque\n" \
+    "  here, a fixed ring in C); a full log drops the new record and counts it lost.\n" \
+    "* Cost: lookup, insert and per-packet work O(1) expected; expire O(log n) per entry that is\n" \
+    "  due or re-filed, never a scan of the table."
+
+#endif

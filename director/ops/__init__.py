@@ -1,0 +1,10 @@
+"""The operator's interfaces: the control socket, ipvsadm's commands and listings, metrics, systemd.
+
+``control`` (the Unix socket protocol), ``admin`` (ipvsadm's operations on the service
+layer), ``listing`` and ``lvsadm`` (ipvsadm's output and command line), ``save``,
+``metrics`` (the only prometheus_client import), ``notify`` and ``watchdog`` (systemd).
+
+Border: may import ``director.ipvs``, ``director.dataplane``, the foundation modules
+(``config``, ``errors``, ``stats``) and the leaves' record types; never
+``director.daemon``. What it shows of the daemon arrives as ``director.stats`` records.
+"""

@@ -1,0 +1,532 @@
+"""The operator's commands on a running director: ipvsadm's operations over the control socket.
+
+``Admin`` wraps the live ``IPVS`` service layer of one director and applies what
+``lvsadm`` (and a reload) asks: add, edit and delete services and destinations,
+flush, zero the counters, set the protocol timeouts, and report the table with every
+field ipvsadm prints. Every change applies at once to the running service layer. A
+deleted destination goes to the trash with its connections, as in ip_vs_ctl.c, and is
+no longer AVAILABLE: as in ip_vs_in, the client packets of those connections are
+dropped from then on, so ``del_dest`` (``lvsadm -d``) cuts in-flight connections, as
+``ipvsadm -d`` does. ``drain_dest`` is the graceful removal a reload uses: quiesce
+(weight 0, no new connections) at once, delete when the destination has no active
+connection left or its drain deadline passes, checked by ``expire_drains`` from the
+director's expiry tick. State changes are logged at INFO. Event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from director.dataplane import fastpath
+from director.ipvs.estimator import RateEstimator
+from director.ipvs.service import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPVS,
+    Destination,
+    InvalidArgument,
+    IPVSError,
+    ServiceNotDefined,
+    VirtualService,
+    format_addr,
+)
+
+log = logging.getLogger(__name__)
+
+# The kernel's defaults (ip_vs_proto_tcp.c ESTABLISHED and FIN_WAIT, ip_vs_proto_udp.c).
+DEFAULT_TIMEOUTS = (900, 120, 300)
+# lvs.cf drain_timeout's default: the longest a reload lets a removed real finish.
+DEFAULT_DRAIN_TIMEOUT_S = 60
+PROTOCOL_NUMBERS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+PROTOCOL_NAMES = {IPPROTO_TCP: "TCP", IPPROTO_UDP: "UDP"}
+_STATE_NAMES = {
+    fastpath.NONE: "NONE",
+    fastpath.ESTABLISHED: "ESTABLISHED",
+    fastpath.SYN_SENT: "SYN_SENT",
+    fastpath.SYN_RECV: "SYN_RECV",
+    fastpath.FIN_WAIT: "FIN_WAIT",
+    fastpath.TIME_WAIT: "TIME_WAIT",
+    fastpath.CLOSE: "CLOSE",
+    fastpath.CLOSE_WAIT: "CLOSE_WAIT",
+    fastpath.LAST_ACK: "LAST_ACK",
+    fastpath.LISTEN: "LISTEN",
+    fastpath.SYNACK: "SYNACK",
+    fastpath.UDP: "UDP",
+}
+_COUNTERS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
+MAX_CONN_ENTRIES = 1 << 20
+
+Handler = Callable[[Mapping[str, Any]], object]
+NowMs = Callable[[], int]
+
+
+class FwmarkNotSteered(IPVSError):
+    """A fwmark service for a mark whose packets never reach this director.
+
+    No errno: lvsadm prints the message itself rather than ipvsadm's text for one.
+    """
+
+    reason = "Firewall mark not steered to lvsd"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service's identity as a request names it: protocol number, vaddr, vport, fwmark."""
+
+    protocol: int
+    vaddr: int
+    vport: int
+    fwmark: int = 0
+
+    @classmethod
+    def from_request(cls, req: Mapping[str, Any]) -> ServiceSpec:
+        """Reads ``proto`` ("tcp"/"udp"), ``addr`` (dotted quad), ``port`` and ``fwmark``."""
+        proto = PROTOCOL_NUMBERS.get(str(req.get("proto", "tcp")).lower())
+        if proto is None:
+            raise InvalidArgument(f"proto: expected tcp or udp, got {req.get('proto')!r}")
+        fwmark = _int(req, "fwmark", 0, 0, 0xFFFFFFFF)
+        if fwmark:
+            return cls(proto, 0, 0, fwmark)
+        return cls(proto, _ipv4(req, "addr"), _int(req, "port", 0, 0, 65535))
+
+
+def _int(req: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = req.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise InvalidArgument(f"{key}: expected an integer from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def _ipv4(req: Mapping[str, Any], key: str, default: str | None = None) -> int:
+    text = req.get(key, default)
+    try:
+        return int(ipaddress.IPv4Address(str(text)))
+    except ValueError:
+        raise InvalidArgument(f"{key}: expected an IPv4 address, got {text!r}") from None
+
+
+def _flags(req: Mapping[str, Any]) -> frozenset[str]:
+    flags = req.get("flags") or []
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise InvalidArgument(f"flags: expected a list of names, got {flags!r}")
+    return frozenset(flags)
+
+
+class Admin:
+    """ipvsadm's operations on one director's live service layer.
+
+    ``timeouts`` are the (tcp, tcpfin, udp) seconds in force; ``now_ms`` the data
+    plane's monotonic clock (connection expiry and drain deadlines use it).
+    ``drain_timeout`` is the longest ``drain_dest`` waits, in seconds (lvs.cf
+    drain_timeout; 0 deletes at once). ``fwmarks`` are the firewall marks the
+    plumbing steers into the director; a fwmark service for another mark is refused
+    (None: every mark, for a service layer without plumbing).
+    """
+
+    def __init__(
+        self,
+        ipvs: IPVS,
+        estimator: RateEstimator,
+        now_ms: NowMs,
+        timeouts: tuple[int, int, int] = (0, 0, 0),
+        drain_timeout: int = DEFAULT_DRAIN_TIMEOUT_S,
+        fwmarks: frozenset[int] | None = None,
+    ) -> None:
+        self.ipvs = ipvs
+        self.fwmarks = fwmarks
+        self.estimator = estimator
+        self._now_ms = now_ms
+        self.drain_timeout = drain_timeout
+        # (service, addr, port) -> deadline (ms) of a destination being drained.
+        self._draining: dict[tuple[ServiceSpec, int, int], int] = {}
+        self.timeouts = DEFAULT_TIMEOUTS
+        self.set_timeouts(*timeouts, quiet=True)
+        # ipvsadm -Z: the counters the data plane keeps only grow (Prometheus counters
+        # are read from them too), so zeroing records a baseline the listings subtract.
+        self._zero: dict[tuple[object, ...], tuple[int, ...]] = {}
+
+    def commands(self) -> dict[str, Handler]:
+        """The control protocol's commands this object answers (see docs/control.md)."""
+        return {
+            "list": lambda req: self.listing(),
+            "add_service": self._add_service,
+            "edit_service": self._edit_service,
+            "del_service": self._del_service,
+            "add_dest": self._add_dest,
+            "edit_dest": self._edit_dest,
+            "del_dest": self._del_dest,
+            "flush": lambda req: self.flush(),
+            "zero": self._zero_cmd,
+            "set_timeouts": self._set_timeouts_cmd,
+            "timeouts": lambda req: list(self.timeouts),
+            "connections": lambda req: self.connections(),
+        }
+
+    # --- services --------------------------------------------------------------------
+
+    def add_service(
+        self,
+        spec: ServiceSpec,
+        scheduler: str = "wlc",
+        flags: frozenset[str] = frozenset(),
+        timeout: int = 0,
+        netmask: int = 0xFFFFFFFF,
+    ) -> VirtualService:
+        if spec.fwmark and self.fwmarks is not None and spec.fwmark not in self.fwmarks:
+            # Marked packets reach lvsd through a TUN per mark, made at start-up with its
+            # routing table and rule; a mark without one would be a service no packet
+            # ever reaches.
+            steered = ", ".join(map(str, sorted(self.fwmarks))) or "none"
+            raise FwmarkNotSteered(
+                f"FWM {spec.fwmark}: lvsd receives marked packets only for the marks of "
+                f"lvs.cf's virtual servers, given TUNs at start-up (steered: {steered}); "
+                f"add a virtual with fwmark = {spec.fwmark} to lvs.cf and restart lvsd"
+            )
+        svc = self.ipvs.add_service(
+            spec.protocol,
+            spec.vaddr,
+            spec.vport,
+            scheduler,
+            flags,
+            timeout=timeout,
+            netmask=netmask,
+            fwmark=spec.fwmark,
+        )
+        log.info("%s: service added (%s%s)", svc, scheduler, _persist_text(timeout))
+        return svc
+
+    def edit_service(
+        self,
+        spec: ServiceSpec,
+        scheduler: str,
+        flags: frozenset[str] = frozenset(),
+        timeout: int = 0,
+        netmask: int = 0xFFFFFFFF,
+    ) -> VirtualService:
+        """ip_vs_edit_service: scheduler, flags and persistence all take the new values."""
+        svc = self.get(spec)
+        if scheduler != svc.sched_name or flags != svc.sched_flags:
+            svc.set_scheduler(scheduler, flags)
+            log.info("%s: scheduler %s%s", svc, scheduler, _flags_text(flags))
+        if timeout != svc.timeout or netmask != svc.netmask:
+            svc.set_persistence(timeout, netmask)
+            log.info("%s: persistence%s", svc, _persist_text(timeout) or " off")
+        return svc
+
+    def del_service(self, spec: ServiceSpec) -> None:
+        svc = self.get(spec)
+        name = str(svc)
+        self.ipvs.del_service(spec.protocol, spec.vaddr, spec.vport, spec.fwmark)
+        for key in [k for k in self._zero if k[1] == svc.key]:
+            del self._zero[key]
+        for dkey in [k for k in self._draining if k[0] == spec]:
+            del self._draining[dkey]
+        log.info("%s: service deleted", name)
+
+    def get(self, spec: ServiceSpec) -> VirtualService:
+        return self.ipvs.get_service(spec.protocol, spec.vaddr, spec.vport, spec.fwmark)
+
+    def flush(self) -> None:
+        """ipvsadm -C: delete every service; connections live on until they expire."""
+        for svc in list(self.ipvs.services.values()):
+            self.ipvs.del_service(svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
+        self._zero.clear()
+        self._draining.clear()
+        log.info("all services deleted")
+
+    # --- destinations ----------------------------------------------------------------
+
+    def add_dest(
+        self, spec: ServiceSpec, addr: int, port: int, weight: int = 1, u: int = 0, lo: int = 0
+    ) -> Destination:
+        svc = self.get(spec)
+        dest = svc.add_dest(addr, port, weight, u, lo)
+        log.info("%s: dest %s added (weight %d)", svc, dest, weight)
+        return dest
+
+    def undrain_dest(
+        self, spec: ServiceSpec, addr: int, port: int, weight: int, u: int = 0, lo: int = 0
+    ) -> Destination | None:
+        """Take back a destination being drained (configured again): its weight and
+        thresholds return, it stays linked. None if it was not being drained."""
+        if self._draining.pop((spec, addr, port), None) is None:
+            return None
+        svc = self.get(spec)
+        dest = svc.edit_dest(addr, port, weight=weight, u_threshold=u, l_threshold=lo)
+        log.info("%s: dest %s kept (weight %d), no longer draining", svc, dest, weight)
+        return dest
+
+    def edit_dest(
+        self,
+        spec: ServiceSpec,
+        addr: int,
+        port: int,
+        weight: int | None = None,
+        u: int | None = None,
+        lo: int | None = None,
+    ) -> Destination:
+        svc = self.get(spec)
+        before = svc.find_dest(addr, port)
+        old = None if before is None else (before.weight, before.u_threshold, before.l_threshold)
+        dest = svc.edit_dest(addr, port, weight=weight, u_threshold=u, l_threshold=lo)
+        # An operator's edit takes the destination back from a drain.
+        self._draining.pop((spec, addr, port), None)
+        if old != (dest.weight, dest.u_threshold, dest.l_threshold):
+            log.info(
+                "%s: dest %s weight %d thresholds %d/%d",
+                svc,
+                dest,
+                dest.weight,
+                dest.u_threshold,
+                dest.l_threshold,
+            )
+        return dest
+
+    def del_dest(self, spec: ServiceSpec, addr: int, port: int) -> None:
+        """ipvsadm -d: at once; the client packets of its connections are dropped from now."""
+        svc = self.get(spec)
+        dest = svc.del_dest(addr, port)
+        self._zero.pop(("dest", svc.key, addr, port), None)
+        self._draining.pop((spec, addr, port), None)
+        log.info("%s: dest %s deleted (%d connections still bound)", svc, dest, dest.refs)
+
+    def drain_dest(self, spec: ServiceSpec, addr: int, port: int) -> None:
+        """Remove a destination gracefully: quiesce it now, delete it once drained.
+
+        Weight 0 at once (no new connections; persistence templates may still send some,
+        as in IPVS); deleted by ``expire_drains`` when it has no active connection left
+        or ``drain_timeout`` seconds from now, whichever comes first. With no active
+        connection (or drain_timeout 0) it is deleted here. Refuses an unknown addr:port.
+        """
+        svc = self.get(spec)
+        dest = svc.find_dest(addr, port)
+        if dest is None or self.drain_timeout == 0 or dest.active_conns == 0:
+            self.del_dest(spec, addr, port)
+            return
+        if dest.weight != 0:
+            svc.edit_dest(addr, port, weight=0)
+        self._draining[(spec, addr, port)] = self._now_ms() + self.drain_timeout * 1000
+        log.info(
+            "%s: dest %s quiesced, draining %d active connections (at most %d s)",
+            svc,
+            dest,
+            dest.active_conns,
+            self.drain_timeout,
+        )
+
+    def draining(self) -> dict[tuple[ServiceSpec, int, int], int]:
+        """The destinations being drained and their deadlines (ms, ``now_ms`` clock)."""
+        return dict(self._draining)
+
+    def expire_drains(self, now: int) -> int:
+        """Delete each draining destination with no active connection or past its
+        deadline (``now`` in ms); returns how many were deleted."""
+        deleted = 0
+        for (spec, addr, port), deadline in list(self._draining.items()):
+            try:
+                svc = self.get(spec)
+            except ServiceNotDefined:
+                del self._draining[(spec, addr, port)]
+                continue
+            dest = svc.find_dest(addr, port)
+            if dest is None:
+                del self._draining[(spec, addr, port)]
+                continue
+            if dest.active_conns and now < deadline:
+                continue
+            if dest.active_conns:
+                log.warning(
+                    "%s: dest %s drain timeout, %d active connections cut off",
+                    svc,
+                    dest,
+                    dest.active_conns,
+                )
+            self.del_dest(spec, addr, port)
+            deleted += 1
+        return deleted
+
+    # --- counters and timeouts -------------------------------------------------------
+
+    def zero(self, spec: ServiceSpec | None = None) -> None:
+        """ipvsadm -Z: the listed counters of one service (and its dests), or of all."""
+        raw = self._raw()
+        services = [self.get(spec)] if spec is not None else list(self.ipvs.services.values())
+        for svc in services:
+            self._zero[("svc", svc.key)] = raw[("svc", svc.key)]
+            for d in svc.dests:
+                key = ("dest", svc.key, d.addr, d.port)
+                self._zero[key] = raw[key]
+
+    def set_timeouts(self, tcp: int, tcpfin: int, udp: int, *, quiet: bool = False) -> None:
+        """ipvsadm --set: seconds; 0 leaves a value unchanged."""
+        self.ipvs.set_timeouts(tcp, tcpfin, udp)
+        new = tuple(v or old for v, old in zip((tcp, tcpfin, udp), self.timeouts, strict=True))
+        if new != self.timeouts and not quiet:
+            log.info("timeouts (tcp tcpfin udp): %d %d %d", *new)
+        self.timeouts = (new[0], new[1], new[2])
+
+    # --- reporting -------------------------------------------------------------------
+
+    def _raw(self) -> dict[tuple[object, ...], tuple[int, ...]]:
+        table = self.ipvs.table
+        sbuf = table.svc_buffer()
+        dbuf = table.dest_buffer()
+        out: dict[tuple[object, ...], tuple[int, ...]] = {}
+        for svc in self.ipvs.services.values():
+            b = svc.index * fastpath.SVC_FIELDS + fastpath.SVC_CONNS
+            out[("svc", svc.key)] = tuple(int(sbuf[b + i]) for i in range(5))
+            for d in svc.dests:
+                b = d.slot * fastpath.DEST_FIELDS + fastpath.DEST_CONNS
+                out[("dest", svc.key, d.addr, d.port)] = tuple(int(dbuf[b + i]) for i in range(5))
+        return out
+
+    def listing(self, *, raw: bool = False) -> dict[str, object]:
+        """Every service and destination with all that ipvsadm lists, as plain data.
+
+        Counters are net of the last ``zero`` unless ``raw`` (metrics: counters never
+        go back); rates are the estimator's. Services and destinations come in the
+        kernel's list order (listings sort them).
+        """
+        zero = {} if raw else self._zero
+        raw_counters = self._raw()
+        services: list[dict[str, object]] = []
+        for svc in self.ipvs.services.values():
+            skey = ("svc", svc.key)
+            dests: list[dict[str, object]] = []
+            for d in svc.dests:
+                dkey = ("dest", svc.key, d.addr, d.port)
+                dests.append(
+                    {
+                        "addr": format_addr(d.addr, d.port),
+                        "weight": d.weight,
+                        "u_threshold": d.u_threshold,
+                        "l_threshold": d.l_threshold,
+                        "active": d.active_conns,
+                        "inactive": d.inactive_conns,
+                        "persist": d.persist_conns,
+                        **self._counters(raw_counters[dkey], zero.get(dkey)),
+                        "rates": asdict(self.estimator.rates(("dest", d.slot))),
+                    }
+                )
+            services.append(
+                {
+                    "proto": PROTOCOL_NAMES.get(svc.protocol, str(svc.protocol)),
+                    "addr": format_addr(svc.vaddr, svc.vport),
+                    "fwmark": svc.fwmark,
+                    "scheduler": svc.sched_name,
+                    "flags": sorted(svc.sched_flags),
+                    "persistent": svc.timeout,
+                    "netmask": str(ipaddress.IPv4Address(svc.netmask)),
+                    **self._counters(raw_counters[skey], zero.get(skey)),
+                    "rates": asdict(self.estimator.rates(("svc", svc.index))),
+                    "dests": dests,
+                }
+            )
+        return {"size": 4096, "services": services}
+
+    @staticmethod
+    def _counters(now: tuple[int, ...], base: tuple[int, ...] | None) -> dict[str, int]:
+        if base is None:
+            return dict(zip(_COUNTERS, now, strict=True))
+        return {f: max(0, v - b) for f, v, b in zip(_COUNTERS, now, base, strict=True)}
+
+    def connections(self) -> list[dict[str, object]]:
+        """The connection table as ``ipvsadm -lnc`` lists it, templates included."""
+        now = self._now_ms()
+        out: list[dict[str, object]] = []
+        for e in self.ipvs.table.entries(MAX_CONN_ENTRIES):
+            _, proto, caddr, cport, vaddr, vport, daddr, dport, _d, state, flags, expires = e[:12]
+            template = bool(flags & fastpath.CONN_F_TEMPLATE)
+            out.append(
+                {
+                    "proto": PROTOCOL_NAMES.get(proto, "IP"),
+                    "expire": max(0, (expires - now) // 1000),
+                    "state": "NONE" if template else _STATE_NAMES.get(state, "ERR!"),
+                    "source": format_addr(caddr, cport),
+                    "virtual": format_addr(vaddr, vport),
+                    "destination": format_addr(daddr, dport),
+                }
+            )
+        return out
+
+    # --- the protocol's argument handling --------------------------------------------
+
+    def _service_args(
+        self, req: Mapping[str, Any]
+    ) -> tuple[ServiceSpec, str, frozenset[str], int, int]:
+        spec = ServiceSpec.from_request(req)
+        scheduler = str(req.get("scheduler") or "wlc")
+        timeout = _int(req, "persistent", 0, 0, 86400 * 31)
+        netmask = _ipv4(req, "netmask", "255.255.255.255")
+        return spec, scheduler, _flags(req), timeout, netmask
+
+    def _add_service(self, req: Mapping[str, Any]) -> None:
+        spec, scheduler, flags, timeout, netmask = self._service_args(req)
+        self.add_service(spec, scheduler, flags, timeout, netmask)
+
+    def _edit_service(self, req: Mapping[str, Any]) -> None:
+        spec, scheduler, flags, timeout, netmask = self._service_args(req)
+        self.edit_service(spec, scheduler, flags, timeout, netmask)
+
+    def _del_service(self, req: Mapping[str, Any]) -> None:
+        self.del_service(ServiceSpec.from_request(req))
+
+    def _dest_args(self, req: Mapping[str, Any]) -> tuple[ServiceSpec, int, int]:
+        spec = ServiceSpec.from_request(req)
+        return spec, _ipv4(req, "daddr"), _int(req, "dport", spec.vport, 0, 65535)
+
+    def _add_dest(self, req: Mapping[str, Any]) -> None:
+        spec, addr, port = self._dest_args(req)
+        self.add_dest(
+            spec,
+            addr,
+            port,
+            _int(req, "weight", 1, 0, 65535),
+            _int(req, "u_threshold", 0, 0, 2**31 - 1),
+            _int(req, "l_threshold", 0, 0, 2**31 - 1),
+        )
+
+    def _edit_dest(self, req: Mapping[str, Any]) -> None:
+        spec, addr, port = self._dest_args(req)
+        optional = {}
+        for key in ("weight", "u_threshold", "l_threshold"):
+            if req.get(key) is not None:
+                optional[key] = _int(req, key, 0, 0, 65535 if key == "weight" else 2**31 - 1)
+        self.edit_dest(
+            spec,
+            addr,
+            port,
+            optional.get("weight"),
+            optional.get("u_threshold"),
+            optional.get("l_threshold"),
+        )
+
+    def _del_dest(self, req: Mapping[str, Any]) -> None:
+        spec, addr, port = self._dest_args(req)
+        self.del_dest(spec, addr, port)
+
+    def _zero_cmd(self, req: Mapping[str, Any]) -> None:
+        has_service = req.get("addr") is not None or req.get("fwmark")
+        self.zero(ServiceSpec.from_request(req) if has_service else None)
+
+    def _set_timeouts_cmd(self, req: Mapping[str, Any]) -> None:
+        limit = 86400 * 31
+        self.set_timeouts(
+            _int(req, "tcp", 0, 0, limit),
+            _int(req, "tcpfin", 0, 0, limit),
+            _int(req, "udp", 0, 0, limit),
+        )
+
+
+def _persist_text(timeout: int) -> str:
+    return f", persistent {timeout}" if timeout else ""
+
+
+def _flags_text(flags: frozenset[str]) -> str:
+    return f" ({','.join(sorted(flags))})" if flags else ""

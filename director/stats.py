@@ -1,0 +1,75 @@
+"""What the daemon's parts report about themselves: immutable records the operator reads.
+
+Statistics flow one way: the data plane, nanny and pulse fill these records
+(``statistics()``), and ``director.ops`` (metrics, listings) only reads them. Keeping the
+records here, below both, is what lets ``director.ops`` never import ``director.daemon``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from failover.peer import PeerStats
+from healthcheck.runner import RunnerStats, TargetState
+from healthcheck.specs import ServiceKey
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorStats:
+    """What the director did with the packets that came back from the fast path."""
+
+    implementation: str
+    connections: int
+    max_connections: int
+    decided: int
+    no_service: int
+    no_dest: int
+    echo_replies: int
+    drops: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class NannyStats:
+    """What nanny did since start: the runners' counts and the changes applied.
+
+    ``runner`` sums every target's runner, those a reload stopped included, so its
+    counts only grow; ``runner.targets`` is the number watched now.
+    """
+
+    runner: RunnerStats
+    taken_out: int
+    put_back: int
+    weight_changes: int
+    sorry_added: int
+    sorry_removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    """One watched (service, real server) as metrics see it: identity, state, counts."""
+
+    key: ServiceKey
+    addr: str
+    port: int
+    probe: str
+    state: TargetState
+    stats: RunnerStats
+
+
+@dataclass(frozen=True, slots=True)
+class PulseStats:
+    """Failover as metrics see it: the peer's record plus sync and claim state."""
+
+    peer: PeerStats
+    claimed: bool
+    sync_sent: int
+    sync_received: int
+    sync_applied: int
+    sync_refused: int
+    sync_lag_ms: int | None
+    shadow_conns: int
+    config_applied: int
+    config_refused: int
+    sync_log_lost: int = 0
+    sync_dumps: int = 0
+    sync_dumping: bool = False

@@ -1,0 +1,186 @@
+"""``lvsd demo``: the thesis's cluster on one machine, serving.
+
+Brings the lab up, starts the director in the lab's director node on the thesis's
+lvs.cf (VIP 10.0.1.5, reals 192.168.1.10-12 with weights 2000/1000/1000, ports 80
+and 21, wlc), sends a few hundred HTTP requests from the client, prints the
+ipvsadm-style table with its counters and how often each real answered, and takes
+the lab down (``--keep`` leaves it up for exploring).
+
+``LabDirector`` — an ``lvsd run`` inside a lab node, ready when it says so through
+sd_notify — is shared with the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from director.config import DirectorConfig, format_config, load_config
+from director.errors import DirectorError
+from director.ops import control
+from director.ops.listing import format_list
+from lab.cluster import Lab, LabSpec
+from lab.errors import LabError
+
+THESIS_CF = Path(__file__).resolve().parent.parent / "examples" / "thesis-lvs.cf"
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+class LabDirector:
+    """``lvsd run`` in a lab node on ``cfg``; ``start()`` returns once it is serving.
+
+    Readiness is the daemon's own sd_notify READY=1 on a socket of ours, so nothing
+    polls or sleeps. ``stop()`` sends SIGTERM to the daemon's PID and waits for it.
+    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``).
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        cfg: DirectorConfig,
+        *,
+        node: str = "director",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.lab = lab
+        self.node = node
+        self.dir = Path(tempfile.mkdtemp(prefix=f"lvsd-{lab.name}-{node}-"))
+        self.socket_path = self.dir / "lvsd.sock"
+        self.cfg = replace(cfg, control_socket=self.socket_path)
+        self.config_path = self.dir / "lvs.cf"
+        self.config_path.write_text(format_config(self.cfg))
+        self.log_path = self.dir / "lvsd.log"
+        self._env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LabDirector:
+        notify_path = str(self.dir / "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(notify_path)
+            notify.settimeout(READY_TIMEOUT_S)
+            env = {**os.environ, **self._env, "NOTIFY_SOCKET": notify_path}
+            with self.log_path.open("wb") as log:
+                self.proc = self.lab.popen(
+                    self.node,
+                    [sys.executable, "-m", "director", "run", "-c", str(self.config_path)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                try:
+                    msg = notify.recv(4096)
+                except TimeoutError:
+                    self.stop()
+                    raise LabError(f"lvsd run did not get ready: {self.log()}") from None
+                if b"READY=1" in msg.split(b"\n"):
+                    return self
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise LabError(f"lvsd run did not get ready: {self.log()}")
+
+    def status(self) -> dict[str, Any]:
+        result = control.request(self.socket_path, "status")
+        assert isinstance(result, dict)
+        return result
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait; returns the exit status (None if it was never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> LabDirector:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_load(lab: Lab, url: str, count: int) -> dict[str, Any]:
+    """``lab.loadgen`` from the lab's client; its JSON result."""
+    done = lab.run(
+        "client",
+        [sys.executable, "-m", "lab.loadgen", url, "--count", str(count)],
+        check=False,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the thesis's cluster in a lab, serving a few hundred requests")
+    p.add_argument("-c", "--config", default=str(THESIS_CF), help="the lvs.cf to serve")
+    p.add_argument("--name", default="demo", help="lab name (default demo)")
+    p.add_argument("--requests", type=int, default=300, help="HTTP requests to send")
+    p.add_argument("--keep", action="store_true", help="leave the lab and the director running")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except DirectorError as e:
+        print(f"lvsd: {e}", file=sys.stderr)
+        return 1
+    lab = Lab(LabSpec(), name=args.name)
+    print(f"lvsd demo: building lab {lab.name!r} (client, director, 3 real servers)")
+    lab.up(reals=3, ftp=True)
+    director = LabDirector(lab, cfg)
+    try:
+        director.start()
+        vip = cfg.virtuals[0].address
+        print(f"lvsd demo: director serving; {args.requests} HTTP requests to {vip}:80")
+        result = run_load(lab, f"http://{vip}/", args.requests)
+        status = director.status()
+        print()
+        print(format_list(status))
+        print(format_list(status, stats=True))
+        print(f"fast path: {status['fastpath']}; connections in table: {status['connections']}")
+        print(f"requests: {result['ok']} answered, {result['failed']} failed")
+        for real, n in result["by_real"].items():
+            print(f"  {real}: {n}")
+        ok = result["failed"] == 0
+    except BaseException:
+        director.stop()
+        lab.down()
+        raise
+    if args.keep:
+        print(
+            f"lvsd demo: lab {lab.name!r} left up with the director running "
+            f"(pid {director.proc.pid if director.proc else '?'}); "
+            f"stop it with: lvsd lab down --name {lab.name}"
+        )
+    else:
+        director.stop()
+        lab.down()
+        print(f"lvsd demo: lab {lab.name!r} removed")
+    return 0 if ok else 1

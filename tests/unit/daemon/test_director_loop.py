@@ -1,0 +1,112 @@
+"""Director's packet loop over a SOCK_SEQPACKET socketpair standing in for the TUN fd.
+
+drain() hands over each packet it cannot forward with its verdict; the loop acts on that
+verdict, except for a NEW packet queued behind one that created a connection, which is
+classified again (a retransmitted SYN belongs to the connection its first copy made).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from director.config import parse_config
+from director.daemon.director import Director, build_ipvs
+from tests.unit.dataplane.fastpath_ref import ip_header_ok, l4_ok, syn
+
+CF = """\
+primary = 10.0.1.1
+network = nat
+nat_router = 192.168.1.254 eth1:1
+
+virtual web {
+    address = 10.0.1.100
+    protocol = tcp
+    port = 80
+    scheduler = rr
+    server real1 {
+        address = 192.168.1.10
+    }
+    server real2 {
+        address = 192.168.1.11
+    }
+}
+"""
+VIP = 0x0A000164  # 10.0.1.100
+CLIENT = 0xC6336407  # 198.51.100.7
+REALS = {0xC0A8010A, 0xC0A8010B}  # real1, real2
+
+
+def loop_director(table: Any) -> Director:
+    """A Director on CF using ``table`` (a ConnTable of either fast path), not run: it has
+    no plumbing; set its ``_fd`` and call ``_on_readable``. benchmarks.bench_fastpath too."""
+    d = Director(parse_config(CF))
+    d.table = table
+    d.ipvs = build_ipvs(d.cfg, d.table)
+    return d
+
+
+@pytest.fixture
+def loop(fastpath: ModuleType) -> Iterator[tuple[Director, socket.socket]]:
+    d = loop_director(fastpath.ConnTable(64))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    peer.settimeout(5)
+    d._fd = ours.fileno()
+    try:
+        yield d, peer
+    finally:
+        ours.close()
+        peer.close()
+
+
+def _dst(pkt: bytes) -> tuple[int, int]:
+    daddr: int = struct.unpack_from("!I", pkt, 10 + 16)[0]
+    dport: int = struct.unpack_from("!H", pkt, 10 + 22)[0]
+    return daddr, dport
+
+
+def test_syns_of_new_clients_each_get_a_connection(
+    loop: tuple[Director, socket.socket],
+) -> None:
+    d, peer = loop
+    for cport in (4000, 4001):
+        peer.send(syn(CLIENT, cport, VIP, 80))
+    d._on_readable(d._fd, 0)
+    out = [peer.recv(2048) for _ in range(2)]
+    assert {_dst(p) for p in out} == {(r, 80) for r in REALS}  # rr: one each
+    assert all(ip_header_ok(p[10:]) and l4_ok(p[10:]) for p in out)
+    assert len(d.table) == 2
+    assert d.statistics().decided == 2
+
+
+def test_a_retransmitted_syn_in_the_same_wake_up_follows_its_first_copy(
+    loop: tuple[Director, socket.socket],
+) -> None:
+    d, peer = loop
+    for _ in range(2):
+        peer.send(syn(CLIENT, 4000, VIP, 80))
+    d._on_readable(d._fd, 0)
+    first, second = (peer.recv(2048) for _ in range(2))
+    assert _dst(first) == _dst(second)
+    assert _dst(first)[0] in REALS
+    assert len(d.table) == 1
+    assert d.statistics().decided == 1
+
+
+def test_a_syn_to_no_service_is_answered_port_unreachable(
+    loop: tuple[Director, socket.socket],
+) -> None:
+    d, peer = loop
+    peer.send(syn(CLIENT, 4000, VIP, 81))
+    d._on_readable(d._fd, 0)
+    reply = peer.recv(2048)
+    assert reply[10 + 9] == 1  # ICMP
+    assert reply[10 + 20 : 10 + 22] == b"\x03\x03"  # destination unreachable, port
+    assert len(d.table) == 0
+    assert d.statistics().no_service == 1

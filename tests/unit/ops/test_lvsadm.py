@@ -1,0 +1,305 @@
+"""lvsadm against a live control socket and service layer: options, errors and listings.
+
+The expected texts are ipvsadm 1.31's, written from its format strings (ipvsadm.c
+print_title, print_service_entry, list_conn, list_timeout) and libipvs's
+ipvs_strerror, for the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from director.dataplane import fastpath
+from director.ipvs.estimator import RateEstimator
+from director.ipvs.service import IPVS
+from director.ops import lvsadm
+from director.ops.admin import Admin
+from director.ops.control import ControlServer
+
+
+@dataclass
+class Result:
+    status: int
+    out: str
+    err: str
+
+
+class Daemon:
+    """A control socket served by a real Admin over a real service layer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ipvs = IPVS(fastpath.ConnTable(4096))
+        self.admin = Admin(self.ipvs, RateEstimator(), lambda: 0)
+
+    def snapshot(self) -> dict[str, object]:
+        return {}
+
+    def run_sync(self, args: Sequence[str], stdin: str = "") -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        old_stdin = sys.stdin
+        sys.stdin = io.StringIO(stdin)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = lvsadm.main(["--socket", str(self.path), *args])
+        finally:
+            sys.stdin = old_stdin
+        return Result(status, out.getvalue(), err.getvalue())
+
+    async def run(self, *args: str, stdin: str = "") -> Result:
+        return await asyncio.to_thread(self.run_sync, args, stdin)
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    d = Daemon(tmp_path / "lvsd.sock")
+    server = ControlServer(d.path, d, commands=d.admin.commands())
+    await server.start()
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(server.serve())
+        yield d
+        task.cancel()
+
+
+RULES = (
+    ("-A", "-t", "10.0.1.5:80", "-s", "wlc"),
+    ("-a", "-t", "10.0.1.5:80", "-r", "192.168.1.11:80", "-m", "-w", "1000"),
+    ("-a", "-t", "10.0.1.5:80", "-r", "192.168.1.10:80", "-m", "-w", "2000"),
+    ("-A", "-u", "10.0.1.5:53", "-s", "sh", "-b", "sh-port", "-p", "600", "-M", "255.255.255.0"),
+    ("-a", "-u", "10.0.1.5:53", "-r", "192.168.1.12:5353", "-m", "-x", "100", "-y", "50"),
+    ("-A", "-t", "10.0.1.5:21", "-s", "rr", "-p"),
+    ("-a", "-t", "10.0.1.5:21", "-r", "192.168.1.12", "-m", "-w", "0"),
+)
+
+LIST = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+    "TCP  10.0.1.5:21 rr persistent 360\n"
+    "  -> 192.168.1.12:21              Masq    0      0          0         \n"
+    "TCP  10.0.1.5:80 wlc\n"
+    "  -> 192.168.1.10:80              Masq    2000   0          0         \n"
+    "  -> 192.168.1.11:80              Masq    1000   0          0         \n"
+    "UDP  10.0.1.5:53 sh (sh-port) persistent 600 mask 255.255.255.0\n"
+    "  -> 192.168.1.12:5353            Masq    1      0          0         \n"
+)
+STATS = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n"
+    "  -> RemoteAddress:Port\n"
+    "TCP  10.0.1.5:21                         0        0        0        0        0\n"
+    "  -> 192.168.1.12:21                     0        0        0        0        0\n"
+    "TCP  10.0.1.5:80                         0        0        0        0        0\n"
+    "  -> 192.168.1.10:80                     0        0        0        0        0\n"
+    "  -> 192.168.1.11:80                     0        0        0        0        0\n"
+    "UDP  10.0.1.5:53                         0        0        0        0        0\n"
+    "  -> 192.168.1.12:5353                   0        0        0        0        0\n"
+)
+RATE_HEAD = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"
+    "  -> RemoteAddress:Port\n"
+)
+SAVE = (
+    "-A -t 10.0.1.5:21 -s rr -p 360\n"
+    "-a -t 10.0.1.5:21 -r 192.168.1.12:21 -m -w 0\n"
+    "-A -t 10.0.1.5:80 -s wlc\n"
+    "-a -t 10.0.1.5:80 -r 192.168.1.10:80 -m -w 2000\n"
+    "-a -t 10.0.1.5:80 -r 192.168.1.11:80 -m -w 1000\n"
+    "-A -u 10.0.1.5:53 -s sh -b sh-port -p 600 -M 255.255.255.0\n"
+    "-a -u 10.0.1.5:53 -r 192.168.1.12:5353 -m -w 1 -x 100 -y 50\n"
+)
+
+
+async def load(daemon: Daemon) -> None:
+    for rule in RULES:
+        r = await daemon.run(*rule)
+        assert (r.status, r.err) == (0, ""), rule
+
+
+async def test_listings_match_ipvsadm(daemon: Daemon) -> None:
+    await load(daemon)
+    assert (await daemon.run("-L", "-n")).out == LIST
+    assert (await daemon.run()).out == LIST  # no argument lists, as ipvsadm does
+    assert (await daemon.run("-Ln", "--stats")).out == STATS
+    rate = (await daemon.run("-l", "-n", "--rate")).out
+    assert rate.startswith(RATE_HEAD)
+    assert rate.splitlines()[3] == f"{'TCP  10.0.1.5:21':<33}" + f"{0:9d}" * 5
+    assert (await daemon.run("-S", "-n")).out == SAVE
+    assert (await daemon.run("-L", "-n", "--timeout")).out == (
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    )
+    one = await daemon.run("-L", "-n", "-t", "10.0.1.5:80")
+    assert one.out == "".join(LIST.splitlines(keepends=True)[i] for i in (1, 2, 5, 6, 7))
+
+
+async def test_thresholds_and_persistent_conn_layouts(daemon: Daemon) -> None:
+    await load(daemon)
+    thr = (await daemon.run("-L", "-n", "--thresholds")).out.splitlines()
+    assert thr[1] == (
+        "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn "
+    )
+    assert (
+        thr[-1] == "  -> 192.168.1.12:5353            100        50         0          0         "
+    )
+    pc = (await daemon.run("-L", "-n", "--persistent-conn")).out.splitlines()
+    assert pc[1] == "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn "
+    assert pc[4] == "  -> 192.168.1.12:21              0         0           0          0         "
+
+
+async def test_save_clear_restore_gives_the_same_listing(daemon: Daemon) -> None:
+    await load(daemon)
+    saved = (await daemon.run("-S", "-n")).out
+    assert (await daemon.run("-C")).status == 0
+    assert (await daemon.run("-L", "-n")).out.count("\n") == 3
+    restored = await daemon.run("-R", stdin="# saved rules\n" + saved + "\n")
+    assert (restored.status, restored.err) == (0, "")
+    assert (await daemon.run("-L", "-n")).out == LIST
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-E", "-t", "10.9.9.9:80", "-s", "rr"), "No such service"),
+        (("-D", "-t", "10.9.9.9:80"), "No such service"),
+        (("-Z", "-t", "10.9.9.9:80"), "No such service"),
+        (("-a", "-t", "10.9.9.9:80", "-r", "192.168.1.10"), "Service not defined"),
+        (("-e", "-t", "10.9.9.9:80", "-r", "192.168.1.10"), "Service not defined"),
+        (("-d", "-t", "10.9.9.9:80", "-r", "192.168.1.10"), "Service not defined"),
+        (("-a", "-t", "10.0.1.5:80", "-r", "192.168.1.10:80", "-m"), "Destination already exists"),
+        (("-e", "-t", "10.0.1.5:80", "-r", "192.168.1.99"), "No such destination"),
+        (("-d", "-t", "10.0.1.5:80", "-r", "192.168.1.99"), "No such destination"),
+        (("-A", "-t", "10.0.1.5:80"), "Service already exists"),
+        (("-A", "-t", "10.0.1.5:81", "-s", "wlcx"), "Scheduler or persistence engine not found"),
+    ],
+)
+async def test_refused_operations_are_worded_as_ipvsadm(
+    daemon: Daemon, args: tuple[str, ...], message: str
+) -> None:
+    await load(daemon)
+    r = await daemon.run(*args)
+    assert (r.status, r.out, r.err) == (255, "", message + "\n")
+    assert (await daemon.run("-L", "-n")).out == LIST
+
+
+async def test_a_fwmark_service_needs_a_steered_mark(daemon: Daemon) -> None:
+    # The director's Admin knows the marks its plumbing steers into TUNs (here 1).
+    daemon.admin.fwmarks = frozenset({1})
+    r = await daemon.run("-A", "-f", "2", "-s", "rr", "-p")
+    assert r.status == 255
+    assert r.err.startswith("Firewall mark not steered to lvsd: FWM 2: "), r.err
+    assert "(steered: 1)" in r.err
+    assert "add a virtual with fwmark = 2 to lvs.cf and restart lvsd" in r.err
+    assert (await daemon.run("-A", "-f", "1", "-s", "rr", "-p")).status == 0
+    assert (await daemon.run("-a", "-f", "1", "-r", "192.168.1.10", "-m")).status == 0
+    svc = daemon.ipvs.get_service(6, 0, 0, 1)
+    assert [(d.addr, d.port) for d in svc.dests] == [(0xC0A8010A, 0)]
+
+
+async def test_edit_and_delete_apply_at_once(daemon: Daemon) -> None:
+    await load(daemon)
+    assert (
+        await daemon.run("-e", "-t", "10.0.1.5:80", "-r", "192.168.1.11", "-w", "7")
+    ).status == 0
+    assert (await daemon.run("-d", "-t", "10.0.1.5:80", "-r", "192.168.1.10")).status == 0
+    assert (await daemon.run("-E", "-t", "10.0.1.5:80", "-s", "rr", "-p", "30")).status == 0
+    svc = daemon.ipvs.get_service(6, 0x0A000105, 80)
+    assert (svc.sched_name, svc.timeout) == ("rr", 30)
+    assert [(str(d), d.weight) for d in svc.dests] == [("192.168.1.11:80", 7)]
+    assert (await daemon.run("-D", "-u", "10.0.1.5:53")).status == 0
+    assert (await daemon.run("--set", "100", "0", "20")).status == 0
+    assert (await daemon.run("-L", "--timeout")).out == "Timeout (tcp tcpfin udp): 100 120 20\n"
+
+
+async def test_connection_listing_and_zero(daemon: Daemon) -> None:
+    await load(daemon)
+    table = daemon.ipvs.table
+    h = daemon.ipvs.new_connection(6, 0x0A000164, 40000, 0x0A000105, 80, 0)
+    assert h is not None
+    out = (await daemon.run("-L", "-n", "-c")).out.splitlines()
+    assert out[:2] == [
+        "IPVS connection entries",
+        "pro expire state       source             virtual            destination",
+    ]
+    # A connection the table saw no packet of yet: the kernel's NONE state, 2 s.
+    state, expire = ("NONE", "00:02")
+    assert out[2] == (
+        f"TCP {expire:<6} {state:<11} {'10.0.1.100:40000':<18} {'10.0.1.5:80':<18} 192.168.1.10:80"
+    )
+    assert len(table) == 1
+    http = "TCP  10.0.1.5:80                         1"
+    assert http in (await daemon.run("-L", "-n", "--stats")).out
+    assert (await daemon.run("-Z", "-t", "10.0.1.5:80")).status == 0
+    assert http not in (await daemon.run("-L", "-n", "--stats")).out
+    assert (await daemon.run("-L", "-n", "--stats")).out == STATS
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (
+            ("-A",),
+            2,
+            "You need to supply the 'service-address' option for the 'add-service' command",
+        ),
+        (
+            ("-a", "-t", "10.0.1.5:80"),
+            2,
+            "You need to supply the 'real-server' option for the 'add-server' command",
+        ),
+        (
+            ("-D", "-t", "10.0.1.5:80", "-s", "rr"),
+            2,
+            "Illegal 'scheduler' option with the 'delete-service' command",
+        ),
+        (("-L", "-c", "--stats"), 2, "options conflicts in the list command"),
+        (
+            ("-L", "-c", "-t", "10.0.1.5:80"),
+            2,
+            "The option 'service-address' conflicts with the 'connection' option "
+            "in the 'list' command",
+        ),
+        (("-A", "-L"), 2, "multiple commands specified"),
+        (
+            ("-A", "-t", "10.0.1.5:80", "-s", "rr", "-s", "wlc"),
+            2,
+            "multiple 'scheduler' options specified",
+        ),
+        (("-A", "-t", "10.0.1.5"), 2, "Zero port specified for non-persistent service"),
+        (("-A", "-t", "nowhere.invalid:80"), 2, "illegal virtual server address[:port] specified"),
+        (
+            ("-a", "-t", "10.0.1.5:80", "-r", "192.168.1.10", "-w", "70000"),
+            2,
+            "illegal weight specified",
+        ),
+        (("-A", "-t", "10.0.1.5:80", "-p", "0"), 2, "invalid timeout value `0' specified"),
+        (("--set", "1", "2"), 2, "--set option requires 3 timeout values"),
+        (("-t", "10.0.1.5:80"), 255, "Try `lvsadm -h' or 'lvsadm --help' for more information."),
+    ],
+)
+async def test_bad_command_lines_fail_as_ipvsadm(
+    daemon: Daemon, args: tuple[str, ...], status: int, message: str
+) -> None:
+    r = await daemon.run(*args)
+    assert (r.status, r.err) == (status, message + "\n")
+
+
+def test_no_daemon_is_reported(tmp_path: Path) -> None:
+    r = Daemon(tmp_path / "absent.sock").run_sync(["-L", "-n"])
+    assert r.status == 2
+    assert r.err.startswith("Can't initialize ipvs: ")
+
+
+def test_sched_flag_numbers_become_the_schedulers_names() -> None:
+    c = lvsadm.parse(["-A", "-t", "10.0.1.5:80", "-s", "sh", "-b", "flag-2,flag-1"], sys.stderr)
+    assert c.flags == ["sh-fallback", "sh-port"]
+    c = lvsadm.parse(["-E", "--tcp-service=10.0.1.5:http", "--persistent"], sys.stderr)
+    assert (c.port, c.persistent, c.scheduler) == (80, 360, "wlc")
