@@ -33,7 +33,7 @@ from director.ops.listing import format_list
 from lab.cluster import Lab, LabSpec
 from lab.errors import LabError
 
-THESIS_CF = Path(__file__).resolve().parent.parent / "examples" / "thesis-lvs.cf"
+THESIS_CF = Path(__file__).resolve().parents[2] / "examples" / "thesis-lvs.cf"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
