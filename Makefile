@@ -14,7 +14,7 @@ lint:
 	$(PY) -m ruff check $(PACKAGES) tests benchmarks setup.py
 
 typecheck:
-	$(PY) -m mypy $(PACKAGES) tests
+	$(PY) -m mypy $(PACKAGES) tests benchmarks
 
 # Every test, both fast paths; netns tests need root. Under CI=true a skipped
 # netns test fails the run (tests/conftest.py).

@@ -30,7 +30,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Protocol
 
-from director.ops import control
+from director.ops import client
 from lab.cluster import Lab
 
 IPERF_PORT = 5201
@@ -250,7 +250,7 @@ class LvsdPeer:
     def status(self) -> dict[str, object]:
         """The daemon's ``status`` answer from its control socket."""
         assert self._control is not None
-        result = control.request(self._control, "status")
+        result = client.request(self._control, "status")
         assert isinstance(result, dict)
         return result
 

@@ -23,6 +23,9 @@ reading the pipe:
   still there after ``TUN_GONE_TIMEOUT_S``, someone holds it (a new director started in
   between): it leaves everything alone.
 
+While it waits, the reaper holds only the standard library (a few MiB): the plumbing
+module, with pyroute2, is imported only once the daemon has died and there is work to do.
+
 The reaper ignores SIGINT, SIGTERM and SIGHUP: a Ctrl-C on the terminal, systemd's
 SIGTERM to the whole unit or a reload must not end it before the daemon has said whether
 it tore down; it never outlives its daemon by more than that. It logs on the daemon's
@@ -43,11 +46,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Address, IPv4Interface
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from director import logsetup
-from director.dataplane.plumbing import Plumbing, PlumbingSpec, restore_sysctls
 from director.errors import TunError
+
+if TYPE_CHECKING:
+    from director.dataplane.plumbing import PlumbingSpec
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,9 @@ def spec_to_json(spec: PlumbingSpec) -> str:
 
 def spec_from_json(text: str) -> PlumbingSpec:
     """The ``PlumbingSpec`` that ``spec_to_json`` wrote; ValueError for anything else."""
+    # Imported here, not at the top: the waiting reaper stays standard-library only.
+    from director.dataplane.plumbing import PlumbingSpec  # noqa: PLC0415
+
     raw = json.loads(text)
     if not isinstance(raw, dict):
         raise ValueError(f"plumbing spec: expected a JSON object, got {type(raw).__name__}")
@@ -183,16 +191,27 @@ def listen(pipe: IO[bytes]) -> tuple[bool, list[tuple[tuple[str, ...], str]]]:
     return False, sysctls
 
 
-def watch(spec: PlumbingSpec, pipe: IO[bytes]) -> tuple[str, ...] | None:
+def watch(spec: PlumbingSpec | str, pipe: IO[bytes]) -> tuple[str, ...] | None:
     """Block until the daemon disarms us or dies; after a death, clean up after it.
 
-    Returns what was removed and restored, or None when nothing was done (disarmed, or
-    the TUN is held by a director).
+    ``spec`` is the ``PlumbingSpec`` or its JSON (``spec_to_json``); JSON is read only
+    after a death, so a waiting reaper never loads the plumbing. Returns what was removed
+    and restored, or None when nothing was done (disarmed, the TUN held by a director, or
+    an unreadable spec).
     """
     disarmed, sysctls = listen(pipe)
     if disarmed:
         log.debug("reaper: the director stops cleanly")
         return None
+    # The plumbing (and pyroute2) only now: there is work to do.
+    from director.dataplane.plumbing import Plumbing, restore_sysctls  # noqa: PLC0415
+
+    if isinstance(spec, str):
+        try:
+            spec = spec_from_json(spec)
+        except (ValueError, TypeError) as e:
+            log.error("reaper: %s", e)
+            return None
     log.warning("reaper: the director died; removing its claims on tun %s's behalf", spec.tun)
     if not wait_tun_gone(spec.tun):
         log.error(
@@ -223,11 +242,14 @@ def main(argv: list[str]) -> int:
         log.error("reaper: usage: python -m director.daemon.reaper SPEC_JSON")
         return 2
     try:
-        spec = spec_from_json(argv[0])
-    except (ValueError, TypeError) as e:
-        log.error("reaper: %s", e)
+        raw = json.loads(argv[0])
+    except ValueError as e:
+        log.error("reaper: plumbing spec: %s", e)
         return 2
-    watch(spec, os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False))
+    if not isinstance(raw, dict) or not isinstance(raw.get("tun"), str):
+        log.error("reaper: plumbing spec: expected a JSON object with a tun name")
+        return 2
+    watch(argv[0], os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False))
     return 0
 
 

@@ -5,7 +5,7 @@ the NAT router), the connection table and header rewrite (the C fast path ``_fas
 and its pure-Python twin ``_fastpath_py``, chosen by ``fastpath``), IPv4 reassembly and
 the ICMP messages the director sends itself.
 
-Border: imports the standard library, ``director.errors`` and pyroute2/scapy only. It
+Border: imports the standard library, ``director.errors`` and pyroute2 only. It
 knows nothing of services, operators or the daemon; the layers above read its
 counters (statistics flow out of it, never into it).
 """

@@ -17,16 +17,14 @@ import contextlib
 import json
 import logging
 import os
-import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from director.errors import DirectorError
+from director.ops.client import MAX_REQUEST
 
 log = logging.getLogger(__name__)
-
-MAX_REQUEST = 64 * 1024
 
 
 class Controlled(Protocol):
@@ -34,14 +32,6 @@ class Controlled(Protocol):
 
 
 Handler = Callable[[Mapping[str, Any]], object]
-
-
-class ControlError(RuntimeError):
-    """A refused request: the server's error text and, for an IPVS refusal, its errno."""
-
-    def __init__(self, message: str, errno: int = 0) -> None:
-        super().__init__(message)
-        self.errno = errno
 
 
 class ControlServer:
@@ -108,22 +98,3 @@ class ControlServer:
             # IPVSError and ConfigError: refusals the client reports; anything else
             # is a bug and reaches the TaskGroup.
             return {"ok": False, "error": str(e), "errno": getattr(e, "errno", 0)}
-
-
-def request(path: Path | str, cmd: str, timeout: float = 5.0, **args: object) -> object:
-    """Send one request to a control socket and return its result; raises OSError or
-    ControlError (a RuntimeError with the server's error text and errno)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer = json.loads(data)
-    if not answer.get("ok"):
-        raise ControlError(str(answer.get("error")), int(answer.get("errno") or 0))
-    return answer["result"]

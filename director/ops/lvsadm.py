@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO, cast
 
-from director.ops import control
+from director.ops import client
 from director.ops.listing import (
     format_connections,
     format_list,
@@ -507,15 +507,15 @@ def run(
     prog: str = "lvsadm",
     restoring: bool = False,
 ) -> int:
-    """Carry out one parsed command through ``call(cmd, **args)`` (control.request's shape)."""
+    """Carry out one parsed command through ``call(cmd, **args)`` (client.request's shape)."""
     try:
         return _run(c, call, out, err, stdin, prog, restoring)
-    except control.ControlError as e:
+    except client.ControlError as e:
         err.write(_strerror(c.cmd, e) + "\n")
         return 255
 
 
-def _strerror(cmd: str, e: control.ControlError) -> str:
+def _strerror(cmd: str, e: client.ControlError) -> str:
     if not e.errno:
         return str(e)
     text = _STRERROR.get((cmd, e.errno)) or _STRERROR.get((None, e.errno))
@@ -674,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def call(cmd: str, **kwargs: Any) -> object:
         try:
-            return control.request(path, cmd, 5.0, **kwargs)
+            return client.request(path, cmd, 5.0, **kwargs)
         except OSError as e:
             sys.stderr.write(
                 f"Can't initialize ipvs: {e.strerror or e}\n"

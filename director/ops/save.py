@@ -29,7 +29,7 @@ from director.config import (
     parse_config,
 )
 from director.errors import DirectorError
-from director.ops import control
+from director.ops import client
 from director.ops.admin import DEFAULT_TIMEOUTS
 
 _Key = tuple[str, str, int, int]  # proto, vaddr, vport, fwmark
@@ -47,8 +47,8 @@ def save_command(args: argparse.Namespace) -> int:
     try:
         base = load_config(args.config)
         path = args.socket or base.control_socket
-        listing = cast(dict[str, Any], control.request(path, "list"))
-        timeouts = cast(list[int], control.request(path, "timeouts"))
+        listing = cast(dict[str, Any], client.request(path, "list"))
+        timeouts = cast(list[int], client.request(path, "timeouts"))
         text = format_config(running_config(base, listing, (timeouts[0], timeouts[1], timeouts[2])))
         parse_config(text, "<saved>")  # never write what lvsd would refuse to read
     except (DirectorError, OSError, RuntimeError) as e:

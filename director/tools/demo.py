@@ -28,7 +28,7 @@ from typing import Any
 
 from director.config import DirectorConfig, format_config, load_config
 from director.errors import DirectorError
-from director.ops import control
+from director.ops import client
 from director.ops.listing import format_list
 from lab.cluster import Lab, LabSpec
 from lab.errors import LabError
@@ -93,7 +93,7 @@ class LabDirector:
                     raise LabError(f"lvsd run did not get ready: {self.log()}")
 
     def status(self) -> dict[str, Any]:
-        result = control.request(self.socket_path, "status")
+        result = client.request(self.socket_path, "status")
         assert isinstance(result, dict)
         return result
 

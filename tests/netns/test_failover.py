@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from director.config import parse_config
-from director.ops import control
+from director.ops import client
 from director.tools.demo import THESIS_CF, LabDirector, run_load
 from failover import packet
 from lab.cluster import Lab
@@ -353,7 +353,7 @@ MARK_RULES = mark_rules((MARKED_PORT,))
 
 def _synced_marked_conn(d: LabDirector) -> bool:
     """Whether ``d``'s table holds an ESTABLISHED VIP:8080 connection and the mark's template."""
-    conns = control.request(d.socket_path, "connections")
+    conns = client.request(d.socket_path, "connections")
     assert isinstance(conns, list)
     seen = {(c["proto"], c["virtual"], c["state"]) for c in conns}
     return {("TCP", f"{VIP}:{MARKED_PORT}", "ESTABLISHED"), ("IP", "0.0.0.1:0", "NONE")} <= seen

@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from director.config import parse_config
-from director.ops import control
+from director.ops import client
 from director.tools.demo import LabDirector
 from lab.cluster import Lab
 from tests.netns.conftest import LabFactory
@@ -108,7 +108,7 @@ def test_marked_ports_share_a_persistent_real_and_keep_their_port(
             assert "listening on" in line, line
         answered = [_answered_by(lab, port) for _ in range(REQUESTS_PER_PORT) for port in PORTS]
         assert len(set(answered)) == (1 if persistent else len(lab.reals)), answered
-        conns = control.request(director.socket_path, "connections")
+        conns = client.request(director.socket_path, "connections")
         assert isinstance(conns, list)
         ports = {(c["virtual"], c["destination"].rsplit(":", 1)[1]) for c in conns}
         client_ports = {(f"{VIP}:{p}", str(p)) for p in PORTS}
@@ -121,8 +121,8 @@ def test_marked_ports_share_a_persistent_real_and_keep_their_port(
         assert svc["conns"] == REQUESTS_PER_PORT * len(PORTS)
         assert status["no_service"] == 0
         # No TUN steers mark 2 here: lvsadm -A -f 2 is refused, naming the mark and why.
-        with pytest.raises(control.ControlError, match=r"FWM 2: .*\(steered: 1\)"):
-            control.request(director.socket_path, "add_service", proto="tcp", fwmark=2)
+        with pytest.raises(client.ControlError, match=r"FWM 2: .*\(steered: 1\)"):
+            client.request(director.socket_path, "add_service", proto="tcp", fwmark=2)
     finally:
         for proc in servers:
             proc.kill()

@@ -32,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from director.config import parse_config
-from director.ops import control
+from director.ops import client
 from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
@@ -389,7 +389,7 @@ def test_lvsd_save_writes_the_running_state(ops: Ops, tmp_path: Path) -> None:
     saved = parse_config(out.read_text(), str(out))
     (v,) = [v for v in saved.virtuals if v.active]
     assert {(s.name, s.weight) for s in v.servers} == {("real1", 500), ("real3", 1000)}
-    assert control.request(ops.director.socket_path, "timeouts") == [900, 120, 300]
+    assert client.request(ops.director.socket_path, "timeouts") == [900, 120, 300]
 
 
 def test_sd_notify_ready_reloading_stopping(tmp_path: Path) -> None:

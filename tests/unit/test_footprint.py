@@ -1,0 +1,74 @@
+"""What each lvsd process loads: a process that does not need a heavy package never imports it.
+
+The resident sizes and CPU times themselves are measured by
+``benchmarks/bench_footprint.py``, never asserted here; these tests pin the structure
+that keeps them small (the reaper waits on the standard library alone; ``lvsd check``
+and ``lvsadm`` load nothing of the daemon).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+THESIS_CF = Path(__file__).resolve().parents[2] / "examples" / "thesis-lvs.cf"
+HEAVY = ("pyroute2", "scapy", "uvloop", "prometheus_client", "director.daemon.director")
+
+SHOW_MODULES = (
+    "import json, sys\n"
+    "heavy = {heavy!r}\n"
+    "{body}\n"
+    "loaded = sorted(h for h in heavy if h in sys.modules)\n"
+    "sys.stderr.write('\\nMODULES ' + json.dumps(loaded) + '\\n')\n"
+)
+
+
+def loaded_heavy(body: str) -> list[str]:
+    """Which of HEAVY a fresh interpreter has imported after running ``body``."""
+    code = SHOW_MODULES.format(heavy=HEAVY, body=body)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    marker = [line for line in done.stderr.splitlines() if line.startswith("MODULES ")]
+    assert marker, done.stderr
+    result: list[str] = json.loads(marker[-1].removeprefix("MODULES "))
+    return result
+
+
+def test_the_waiting_reaper_holds_the_standard_library_only() -> None:
+    assert loaded_heavy("import director.daemon.reaper") == []
+
+
+def test_lvsd_check_loads_nothing_of_the_daemon() -> None:
+    body = (
+        "from director.cli import main\n"
+        f"status = main(['check', '-c', {str(THESIS_CF)!r}])\n"
+        "assert status == 0, status"
+    )
+    assert loaded_heavy(body) == []
+
+
+def test_lvsadm_loads_nothing_of_the_daemon() -> None:
+    body = (
+        "from director.ops import lvsadm\n"
+        "try:\n"
+        "    lvsadm.main(['-L', '-n', '--socket', '/nonexistent/lvsd.sock'])\n"
+        "except SystemExit:\n"
+        "    pass"
+    )
+    assert loaded_heavy(body) == []
+
+
+def test_the_daemon_loads_no_scapy_and_no_lab() -> None:
+    loaded = loaded_heavy("import director.daemon.run\nimport sys\nassert 'lab' not in sys.modules")
+    assert "scapy" not in loaded
+    assert "pyroute2" in loaded  # the check can see a heavy import
+
+
+@pytest.mark.parametrize("body", ["import scapy.all", "import pyroute2"])
+def test_the_check_sees_a_heavy_import(body: str) -> None:
+    assert loaded_heavy(body) != []
