@@ -87,8 +87,8 @@ static PyObject *ConnTable_new(PyTypeObject *type, PyObject *args, PyObject *kwd
     t->max = (int32_t)max_conns;
     t->nb_mask = nb - 1;
     t->c = PyMem_RawCalloc((size_t)max_conns, sizeof(struct conn));
-    t->in_b = PyMem_RawMalloc(sizeof(int32_t) * nb);
-    t->out_b = PyMem_RawMalloc(sizeof(int32_t) * nb);
+    t->in_b = PyMem_RawCalloc(nb, sizeof(int32_t));
+    t->out_b = PyMem_RawCalloc(nb, sizeof(int32_t));
     t->wheel = PyMem_RawMalloc(sizeof(int32_t) * WHEEL_SIZE);
     self->rx = PyMem_RawMalloc(READ_SIZE);
     if (!t->c || !t->in_b || !t->out_b || !t->wheel || !self->rx) {

@@ -10,6 +10,10 @@
  * intrusive singly linked chains (in_next, out_next) hanging off two int32 bucket arrays
  * of a power of two >= max_conns. New entries go to the head of their chain, so among equal
  * keys the newest wins and an older one reappears when the newer goes (hlist_add_head).
+ * A bucket holds its first handle + 1, so 0 is an empty bucket and the arrays come from
+ * calloc: the kernel maps their pages only as buckets are used, and an idle director with
+ * room for a million connections does not hold 8 MiB of empty buckets. Links (in_next,
+ * out_next) hold plain handles, -1 ending a chain.
  *
  * Hash. A keyed multiply-xorshift over the key packed into two 64-bit words, with three
  * 64-bit secrets drawn from getrandom() at creation, so clients cannot aim collisions at a
@@ -200,7 +204,7 @@ static inline uint32_t out_bucket(const struct table *t, const struct conn *c) {
 static int32_t lookup_in(const struct table *t, uint32_t proto, uint32_t caddr, uint32_t cport,
                          uint32_t vaddr, uint32_t vport, int tmpl) {
     uint32_t tag = in_tag(proto, tmpl);
-    int32_t i = t->in_b[tbl_hash(t, caddr, vaddr, cport, vport, tag) & t->nb_mask];
+    int32_t i = t->in_b[tbl_hash(t, caddr, vaddr, cport, vport, tag) & t->nb_mask] - 1;
     while (i >= 0) {
         const struct conn *c = &t->c[i];
         if (c->caddr == caddr && c->vaddr == vaddr && c->cport == cport && c->vport == vport &&
@@ -213,7 +217,7 @@ static int32_t lookup_in(const struct table *t, uint32_t proto, uint32_t caddr, 
 
 static int32_t lookup_out(const struct table *t, uint32_t proto, uint32_t daddr, uint32_t dport,
                           uint32_t caddr, uint32_t cport) {
-    int32_t i = t->out_b[tbl_hash(t, daddr, caddr, dport, cport, proto) & t->nb_mask];
+    int32_t i = t->out_b[tbl_hash(t, daddr, caddr, dport, cport, proto) & t->nb_mask] - 1;
     while (i >= 0) {
         const struct conn *c = &t->c[i];
         if (c->daddr == daddr && c->caddr == caddr && c->dport == dport && c->cport == cport &&
@@ -225,7 +229,14 @@ static int32_t lookup_out(const struct table *t, uint32_t proto, uint32_t daddr,
 }
 
 static void chain_unlink(struct table *t, int32_t *head, int32_t h, int out) {
-    int32_t *p = head;
+    FP_ASSERT(*head > 0);
+    if (*head <= 0)
+        return;
+    if (*head - 1 == h) {
+        *head = (out ? t->c[h].out_next : t->c[h].in_next) + 1;
+        return;
+    }
+    int32_t *p = out ? &t->c[*head - 1].out_next : &t->c[*head - 1].in_next;
     while (*p >= 0 && *p != h)
         p = out ? &t->c[*p].out_next : &t->c[*p].in_next;
     FP_ASSERT(*p == h);
@@ -236,12 +247,12 @@ static void chain_unlink(struct table *t, int32_t *head, int32_t h, int out) {
 static void tbl_hash_conn(struct table *t, int32_t h) {
     struct conn *c = &t->c[h];
     uint32_t b = in_bucket(t, c);
-    c->in_next = t->in_b[b];
-    t->in_b[b] = h;
+    c->in_next = t->in_b[b] - 1;
+    t->in_b[b] = h + 1;
     if (!(c->flags & CONN_F_TEMPLATE)) {
         b = out_bucket(t, c);
-        c->out_next = t->out_b[b];
-        t->out_b[b] = h;
+        c->out_next = t->out_b[b] - 1;
+        t->out_b[b] = h + 1;
     }
     c->flags |= CONN_F_HASHED;
 }
@@ -507,8 +518,10 @@ static void tbl_flush(struct table *t) {
             tbl_unbind(t, &t->c[h]);
             t->c[h].live = 0;
         }
-    memset(t->in_b, 0xff, sizeof(int32_t) * ((size_t)t->nb_mask + 1));
-    memset(t->out_b, 0xff, sizeof(int32_t) * ((size_t)t->nb_mask + 1));
+    if (t->next_unused > 0) { /* else no bucket was ever written: still calloc's zeros */
+        memset(t->in_b, 0, sizeof(int32_t) * ((size_t)t->nb_mask + 1));
+        memset(t->out_b, 0, sizeof(int32_t) * ((size_t)t->nb_mask + 1));
+    }
     memset(t->wheel, 0xff, sizeof(int32_t) * WHEEL_SIZE);
     t->count = 0;
     t->next_unused = 0;
@@ -523,7 +536,7 @@ static void tbl_check(const struct table *t) {
         live += t->c[h].live;
     assert(live == t->count);
     for (uint32_t b = 0; b <= t->nb_mask; b++)
-        for (int32_t i = t->in_b[b]; i >= 0; i = t->c[i].in_next)
+        for (int32_t i = t->in_b[b] - 1; i >= 0; i = t->c[i].in_next)
             assert(t->c[i].live && (t->c[i].flags & CONN_F_HASHED) && in_bucket(t, &t->c[i]) == b);
     for (int32_t s = 0; s < WHEEL_SIZE; s++)
         for (int32_t i = t->wheel[s]; i >= 0; i = t->c[i].t_next)
