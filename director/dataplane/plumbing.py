@@ -64,10 +64,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
-
+from director.dataplane.netlink import NTF_PROXY, IPRoute, NetlinkError
 from director.dataplane.tun import TunDevice, open_tun
 from director.errors import TunError
 

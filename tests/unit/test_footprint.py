@@ -72,3 +72,15 @@ def test_the_daemon_loads_no_scapy_and_no_lab() -> None:
 @pytest.mark.parametrize("body", ["import scapy.all", "import pyroute2"])
 def test_the_check_sees_a_heavy_import(body: str) -> None:
     assert loaded_heavy(body) != []
+
+
+def test_the_director_loads_pyroute2_without_its_import_everything_init() -> None:
+    body = (
+        "import director.dataplane.netlink as nl\n"
+        "assert 'pyroute2.ndb' not in sys.modules and 'sqlite3' not in sys.modules\n"
+        "from pyroute2 import NDB, IPRoute, config\n"  # the package still works whole
+        "assert IPRoute is nl.IPRoute and 'pyroute2.ndb' in sys.modules\n"
+        "with IPRoute() as ipr:\n"
+        "    assert ipr.get_links()\n"
+    )
+    assert loaded_heavy(body) == ["pyroute2"]
