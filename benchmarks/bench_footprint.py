@@ -73,8 +73,8 @@ def cpu_seconds(argv: list[str], env: dict[str, str] | None = None) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_round(idle_s: float) -> Round:
-    lab = Lab(LabSpec(), f"fp{os.getpid() % 100000}")
+def one_round(idle_s: float, lab_name: str) -> Round:
+    lab = Lab(LabSpec(), lab_name)
     lab.up(reals=3)
     try:
         with LabDirector(lab, load_config(THESIS_CF)) as director:
@@ -118,13 +118,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_footprint")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--idle", type=float, default=5.0, help="idle seconds before reading")
+    parser.add_argument("--lab", default=f"fp{os.getpid() % 100000}", help="the lab's name")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_footprint: needs root (it builds a lab)", file=sys.stderr)
         return 2
     rounds = []
     for i in range(args.repeat):
-        rounds.append(one_round(args.idle))
+        rounds.append(one_round(args.idle, args.lab))
         print(f"round {i + 1}: {rounds[-1]}", file=sys.stderr)
     print(report(rounds))
     return 0

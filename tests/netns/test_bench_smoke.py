@@ -51,3 +51,33 @@ def test_quick_run_writes_a_table_and_removes_the_lab(tmp_path: Path) -> None:
     }
     for cell in rows.values():
         assert re.fullmatch(NUMBER, cell), cell
+
+
+def test_footprint_reports_the_four_figures_with_their_goals_and_removes_its_lab() -> None:
+    require_root()
+    name = unique_lab_name()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_footprint", "--repeat", "1", "--idle", "0",
+             "--lab", name],
+            capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+    finally:
+        Lab(LabSpec(), name).down()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert lab_namespaces(name) == []
+    rows = {
+        cells[0]: cells[1:]
+        for line in proc.stdout.splitlines()[4:]
+        if line.startswith("|") and (cells := [c.strip() for c in line.strip("|").split("|")])
+    }
+    assert set(rows) == {
+        "daemon RSS (MiB)",
+        "helper RSS (MiB)",
+        "lvsadm -L -n CPU (s)",
+        "lvsd check CPU (s)",
+    }
+    for median, goal, holds in rows.values():
+        assert float(median) > 0  # a helper of 0 MiB would mean no reaper was found
+        assert goal.startswith("≤ ")
+        assert holds in ("yes", "NO")
