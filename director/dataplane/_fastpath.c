@@ -19,6 +19,7 @@ static const char *const verdict_names[V_COUNT] = {
     "DROP_TRUNCATED",  "DROP_BAD_HEADER", "DROP_IP_OPTIONS", "DROP_UNKNOWN_PROTO",
     "DROP_NO_CONN",    "DROP_TABLE_FULL", "DROP_BAD_ICMP",   "DROP_TX",
     "DROP_DEST_UNAVAILABLE",
+    "ROUTE",           "DROP_NO_NEIGH",
 };
 static const char *const state_names[S_COUNT] = {
     "NONE",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT",
@@ -222,6 +223,35 @@ static PyObject *ConnTable_set_dest_available(ConnTableObject *self, PyObject *a
     Py_RETURN_NONE;
 }
 
+static PyObject *ConnTable_set_dest_fwd(ConnTableObject *self, PyObject *args) {
+    long long dest, fwd;
+    if (!PyArg_ParseTuple(args, "LL:set_dest_fwd", &dest, &fwd))
+        return NULL;
+    if (check_range("dest", dest, 0, self->t.max_dests - 1) < 0)
+        return NULL;
+    if (fwd != CONN_F_MASQ && fwd != CONN_F_TUNNEL && fwd != CONN_F_DROUTE)
+        return PyErr_Format(PyExc_ValueError, "set_dest_fwd: fwd must be 0, 2 or 3, got %lld",
+                            fwd);
+    self->t.dests[dest * DEST_FIELDS + DEST_FWD] = fwd;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ConnTable_set_dest_link(ConnTableObject *self, PyObject *args) {
+    long long dest, fd, mac, smac;
+    if (!PyArg_ParseTuple(args, "LLLL:set_dest_link", &dest, &fd, &mac, &smac))
+        return NULL;
+    if (check_range("dest", dest, 0, self->t.max_dests - 1) < 0 ||
+        check_range("fd", fd, -1, 0x7FFFFFFF) < 0 ||
+        check_range("mac", mac, 0, (1LL << 48) - 1) < 0 ||
+        check_range("src_mac", smac, 0, (1LL << 48) - 1) < 0)
+        return NULL;
+    int64_t *d = &self->t.dests[dest * DEST_FIELDS];
+    d[DEST_LINK_FD] = fd + 1;
+    d[DEST_MAC] = mac;
+    d[DEST_SRC_MAC] = smac;
+    Py_RETURN_NONE;
+}
+
 static PyObject *ConnTable_clear_dest(ConnTableObject *self, PyObject *arg) {
     long long dest = PyLong_AsLongLong(arg);
     if (dest == -1 && PyErr_Occurred())
@@ -243,6 +273,8 @@ static PyObject *ConnTable_drops(ConnTableObject *self, PyObject *unused) {
     if (!d)
         return NULL;
     for (int v = V_DROP_TRUNCATED; v < V_COUNT; v++) {
+        if (strncmp(verdict_names[v], "DROP_", 5) != 0)
+            continue;
         PyObject *n = PyLong_FromUnsignedLongLong(self->t.drops[v]);
         if (!n || PyDict_SetItemString(d, verdict_names[v], n) < 0) {
             Py_XDECREF(n);
@@ -328,7 +360,8 @@ static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *const *args,
     c->daddr = (uint32_t)daddr;
     c->dport = (uint16_t)dport;
     c->dest = (int32_t)dest;
-    c->flags = CONN_F_INACTIVE;
+    int64_t fwd = t->dests[dest * DEST_FIELDS + DEST_FWD];
+    c->flags = (uint16_t)(CONN_F_INACTIVE | fwd | (fwd ? CONN_F_NOOUTPUT : 0));
     c->ctl = (int32_t)ctl;
     c->state = proto == PROTO_TCP ? S_NONE : S_UDP;
     c->timeout_ms = proto == PROTO_TCP ? t->tcp_to[S_NONE] : t->udp_to;
@@ -520,7 +553,7 @@ static PyObject *ConnTable_sync_changes(ConnTableObject *self, PyObject *arg) {
         const struct sync_rec *r = &t->log[(t->log_head + i) % t->log_cap];
         PyObject *e = Py_BuildValue("(iIiIiIiiiii)", r->proto, r->caddr, r->cport, r->vaddr,
                                     r->vport, r->daddr, r->dport, (int)r->dest, r->state,
-                                    r->flags_hi << 8, r->removed);
+                                    r->flags_hi << 8 | r->flags_lo, r->removed);
         if (!e) {
             Py_DECREF(out);
             return NULL;
@@ -654,6 +687,8 @@ static PyMethodDef ConnTable_methods[] = {
     {"set_dest_available", (PyCFunction)ConnTable_set_dest_available, METH_VARARGS,
      DOC_set_dest_available},
     {"clear_dest", (PyCFunction)ConnTable_clear_dest, METH_O, DOC_clear_dest},
+    {"set_dest_fwd", (PyCFunction)ConnTable_set_dest_fwd, METH_VARARGS, DOC_set_dest_fwd},
+    {"set_dest_link", (PyCFunction)ConnTable_set_dest_link, METH_VARARGS, DOC_set_dest_link},
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
@@ -737,6 +772,11 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         {"CONN_F_HASHED", CONN_F_HASHED},
         {"CONN_F_INACTIVE", CONN_F_INACTIVE},
         {"CONN_F_TEMPLATE", CONN_F_TEMPLATE},
+        {"CONN_F_FWD_MASK", CONN_F_FWD_MASK},
+        {"CONN_F_MASQ", CONN_F_MASQ},
+        {"CONN_F_TUNNEL", CONN_F_TUNNEL},
+        {"CONN_F_DROUTE", CONN_F_DROUTE},
+        {"CONN_F_NOOUTPUT", CONN_F_NOOUTPUT},
         {"DEST_ACTIVE", DEST_ACTIVE},
         {"DEST_INACTIVE", DEST_INACTIVE},
         {"DEST_PERSIST", DEST_PERSIST},
@@ -752,6 +792,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         {"DEST_ADDR", DEST_ADDR},
         {"DEST_PORT", DEST_PORT},
         {"DEST_AVAILABLE", DEST_AVAILABLE},
+        {"DEST_FWD", DEST_FWD},
+        {"DEST_LINK_FD", DEST_LINK_FD},
+        {"DEST_MAC", DEST_MAC},
+        {"DEST_SRC_MAC", DEST_SRC_MAC},
         {"DEST_FIELDS", DEST_FIELDS},
         {"SVC_CONNS", SVC_CONNS},
         {"SVC_INPKTS", SVC_INPKTS},

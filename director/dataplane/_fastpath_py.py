@@ -9,6 +9,10 @@ Conventions of the whole API:
 * `now` is a monotonic time in integer milliseconds supplied by the caller; the table never
   reads a clock, so tests and `lvsd simulate` drive time. Timeouts are set in seconds.
 * Packets are IPv4 datagrams without a link header in a `bytearray`, rewritten in place.
+* Forwarding methods (ip_vs_conn.h): a connection takes its dest's (`set_dest_fwd`) when it
+  is inserted. MASQ rewrites (VS-NAT). DROUTE leaves the packet as it is and sends it framed
+  to the real server's link address through the dest's packet socket (`set_dest_link`): the
+  verdict is ROUTE. Non-MASQ connections carry NOOUTPUT and follow the TCP input-only table.
   `process_vnet` takes the same datagram behind the 10-byte `struct virtio_net_hdr` that a
   TUN device opened with IFF_VNET_HDR prepends (fields little-endian, as on x86).
 * The table knows connections, destinations and services by slot number, not virtual
@@ -46,23 +50,32 @@ from collections import deque
 __all__ = [
     "CLOSE",
     "CLOSE_WAIT",
+    "CONN_F_DROUTE",
+    "CONN_F_FWD_MASK",
     "CONN_F_HASHED",
     "CONN_F_INACTIVE",
+    "CONN_F_MASQ",
+    "CONN_F_NOOUTPUT",
     "CONN_F_TEMPLATE",
+    "CONN_F_TUNNEL",
     "DEST_ACTIVE",
     "DEST_ADDR",
     "DEST_AVAILABLE",
     "DEST_CONNS",
     "DEST_FIELDS",
+    "DEST_FWD",
     "DEST_INACTIVE",
     "DEST_INBYTES",
     "DEST_INPKTS",
+    "DEST_LINK_FD",
     "DEST_L_THRESHOLD",
+    "DEST_MAC",
     "DEST_OUTBYTES",
     "DEST_OUTPKTS",
     "DEST_OVERLOAD",
     "DEST_PERSIST",
     "DEST_PORT",
+    "DEST_SRC_MAC",
     "DEST_SVC",
     "DEST_U_THRESHOLD",
     "DROP_BAD_HEADER",
@@ -70,6 +83,7 @@ __all__ = [
     "DROP_DEST_UNAVAILABLE",
     "DROP_IP_OPTIONS",
     "DROP_NO_CONN",
+    "DROP_NO_NEIGH",
     "DROP_TABLE_FULL",
     "DROP_TRUNCATED",
     "DROP_TX",
@@ -86,6 +100,7 @@ __all__ = [
     "PROTO_TCP",
     "PROTO_UDP",
     "READ_SIZE",
+    "ROUTE",
     "STATE_NAMES",
     "SVC_CONNS",
     "SVC_FIELDS",
@@ -118,6 +133,8 @@ DROP_TABLE_FULL = 9
 DROP_BAD_ICMP = 10
 DROP_TX = 11
 DROP_DEST_UNAVAILABLE = 12
+ROUTE = 13
+DROP_NO_NEIGH = 14
 
 VERDICT_NAMES: dict[int, str] = {
     FORWARD: "FORWARD",
@@ -133,6 +150,8 @@ VERDICT_NAMES: dict[int, str] = {
     DROP_BAD_ICMP: "DROP_BAD_ICMP",
     DROP_TX: "DROP_TX",
     DROP_DEST_UNAVAILABLE: "DROP_DEST_UNAVAILABLE",
+    ROUTE: "ROUTE",
+    DROP_NO_NEIGH: "DROP_NO_NEIGH",
 }
 
 NONE = 0
@@ -169,6 +188,13 @@ PROTO_UDP = 17
 CONN_F_HASHED = 0x0040
 CONN_F_INACTIVE = 0x0100
 CONN_F_TEMPLATE = 0x1000
+CONN_F_FWD_MASK = 0x0007
+CONN_F_MASQ = 0x0000
+CONN_F_TUNNEL = 0x0002
+CONN_F_DROUTE = 0x0003
+CONN_F_NOOUTPUT = 0x0080
+# What a sync log record keeps of a connection's flags.
+_SYNC_FLAGS = CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK | CONN_F_NOOUTPUT
 
 DEST_ACTIVE = 0
 DEST_INACTIVE = 1
@@ -185,7 +211,11 @@ DEST_SVC = 11
 DEST_ADDR = 12
 DEST_PORT = 13
 DEST_AVAILABLE = 14
-DEST_FIELDS = 15
+DEST_FWD = 15
+DEST_LINK_FD = 16
+DEST_MAC = 17
+DEST_SRC_MAC = 18
+DEST_FIELDS = 19
 
 SVC_CONNS = 0
 SVC_INPKTS = 1
@@ -224,17 +254,26 @@ _OUTPUT = (
     (ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES),
     (CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL),
 )
+# The input-only direction, for connections whose replies bypass the director (NOOUTPUT).
+_INPUT_ONLY = (
+    (SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR),
+    (CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW),
+    (ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES),
+    (CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL),
+)
 _ACTIVE_STATES = frozenset((ESTABLISHED, SYN_SENT, SYN_RECV, SYNACK))
 _DEFAULT_TCP_TIMEOUTS = (2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120)
 _DEFAULT_UDP_TIMEOUT = 300
 _ICMP_ERRORS = frozenset((3, 4, 11, 12))
-_DROPS = tuple(v for v in VERDICT_NAMES if v >= DROP_TRUNCATED)
+_DROPS = tuple(v for v, name in VERDICT_NAMES.items() if name.startswith("DROP_"))
 
 _KEY = struct.Struct("!IIHH")
 _TKEY = struct.Struct("!BIIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _VNET = struct.Struct("<BBHHHH")
+_ETH_P_IP = b"\x08\x00"
+_ETH_HLEN = 14
 
 
 def _fold(s: int) -> int:
@@ -436,6 +475,35 @@ class ConnTable:
         _check_range("dest", dest, 0, self._max_dests - 1)
         self._dests[dest * DEST_FIELDS + DEST_AVAILABLE] = 1 if available else 0
 
+    def set_dest_fwd(self, dest: int, fwd: int) -> None:
+        """Set a dest slot's forwarding method: CONN_F_MASQ, CONN_F_DROUTE or CONN_F_TUNNEL.
+
+        Connections take it when they are inserted (ip_vs_bind_dest) and keep it: an edit
+        changes the method of new connections only. A non-MASQ connection also gets NOOUTPUT.
+        """
+        _check_range("dest", dest, 0, self._max_dests - 1)
+        if fwd not in (CONN_F_MASQ, CONN_F_TUNNEL, CONN_F_DROUTE):
+            raise ValueError(f"set_dest_fwd: fwd must be 0, 2 or 3, got {fwd}")
+        self._dests[dest * DEST_FIELDS + DEST_FWD] = fwd
+
+    def set_dest_link(self, dest: int, fd: int, mac: int, src_mac: int) -> None:
+        """Set where a dest slot's routed packets go: a packet socket `fd` bound to the real
+        server's interface with PACKET_VNET_HDR (-1: none), the real's (or its next hop's)
+        link address `mac` and the interface's own `src_mac`, 48-bit ints (0: unknown).
+
+        A ROUTE packet is written to `fd` as one datagram: the virtio_net_hdr (csum_start
+        moved past the Ethernet header), the Ethernet header, the IP packet. The slot's
+        DEST_LINK_FD field holds fd + 1 (0: none).
+        """
+        _check_range("dest", dest, 0, self._max_dests - 1)
+        _check_range("fd", fd, -1, 0x7FFFFFFF)
+        _check_range("mac", mac, 0, (1 << 48) - 1)
+        _check_range("src_mac", src_mac, 0, (1 << 48) - 1)
+        b = dest * DEST_FIELDS
+        self._dests[b + DEST_LINK_FD] = fd + 1
+        self._dests[b + DEST_MAC] = mac
+        self._dests[b + DEST_SRC_MAC] = src_mac
+
     def clear_dest(self, dest: int) -> None:
         """Zero a dest slot; refuses a slot that connections or templates still reference."""
         _check_range("dest", dest, 0, self._max_dests - 1)
@@ -543,7 +611,7 @@ class ConnTable:
         if len(self._log) >= self._log_cap:
             self._log_lost += 1
             return
-        flags = c.flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)
+        flags = c.flags & _SYNC_FLAGS
         self._log.append((*c.binding(), c.state, flags, removed))
 
     def _release(self, h: int, c: _Conn) -> None:
@@ -597,7 +665,8 @@ class ConnTable:
         c.daddr = daddr
         c.dport = dport
         c.dest = dest
-        c.flags = CONN_F_INACTIVE
+        fwd = self._dests[dest * DEST_FIELDS + DEST_FWD]
+        c.flags = CONN_F_INACTIVE | fwd | (CONN_F_NOOUTPUT if fwd else 0)
         c.ctl = ctl
         c.seq = self._seq
         self._seq += 1
@@ -747,7 +816,8 @@ class ConnTable:
 
         A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,
         removed), the entry as it was at the event (fields in conn_info's order; dest is its
-        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for
+        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK |
+        CONN_F_NOOUTPUT (IPVS sync's flags: the method travels); removed is 1 for
         a removal (an invalidated template is removed under its old key), else 0. `lost`
         counts records dropped by a full log since the previous call: the log then misses
         changes, and the caller must resend everything.
@@ -850,7 +920,12 @@ class ConnTable:
         Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without
         RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL
         (non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),
-        FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.
+        FRAGMENT (reassemble first), ROUTE (a client packet of a direct-routing connection,
+        or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit
+        does; nothing is left to do) or a DROP_* verdict, which is also counted. A ROUTE
+        packet whose dest has no link address yet is DROP_NO_NEIGH, one whose write fails
+        DROP_TX. Packets from the server side of a non-MASQ connection are DROP_NO_CONN
+        (the kernel leaves them alone: they are not the director's).
         A client-to-server packet of a connection whose dest is not AVAILABLE is
         DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,
         expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked.
@@ -928,6 +1003,15 @@ class ConnTable:
                 return NEW
             if not self._dests[c.dest * DEST_FIELDS + DEST_AVAILABLE]:
                 return self._drop(DROP_DEST_UNAVAILABLE)
+            if c.flags & CONN_F_FWD_MASK:
+                self._count_pkt(c, tot, True)
+                if proto == PROTO_TCP:
+                    cls = 3 if rst else 0 if syn else 1 if tflags & 1 else 2 if tflags & 16 else -1
+                    table = _INPUT_ONLY if c.flags & CONN_F_NOOUTPUT else _INPUT
+                    self._set_state(h, c, CLOSE if cls < 0 else table[cls][c.state], now)
+                else:
+                    self._arm(h, c, now, self._udp_timeout)
+                return self._route(buf, off, c)
             inbound = True
             old_addr = c.vaddr
             new_addr = c.daddr
@@ -944,6 +1028,8 @@ class ConnTable:
             h = lst[-1]
             c = self._conns[h]
             assert c is not None
+            if c.flags & CONN_F_FWD_MASK:
+                return self._drop(DROP_NO_CONN)
             inbound = False
             old_addr = c.daddr
             new_addr = c.vaddr
@@ -965,6 +1051,26 @@ class ConnTable:
         else:
             self._arm(h, c, now, self._udp_timeout)
         return FORWARD
+
+    def _route(self, buf: bytearray, off: int, c: _Conn) -> int:
+        """Send a packet of a DROUTE connection, unchanged, framed to its dest's link."""
+        d = self._dests
+        b = c.dest * DEST_FIELDS
+        fd = d[b + DEST_LINK_FD] - 1
+        mac = d[b + DEST_MAC]
+        if fd < 0 or not mac:
+            return self._drop(DROP_NO_NEIGH)
+        vnet = bytearray(buf[:off]) if off else bytearray(VNET_HDR_LEN)
+        if vnet[0] & VNET_F_NEEDS_CSUM:
+            vnet[6:8] = (int.from_bytes(vnet[6:8], "little") + _ETH_HLEN).to_bytes(2, "little")
+        if vnet[2] or vnet[3]:
+            vnet[2:4] = (int.from_bytes(vnet[2:4], "little") + _ETH_HLEN).to_bytes(2, "little")
+        eth = mac.to_bytes(6, "big") + d[b + DEST_SRC_MAC].to_bytes(6, "big") + _ETH_P_IP
+        try:
+            os.writev(fd, [vnet, eth, memoryview(buf)[off:]])
+        except OSError:
+            return self._drop(DROP_TX)
+        return ROUTE
 
     def _icmp(self, buf: bytearray, off: int, tot: int, partial: bool) -> int:
         l4 = off + 20
@@ -997,6 +1103,10 @@ class ConnTable:
             inbound = True
             c = self._conns[lst[-1]]
             assert c is not None
+            if c.flags & CONN_F_FWD_MASK:
+                # ip_vs_icmp_xmit: the error goes to the real server as it is.
+                self._count_pkt(c, tot, True)
+                return self._route(buf, off, c)
             outer_at, eaddr_at, eport_at = off + 16, e + 12, el4
             new_addr, new_port = c.daddr, c.dport
         else:
@@ -1006,6 +1116,8 @@ class ConnTable:
             inbound = False
             c = self._conns[lst[-1]]
             assert c is not None
+            if c.flags & CONN_F_FWD_MASK:
+                return self._drop(DROP_NO_CONN)
             outer_at, eaddr_at, eport_at = off + 12, e + 16, el4 + 2
             new_addr, new_port = c.vaddr, c.vport
         (old_outer,) = _U32.unpack_from(buf, outer_at)
@@ -1041,7 +1153,8 @@ class ConnTable:
         """Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.
 
         Packets of known connections are rewritten and written to `write_fd` (negative, the
-        default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL
+        default: back to `fd`; a failed write counts DROP_TX and never raises), or for a
+        direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW, LOCAL
         or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray
         with its vnet header, so that the caller acts on the verdict without classifying it
         again; drops are counted. Returns packets read.

@@ -86,7 +86,8 @@
     "\n" \
     "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,\n" \
     "removed), the entry as it was at the event (fields in conn_info's order; dest is its\n" \
-    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for\n" \
+    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK |\n" \
+    "CONN_F_NOOUTPUT (IPVS sync's flags: the method travels); removed is 1 for\n" \
     "a removal (an invalidated template is removed under its old key), else 0. `lost`\n" \
     "counts records dropped by a full log since the previous call: the log then misses\n" \
     "changes, and the caller must resend everything."
@@ -110,7 +111,12 @@
     "Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without\n" \
     "RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL\n" \
     "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
-    "FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.\n" \
+    "FRAGMENT (reassemble first), ROUTE (a client packet of a direct-routing connection,\n" \
+    "or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit\n" \
+    "does; nothing is left to do) or a DROP_* verdict, which is also counted. A ROUTE\n" \
+    "packet whose dest has no link address yet is DROP_NO_NEIGH, one whose write fails\n" \
+    "DROP_TX. Packets from the server side of a non-MASQ connection are DROP_NO_CONN\n" \
+    "(the kernel leaves them alone: they are not the director's).\n" \
     "A client-to-server packet of a connection whose dest is not AVAILABLE is\n" \
     "DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,\n" \
     "expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked."
@@ -127,7 +133,8 @@
     "Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.\n" \
     "\n" \
     "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
-    "default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL\n" \
+    "default: back to `fd`; a failed write counts DROP_TX and never raises), or for a\n" \
+    "direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW, LOCAL\n" \
     "or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
     "with its vnet header, so that the caller acts on the verdict without classifying it\n" \
     "again; drops are counted. Returns packets read."
@@ -153,6 +160,10 @@
     "* `now` is a monotonic time in integer milliseconds supplied by the caller; the table never\n" \
     "  reads a clock, so tests and `lvsd simulate` drive time. Timeouts are set in seconds.\n" \
     "* Packets are IPv4 datagrams without a link header in a `bytearray`, rewritten in place.\n" \
+    "* Forwarding methods (ip_vs_conn.h): a connection takes its dest's (`set_dest_fwd`) when it\n" \
+    "  is inserted. MASQ rewrites (VS-NAT). DROUTE leaves the packet as it is and sends it framed\n" \
+    "  to the real server's link address through the dest's packet socket (`set_dest_link`): the\n" \
+    "  verdict is ROUTE. Non-MASQ connections carry NOOUTPUT and follow the TCP input-only table.\n" \
     "  `process_vnet` takes the same datagram behind the 10-byte `struct virtio_net_hdr` that a\n" \
     "  TUN device opened with IFF_VNET_HDR prepends (fields little-endian, as on x86).\n" \
     "* The table knows connections, destinations and services by slot number, not virtual\n" \
@@ -177,5 +188,20 @@
     "  here, a fixed ring in C); a full log drops the new record and counts it lost.\n" \
     "* Cost: lookup, insert and per-packet work O(1) expected; expire O(log n) per entry that is\n" \
     "  due or re-filed, never a scan of the table."
+
+#define DOC_set_dest_fwd \
+    "Set a dest slot's forwarding method: CONN_F_MASQ, CONN_F_DROUTE or CONN_F_TUNNEL.\n" \
+    "\n" \
+    "Connections take it when they are inserted (ip_vs_bind_dest) and keep it: an edit\n" \
+    "changes the method of new connections only. A non-MASQ connection also gets NOOUTPUT."
+
+#define DOC_set_dest_link \
+    "Set where a dest slot's routed packets go: a packet socket `fd` bound to the real\n" \
+    "server's interface with PACKET_VNET_HDR (-1: none), the real's (or its next hop's)\n" \
+    "link address `mac` and the interface's own `src_mac`, 48-bit ints (0: unknown).\n" \
+    "\n" \
+    "A ROUTE packet is written to `fd` as one datagram: the virtio_net_hdr (csum_start\n" \
+    "moved past the Ethernet header), the Ethernet header, the IP packet. The slot's\n" \
+    "DEST_LINK_FD field holds fd + 1 (0: none)."
 
 #endif

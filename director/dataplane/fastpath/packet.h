@@ -8,6 +8,8 @@
 #ifndef LVSD_FASTPATH_PACKET_H
 #define LVSD_FASTPATH_PACKET_H
 
+#include <sys/uio.h>
+
 #include "table.h"
 
 #define VNET_HDR_LEN 10
@@ -85,6 +87,14 @@ static const uint8_t tcp_output[4][S_SYNACK + 1] = {
     {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
 };
 
+/* The input-only direction, for NOOUTPUT connections (DR, tunnel): replies bypass us. */
+static const uint8_t tcp_input_only[4][S_SYNACK + 1] = {
+    {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
+    {sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW},
+    {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+    {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL},
+};
+
 static inline int drop(struct table *t, int v) {
     t->drops[v]++;
     return v;
@@ -108,6 +118,44 @@ static void count_pkt(struct table *t, const struct conn *c, uint32_t len, int i
 
 static inline int dest_available(const struct table *t, const struct conn *c) {
     return t->dests[(size_t)c->dest * DEST_FIELDS + DEST_AVAILABLE] != 0;
+}
+
+/* Sends a packet of a DROUTE connection unchanged, framed to its dest's link address, as
+ * one datagram on the dest's packet socket: virtio_net_hdr (offsets moved past the
+ * Ethernet header), Ethernet header, IP packet. vnet is NULL for a bare packet. */
+static int route_xmit(struct table *t, const struct conn *c, const uint8_t *vnet, uint8_t *ip,
+                      size_t n) {
+    const int64_t *d = &t->dests[(size_t)c->dest * DEST_FIELDS];
+    int fd = (int)d[DEST_LINK_FD] - 1;
+    uint64_t mac = (uint64_t)d[DEST_MAC], smac = (uint64_t)d[DEST_SRC_MAC];
+    if (fd < 0 || !mac)
+        return drop(t, V_DROP_NO_NEIGH);
+    uint8_t hdr[VNET_HDR_LEN + 14] = {0};
+    if (vnet) {
+        memcpy(hdr, vnet, VNET_HDR_LEN);
+        uint32_t hl = (uint32_t)hdr[2] | (uint32_t)hdr[3] << 8;
+        if (hl) {
+            hl += 14;
+            hdr[2] = (uint8_t)hl;
+            hdr[3] = (uint8_t)(hl >> 8);
+        }
+        if (hdr[0] & VNET_F_NEEDS_CSUM) {
+            uint32_t cs = ((uint32_t)hdr[6] | (uint32_t)hdr[7] << 8) + 14;
+            hdr[6] = (uint8_t)cs;
+            hdr[7] = (uint8_t)(cs >> 8);
+        }
+    }
+    uint8_t *eth = hdr + VNET_HDR_LEN;
+    for (int i = 0; i < 6; i++) {
+        eth[i] = (uint8_t)(mac >> (40 - 8 * i));
+        eth[6 + i] = (uint8_t)(smac >> (40 - 8 * i));
+    }
+    eth[12] = 0x08;
+    eth[13] = 0x00;
+    struct iovec iov[2] = {{hdr, sizeof hdr}, {ip, n}};
+    if (writev(fd, iov, 2) < 0)
+        return drop(t, V_DROP_TX);
+    return V_ROUTE;
 }
 
 static int is_icmp_error(uint8_t type) { return type == 3 || type == 4 || type == 11 || type == 12; }
@@ -138,6 +186,11 @@ static int process_icmp(struct table *t, uint8_t *vnet, uint8_t *ip, uint32_t to
     uint8_t *outer_at, *eaddr_at, *eport_at;
     uint32_t new_addr, new_port;
     if (h >= 0) {
+        if (t->c[h].flags & CONN_F_FWD_MASK) {
+            /* ip_vs_icmp_xmit: the error goes to the real server as it is. */
+            count_pkt(t, &t->c[h], tot, 1);
+            return route_xmit(t, &t->c[h], vnet, ip, tot);
+        }
         outer_at = ip + 16;
         eaddr_at = e + 12;
         eport_at = el4;
@@ -145,7 +198,7 @@ static int process_icmp(struct table *t, uint8_t *vnet, uint8_t *ip, uint32_t to
         new_port = t->c[h].dport;
     } else {
         h = lookup_out(t, eproto, ed, edp, es, esp);
-        if (h < 0)
+        if (h < 0 || (t->c[h].flags & CONN_F_FWD_MASK))
             return drop(t, V_DROP_NO_CONN);
         inbound = 0;
         outer_at = ip + 12;
@@ -230,6 +283,19 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
          * its timer is not re-armed (expire_nodest_conn=0). Replies are not checked. */
         if (!dest_available(t, c))
             return drop(t, V_DROP_DEST_UNAVAILABLE);
+        if (c->flags & CONN_F_FWD_MASK) {
+            count_pkt(t, c, tot, 1);
+            if (proto == PROTO_TCP) {
+                int cls = rst ? 3 : syn ? 0 : (tflags & 1) ? 1 : (tflags & 16) ? 2 : -1;
+                int next = cls < 0                            ? S_CLOSE
+                           : (c->flags & CONN_F_NOOUTPUT) ? tcp_input_only[cls][c->state]
+                                                          : tcp_input[cls][c->state];
+                tbl_set_state(t, h, next, now);
+            } else {
+                tbl_arm(t, h, now, t->udp_to);
+            }
+            return route_xmit(t, &t->c[h], vnet, ip, n);
+        }
         old_addr = c->vaddr;
         new_addr = c->daddr;
         old_port = dport;
@@ -244,6 +310,8 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
             return drop(t, V_DROP_NO_CONN);
         }
         c = &t->c[h];
+        if (c->flags & CONN_F_FWD_MASK)
+            return drop(t, V_DROP_NO_CONN); /* ip_vs_out: not ours to translate */
         inbound = 0;
         old_addr = c->daddr;
         new_addr = c->vaddr;

@@ -69,6 +69,8 @@ enum verdict {
     V_DROP_BAD_ICMP,
     V_DROP_TX,
     V_DROP_DEST_UNAVAILABLE,
+    V_ROUTE,         /* sent unchanged to a direct-routing dest's link: done */
+    V_DROP_NO_NEIGH, /* a routed packet whose dest has no link address yet */
     V_COUNT
 };
 
@@ -91,6 +93,13 @@ enum state {
 #define CONN_F_HASHED 0x0040
 #define CONN_F_INACTIVE 0x0100
 #define CONN_F_TEMPLATE 0x1000
+/* Forwarding methods (ip_vs_conn.h): taken from the dest when a connection is inserted. */
+#define CONN_F_FWD_MASK 0x0007
+#define CONN_F_MASQ 0x0000
+#define CONN_F_TUNNEL 0x0002
+#define CONN_F_DROUTE 0x0003
+#define CONN_F_NOOUTPUT 0x0080 /* replies bypass the director: TCP input-only table */
+#define SYNC_FLAGS (CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK | CONN_F_NOOUTPUT)
 
 enum dest_field {
     DEST_ACTIVE,
@@ -108,6 +117,10 @@ enum dest_field {
     DEST_ADDR,
     DEST_PORT,
     DEST_AVAILABLE, /* IP_VS_DEST_F_AVAILABLE: set by set_dest, cleared on delete */
+    DEST_FWD,       /* forwarding method: CONN_F_MASQ, CONN_F_DROUTE, CONN_F_TUNNEL */
+    DEST_LINK_FD,   /* packet socket for routed packets, + 1 (0: none) */
+    DEST_MAC,       /* the real's (or next hop's) link address, 48 bits (0: unknown) */
+    DEST_SRC_MAC,   /* the sending interface's link address */
     DEST_FIELDS
 };
 
@@ -143,7 +156,8 @@ struct sync_rec {
     int32_t dest; /* the dest slot: through it the reader finds the service (its fwmark) */
     uint16_t cport, vport, dport;
     uint8_t proto, state;
-    uint8_t flags_hi, removed; /* flags >> 8: both kept flags live in the high byte */
+    uint8_t flags_hi, removed; /* flags >> 8: INACTIVE and TEMPLATE live in the high byte */
+    uint8_t flags_lo;          /* flags & 0xff: the forwarding method and NOOUTPUT */
 };
 
 struct due {
@@ -360,7 +374,8 @@ static void tbl_log(struct table *t, const struct conn *c, int removed) {
     r->dport = c->dport;
     r->dest = c->dest;
     r->state = c->state;
-    r->flags_hi = (uint8_t)((c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)) >> 8);
+    r->flags_hi = (uint8_t)((c->flags & SYNC_FLAGS) >> 8);
+    r->flags_lo = (uint8_t)(c->flags & SYNC_FLAGS & 0xff);
     r->removed = (uint8_t)(removed != 0);
 }
 
