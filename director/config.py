@@ -117,6 +117,7 @@ class ServerConfig:
     port: int | None = None
     u_threshold: int = 0
     l_threshold: int = 0
+    network: Network | None = None  # this server's forwarding method; None: the file's
 
     def dport(self, vport: int, fwmark: int = 0) -> int:
         """The IPVS destination port for the virtual's port ``vport``: ``port``; unset,
@@ -239,6 +240,10 @@ class DirectorConfig:
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
+
+    def forwarding(self, server: ServerConfig) -> Network:
+        """The forwarding method of ``server``: its own ``network``, else the file's."""
+        return self.network if server.network is None else server.network
 
     def nat_subnets(self, virtual: VirtualConfig) -> tuple[IPv4Network, ...]:
         """The subnets the director reaches directly, where NAT real servers of ``virtual`` live.
@@ -870,8 +875,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
                     f"virtual {other!r} (line {other_line})",
                 )
             services[svc] = (v.name, child.line)
-        if cfg.network is Network.NAT:
-            _check_nat(cfg, v, child, filename)
+        _check_nat(cfg, v, child, filename)
         virtuals.append(v)
     return replace(cfg, virtuals=tuple(virtuals), failovers=tuple(failovers))
 
@@ -981,6 +985,7 @@ def _build_server(block: _Block, filename: str, persistent: bool) -> ServerConfi
         port=port,
         u_threshold=u_threshold,
         l_threshold=l_threshold,
+        network=f.get("network", _choice(Network), None),
     )
 
 
@@ -1006,6 +1011,8 @@ def _build_failover(block: _Block, filename: str) -> FailoverConfig:
 def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str) -> None:
     nets = cfg.nat_subnets(v)
     for server, child in zip(v.servers, block.children, strict=True):
+        if cfg.forwarding(server) is not Network.NAT:
+            continue  # direct routing and tunnelling leave the real's address unchanged
         if any(server.address in net for net in nets):
             continue
         known = ", ".join(map(str, nets)) if nets else "none: set nat_router"
@@ -1176,6 +1183,7 @@ def _format_virtual(v: VirtualConfig) -> list[str]:
         _line(out, j, "port", s.port)
         _line(out, j, "u_threshold", s.u_threshold)
         _line(out, j, "l_threshold", s.l_threshold)
+        _line(out, j, "network", None if s.network is None else s.network.value)
         out.append(f"{i}}}")
     out.append("}")
     return out

@@ -9,6 +9,14 @@ Topology (defaults of :class:`LabSpec`; every node is a namespace ``lvsd-<lab>-<
               |
         real1 eth0 192.168.1.10/24  real2 .11  real3 .12 ...   default via 192.168.1.254
 
+With ``mode = "direct"`` (``lvsd lab up --mode direct``) the reals are LVS-DR reals: each
+also has ``eth1`` on the public segment (real1 10.0.1.10, real2 .11, ...), holds the VIP on
+``lo`` with ``arp_ignore=1`` and ``arp_announce=2`` (so only the director answers ARP for
+it), has ``rp_filter`` off (a client's packet arrives on eth0, its replies leave by eth1)
+and no default route: a reply, from the VIP, goes straight to the client on the public
+segment, never through the director. The director reaches them on the private segment,
+where it frames the client's packets to their MACs.
+
 ``sw`` holds the two bridges and no address, so nothing is routed between the segments;
 every other node's interface is one end of a veth whose peer is a port of a bridge in
 ``sw``. The VIP (10.0.1.5) and the floating ``nat_router`` (192.168.1.254) are configured
@@ -69,6 +77,9 @@ SERVER_START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 """Seconds ``down`` waits after SIGTERM before it sends SIGKILL."""
 
+LAB_MODES = ("nat", "direct")
+"""How ``up`` prepares the reals: VS-NAT reals, or LVS-DR reals (``--mode direct``)."""
+
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -90,9 +101,15 @@ class LabSpec:
     nat_router: IPv4Address = IPv4Address("192.168.1.254")  # noqa: RUF009
     first_real: IPv4Address = IPv4Address("192.168.1.10")  # noqa: RUF009
     http_port: int = 80
+    mode: str = "nat"  # "nat" or "direct": how the reals are prepared
+    first_public_real: IPv4Address = IPv4Address("10.0.1.10")  # noqa: RUF009  (direct)
 
     def __post_init__(self) -> None:
-        for attr in ("vip", "client", "primary", "backup"):
+        if self.mode not in LAB_MODES:
+            raise LabError(
+                f"LabSpec.mode: must be one of {', '.join(LAB_MODES)}, got {self.mode!r}"
+            )
+        for attr in ("vip", "client", "primary", "backup", "first_public_real"):
             if getattr(self, attr) not in self.public_net:
                 raise LabError(
                     f"LabSpec.{attr}: must be in {self.public_net}, got {getattr(self, attr)}"
@@ -115,6 +132,18 @@ class LabSpec:
             raise LabError(f"real{index}: {addr} collides with a director or nat_router address")
         return addr
 
+    def public_real_address(self, index: int) -> IPv4Address:
+        """The public address of ``real<index>`` in direct mode (``first_public_real`` + i - 1)."""
+        if index < 1:
+            raise LabError(f"real server index: must be >= 1, got {index}")
+        addr = self.first_public_real + (index - 1)
+        taken = {self.vip, self.client, self.primary, self.backup}
+        if addr not in self.public_net or addr == self.public_net.broadcast_address:
+            raise LabError(f"real{index}: {addr} is outside {self.public_net}")
+        if addr in taken:
+            raise LabError(f"real{index}: {addr} collides with the VIP, client or a director")
+        return addr
+
     def links(self, node: str) -> tuple[NodeLink, ...]:
         """The interfaces of ``node``, in ``eth0, eth1`` order; ``sw`` has none of its own."""
         pub, priv = self.public_net.prefixlen, self.private_net.prefixlen
@@ -133,12 +162,18 @@ class LabSpec:
         m = _NODE_NAME.fullmatch(node)
         if m is None or m.group(1) is None:
             raise LabError(f"lab node: unknown node {node!r}")
-        addr = self.real_address(int(m.group(1)))
-        return (NodeLink("eth0", PRIVATE_BRIDGE, IPv4Interface(f"{addr}/{priv}")),)
+        index = int(m.group(1))
+        addr = self.real_address(index)
+        private_link = NodeLink("eth0", PRIVATE_BRIDGE, IPv4Interface(f"{addr}/{priv}"))
+        if self.mode == "direct":
+            public = self.public_real_address(index)
+            return (private_link, NodeLink("eth1", PUBLIC_BRIDGE, IPv4Interface(f"{public}/{pub}")))
+        return (private_link,)
 
     def gateway(self, node: str) -> IPv4Address | None:
-        """The default route of ``node``: the reals' is ``nat_router``; others have none."""
-        return self.nat_router if node.startswith("real") else None
+        """The default route of ``node``: a NAT real's is ``nat_router``; others have none
+        (a direct-routing real reaches the client on the public segment)."""
+        return self.nat_router if node.startswith("real") and self.mode == "nat" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +421,18 @@ class Lab:
             gateway = self.spec.gateway(node)
             if gateway is not None:
                 ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+            if node.startswith("real") and self.spec.mode == "direct":
+                # An LVS-DR real: the VIP is its own, but only the director answers ARP for it.
+                lo = ipr.link_lookup(ifname="lo")[0]
+                ipr.addr("add", index=lo, address=str(self.spec.vip), prefixlen=32)
+        if node.startswith("real") and self.spec.mode == "direct":
+            ifaces = ["all", "default", *(link.ifname for link in self.spec.links(node))]
+            settings = [
+                f"net.ipv4.conf.{i}.{key}={value}"
+                for i in ifaces
+                for key, value in (("arp_ignore", 1), ("arp_announce", 2), ("rp_filter", 0))
+            ]
+            self.run(node, ["sysctl", "-q", *(a for kv in settings for a in ("-w", kv))])
 
     def _server_commands(self, node: str, nginx: bool, ftp: bool) -> dict[str, list[str]]:
         """The servers of real ``node`` by log name (``real1``, ``real1-ftp``) with their argv."""
@@ -712,6 +759,13 @@ def add_command(sub: Any) -> None:
     up.add_argument("--backup", action="store_true", help="add the backup director node")
     up.add_argument("--nginx", action="store_true", help="run nginx in the reals, not labserver")
     up.add_argument("--ftp", action="store_true", help="also run vsftpd (anonymous) in the reals")
+    up.add_argument(
+        "--mode",
+        choices=LAB_MODES,
+        default="nat",
+        help="nat: VS-NAT reals (default); direct: LVS-DR reals (VIP on lo, arp_ignore=1, "
+        "arp_announce=2, replies straight to the client on the public segment)",
+    )
     up.set_defaults(func=run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
@@ -731,7 +785,7 @@ def add_command(sub: Any) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     try:
-        lab = Lab(LabSpec(), args.name)
+        lab = Lab(LabSpec(mode=args.mode), args.name)
         lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp)
     except LabError as e:
         print(f"lvsd: {e}", file=sys.stderr)

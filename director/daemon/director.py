@@ -21,7 +21,7 @@ import struct
 import time
 from collections import Counter
 from dataclasses import asdict, replace
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 from director.config import DirectorConfig, Network, Protocol
@@ -31,11 +31,20 @@ from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
 from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
+from director.dataplane.links import Links
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
 from director.errors import ConfigError
 from director.ipvs.estimator import INTERVAL_S, RateEstimator
-from director.ipvs.service import IPVS, IPVSError, VirtualService, format_addr
+from director.ipvs.service import (
+    DROUTE,
+    FWD_NAMES,
+    FWD_OF_NETWORK,
+    IPVS,
+    IPVSError,
+    VirtualService,
+    format_addr,
+)
 from director.ops import metrics, watchdog
 from director.ops.admin import Admin
 from director.ops.control import ControlServer
@@ -49,6 +58,10 @@ _VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we buil
 # proto, saddr, daddr, sport, dport of a vnet-headed IPv4 packet without options.
 _FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
+# How often the direct-routing reals' link addresses are read again from the kernel.
+LINK_REFRESH_S = 1.0
+# At start, how long to wait for the kernel to resolve them before serving anyway.
+LINK_START_WAIT_S = 2.0
 
 
 def now_ms() -> int:
@@ -89,6 +102,7 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
                             s.weight,
                             s.u_threshold,
                             s.l_threshold,
+                            fwd=FWD_OF_NETWORK[cfg.forwarding(s)],
                         )
             except IPVSError as e:
                 raise ConfigError(f"virtual {v.name}: port {vport}: {e}") from e
@@ -96,9 +110,19 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
 
 
 def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
-    """What the director's namespace needs for ``cfg`` (network = nat only)."""
-    if cfg.network is not Network.NAT:
-        raise ConfigError(f"network = {cfg.network}: lvsd serves network = nat only")
+    """What the director's namespace needs for ``cfg``.
+
+    Every real, whatever its method, locates the private interface; replies are steered
+    from that interface into the TUN. A direct-routing real answers the client itself,
+    from the VIP, by a path that does not cross the director (its own gateway).
+    """
+    for v in cfg.virtuals:
+        for s in v.servers:
+            if v.active and s.active and cfg.forwarding(s) is Network.TUNNEL:
+                raise ConfigError(
+                    f"virtual {v.name}: server {s.name}: network = tunnel: lvsd forwards "
+                    "with network = nat or direct"
+                )
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
     if not vips:
         raise ConfigError("no active virtual server: nothing to direct")
@@ -148,6 +172,8 @@ class Director:
         self.plumbing = Plumbing(spec if failover is None else replace(spec, claim_on_setup=False))
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
+        self.links = Links()
+        self._linked: dict[int, tuple[int, int, int]] = {}
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
@@ -191,6 +217,7 @@ class Director:
         # ... and puts back the sysctls setup changed.
         await asyncio.to_thread(reaper.tell_sysctls, self.plumbing.sysctl_changes)
         try:
+            await self._wait_links_resolved(LINK_START_WAIT_S)
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]
             readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
@@ -199,6 +226,7 @@ class Director:
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._expiry())
+                    tg.create_task(self._refresh_links())
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
                     control = ControlServer(
@@ -235,6 +263,7 @@ class Director:
                 await asyncio.to_thread(self.plumbing.teardown)
             finally:
                 await asyncio.to_thread(reaper.disarm)
+                self.links.close()
             log.info("stopped; plumbing removed")
 
     def reload(self) -> None:
@@ -297,6 +326,47 @@ class Director:
             # A reload's removed reals: deleted once drained (or at their deadline).
             self.admin.expire_drains(now)
 
+    def _routed_addrs(self) -> dict[int, IPv4Address]:
+        """Dest slot -> address of every linked direct-routing destination."""
+        return {d.slot: IPv4Address(d.addr) for d in self.ipvs.iter_dests() if d.fwd == DROUTE}
+
+    async def _update_links(self) -> bool:
+        """Read the direct-routing reals' links from the kernel (in a thread) and hand them
+        to the fast path; True when every one is known."""
+        wanted = self._routed_addrs()
+        if not wanted and not self._linked:
+            return True
+        found = await asyncio.to_thread(
+            lambda: {slot: self.links.resolve(addr) for slot, addr in wanted.items()}
+        )
+        for slot, link in found.items():
+            value = (-1, 0, 0) if link is None else (link.fd, link.mac, link.src_mac)
+            if self._linked.get(slot) != value:
+                self.table.set_dest_link(slot, *value)
+                self._linked[slot] = value
+                if link is not None:
+                    log.info(
+                        "direct routing: %s is %s on %s",
+                        wanted[slot],
+                        _mac_text(link.mac),
+                        link.iface,
+                    )
+        for slot in set(self._linked) - set(found):
+            del self._linked[slot]
+        return all(link is not None for link in found.values())
+
+    async def _wait_links_resolved(self, limit_s: float) -> None:
+        # Polled: the kernel's neighbour table has no event this loop could wait on cheaply.
+        for _ in range(max(1, int(limit_s / 0.05))):
+            if await self._update_links():
+                return
+            await asyncio.sleep(0.05)
+
+    async def _refresh_links(self) -> None:
+        while True:
+            await asyncio.sleep(LINK_REFRESH_S)
+            await self._update_links()
+
     async def _estimate(self) -> None:
         while True:
             await asyncio.sleep(INTERVAL_S)
@@ -348,6 +418,7 @@ class Director:
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
+        # ROUTE: the fast path already sent it to a direct-routing real's link.
         if verdict == fastpath.FORWARD:
             self._write(buf)
 
@@ -422,6 +493,7 @@ class Director:
                 dests.append(
                     {
                         "addr": format_addr(d.addr, d.port),
+                        "fwd": FWD_NAMES[d.fwd],
                         "weight": d.weight,
                         "active": d.active_conns,
                         "inactive": d.inactive_conns,
@@ -470,6 +542,10 @@ class Director:
 
 class _Stopped(Exception):
     """Ends the TaskGroup after a stop signal."""
+
+
+def _mac_text(mac: int) -> str:
+    return ":".join(f"{b:02x}" for b in mac.to_bytes(6, "big"))
 
 
 def _five(buf: memoryview, at: int) -> tuple[int, int, int, int, int]:

@@ -30,7 +30,7 @@ from director.config import DirectorConfig, Protocol, load_config
 from director.dataplane import fastpath
 from director.dataplane.plumbing import PlumbingSpec
 from director.errors import ConfigError
-from director.ipvs.service import IPVS, IPVSError, format_addr
+from director.ipvs.service import FWD_OF_NETWORK, IPVS, MASQ, IPVSError, format_addr
 from director.ops.admin import Admin, ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class DestSpec:
     weight: int
     u_threshold: int
     l_threshold: int
+    fwd: int = MASQ  # the forwarding method (ipvs.service MASQ, DROUTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,12 @@ def desired(cfg: DirectorConfig) -> dict[ServiceSpec, ServiceState]:
             )
             dests = tuple(
                 DestSpec(
-                    int(s.address), s.dport(vport, v.fwmark), s.weight, s.u_threshold, s.l_threshold
+                    int(s.address),
+                    s.dport(vport, v.fwmark),
+                    s.weight,
+                    s.u_threshold,
+                    s.l_threshold,
+                    FWD_OF_NETWORK[cfg.forwarding(s)],
                 )
                 for s in v.servers
                 if s.active
@@ -117,7 +123,7 @@ def _build(ipvs: IPVS, state: ServiceState) -> None:
         fwmark=s.fwmark,
     )
     for d in state.dests:
-        svc.add_dest(d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
+        svc.add_dest(d.addr, d.port, d.weight, d.u_threshold, d.l_threshold, fwd=d.fwd)
 
 
 def check_buildable(cfg: DirectorConfig) -> None:
@@ -229,7 +235,7 @@ def apply_event(admin: Admin, event: ConfigEvent) -> None:
                 s = state.spec
                 admin.add_service(s, state.scheduler, state.flags, state.timeout, state.netmask)
                 for d in state.dests:
-                    admin.add_dest(s, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold)
+                    admin.add_dest(s, d.addr, d.port, d.weight, d.u_threshold, d.l_threshold, d.fwd)
             case ServiceRemoved(spec):
                 admin.del_service(spec)
             case ServiceEdited(state):
@@ -240,13 +246,13 @@ def apply_event(admin: Admin, event: ConfigEvent) -> None:
                 settings = (d.weight, d.u_threshold, d.l_threshold)
                 # Configured again while draining: it stays, with its weight back.
                 if admin.undrain_dest(spec, d.addr, d.port, *settings) is None:
-                    admin.add_dest(spec, d.addr, d.port, *settings)
+                    admin.add_dest(spec, d.addr, d.port, *settings, d.fwd)
             case DestRemoved(spec, addr, port):
                 if admin.get(spec).find_dest(addr, port) is not None:
                     admin.drain_dest(spec, addr, port)
             case DestEdited(spec, d):
                 if admin.get(spec).find_dest(d.addr, d.port) is not None:
-                    admin.edit_dest(spec, d.addr, d.port, None, d.u_threshold, d.l_threshold)
+                    admin.edit_dest(spec, d.addr, d.port, None, d.u_threshold, d.l_threshold, d.fwd)
     except IPVSError as e:
         log.warning("reload: %s: %s skipped: %s", _name(event_spec(event)), type(event).__name__, e)
 

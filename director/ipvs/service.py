@@ -47,6 +47,15 @@ _OVERLOAD = fastpath.DEST_OVERLOAD
 _FIELDS = fastpath.DEST_FIELDS
 # The dest slot's position in ConnTable.conn_info()'s tuple.
 CONN_INFO_DEST = 7
+# Forwarding methods (ipvsadm -m, -g, -i) and how ipvsadm -L names them.
+MASQ = fastpath.CONN_F_MASQ
+DROUTE = fastpath.CONN_F_DROUTE
+TUNNEL = fastpath.CONN_F_TUNNEL
+FWD_NAMES = {MASQ: "Masq", DROUTE: "Route", TUNNEL: "Tunnel"}
+# lvs.cf's ``network`` values.
+FWD_OF_NETWORK = {"nat": MASQ, "direct": DROUTE, "tunnel": TUNNEL}
+# The methods lvsd forwards with (tunnelling is named, but not served yet).
+SUPPORTED_FWD = frozenset((MASQ, DROUTE))
 
 
 class IPVSError(DirectorError):
@@ -120,6 +129,7 @@ class Destination:
         "_buf",
         "addr",
         "available",
+        "fwd",
         "fwmark",
         "l_threshold",
         "last_weight",
@@ -141,6 +151,7 @@ class Destination:
         self.u_threshold = 0
         self.l_threshold = 0
         self.available = False
+        self.fwd = MASQ  # the forwarding method: MASQ, DROUTE or TUNNEL
 
     @property
     def active_conns(self) -> int:
@@ -235,16 +246,25 @@ class VirtualService:
     # --- control (ip_vs_ctl.c) -------------------------------------------------------
 
     def add_dest(
-        self, addr: int, port: int, weight: int = 1, u_threshold: int = 0, l_threshold: int = 0
+        self,
+        addr: int,
+        port: int,
+        weight: int = 1,
+        u_threshold: int = 0,
+        l_threshold: int = 0,
+        *,
+        fwd: int = MASQ,
     ) -> Destination:
-        """Link addr:port at the head of the list (``ipvsadm -a``).
+        """Link addr:port at the head of the list (``ipvsadm -a``), forwarding by ``fwd``.
 
         Refuses an existing addr:port (DestinationExists), a negative weight or
-        ``l_threshold > u_threshold`` (OutOfRange), no free dest slot (OutOfMemory). A
+        ``l_threshold > u_threshold`` (OutOfRange), a method lvsd does not serve
+        (InvalidArgument), no free dest slot (OutOfMemory). A
         destination of the same identity still in the trash is revived with its counters,
         which belong to its still-living connections.
         """
         _check_dest_args(weight, u_threshold, l_threshold)
+        _check_fwd(fwd)
         if self.find_dest(addr, port) is not None:
             raise DestinationExists(f"{self} -> {format_addr(addr, port)}")
         dest = self._ipvs.revive_dest(self, addr, port)
@@ -252,7 +272,7 @@ class VirtualService:
             dest = self._ipvs.new_dest(self, addr, port)
         else:
             log.debug("%s: dest %s revived from the trash", self, dest)
-        self._update_dest(dest, weight, u_threshold, l_threshold, add=True)
+        self._update_dest(dest, weight, u_threshold, l_threshold, add=True, fwd=fwd)
         self.dests.insert(0, dest)
         self.scheduler.update(self.dests, "add", dest)
         return dest
@@ -265,8 +285,11 @@ class VirtualService:
         weight: int | None = None,
         u_threshold: int | None = None,
         l_threshold: int | None = None,
+        fwd: int | None = None,
     ) -> Destination:
-        """Change a linked destination's weight and thresholds (``ipvsadm -e``).
+        """Change a linked destination's weight, thresholds and method (``ipvsadm -e``).
+
+        A new method applies to new connections; those already made keep theirs.
 
         Unspecified values stay. Refuses an unknown addr:port (NoSuchDestination) and the
         same ranges as ``add_dest``. The destination keeps its list position.
@@ -278,7 +301,9 @@ class VirtualService:
         u = dest.u_threshold if u_threshold is None else u_threshold
         lo = dest.l_threshold if l_threshold is None else l_threshold
         _check_dest_args(w, u, lo)
-        self._update_dest(dest, w, u, lo, add=False)
+        f = dest.fwd if fwd is None else fwd
+        _check_fwd(f)
+        self._update_dest(dest, w, u, lo, add=False, fwd=f)
         self.scheduler.update(self.dests, "upd", dest)
         return dest
 
@@ -320,7 +345,9 @@ class VirtualService:
         self.timeout = timeout
         self.netmask = netmask
 
-    def _update_dest(self, dest: Destination, weight: int, u: int, lo: int, *, add: bool) -> None:
+    def _update_dest(
+        self, dest: Destination, weight: int, u: int, lo: int, *, add: bool, fwd: int
+    ) -> None:
         # __ip_vs_update_dest: last_weight follows every add and every non-zero weight.
         # set_dest clears OVERLOAD when the upper threshold is removed or raised, and
         # marks the slot AVAILABLE (a revived dest's connections flow again).
@@ -331,6 +358,8 @@ class VirtualService:
         dest.u_threshold = u
         dest.l_threshold = lo
         self._ipvs.table.set_dest(dest.slot, self.index, dest.addr, dest.port, u, lo)
+        dest.fwd = fwd
+        self._ipvs.table.set_dest_fwd(dest.slot, fwd)
 
     # --- scheduling (ip_vs_core.c) ---------------------------------------------------
 
@@ -409,6 +438,12 @@ class VirtualService:
         # ip_vs_conn_put(ct): each new connection through the template re-arms its timer.
         table.touch_template(ct, now)
         return dest, ct
+
+
+def _check_fwd(fwd: int) -> None:
+    if fwd not in SUPPORTED_FWD:
+        name = FWD_NAMES.get(fwd, str(fwd))
+        raise InvalidArgument(f"forwarding method {name}: lvsd forwards by Masq or Route")
 
 
 def _check_dest_args(weight: int, u: int, lo: int) -> None:

@@ -24,9 +24,11 @@ from typing import Any
 from director.dataplane import fastpath
 from director.ipvs.estimator import RateEstimator
 from director.ipvs.service import (
+    FWD_NAMES,
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPVS,
+    MASQ,
     Destination,
     InvalidArgument,
     IPVSError,
@@ -101,6 +103,19 @@ def _int(req: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> in
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise InvalidArgument(f"{key}: expected an integer from {lo} to {hi}, got {value!r}")
     return value
+
+
+# The protocol's names of the forwarding methods (ipvsadm -m, -g, -i).
+FWD_BY_NAME = {name.lower(): fwd for fwd, name in FWD_NAMES.items()}
+
+
+def _fwd(req: Mapping[str, Any], default: int | None) -> int | None:
+    value = req.get("fwd")
+    if value is None:
+        return default
+    if value not in FWD_BY_NAME:
+        raise InvalidArgument(f"fwd: expected one of {', '.join(FWD_BY_NAME)}, got {value!r}")
+    return FWD_BY_NAME[value]
 
 
 def _ipv4(req: Mapping[str, Any], key: str, default: str | None = None) -> int:
@@ -243,11 +258,18 @@ class Admin:
     # --- destinations ----------------------------------------------------------------
 
     def add_dest(
-        self, spec: ServiceSpec, addr: int, port: int, weight: int = 1, u: int = 0, lo: int = 0
+        self,
+        spec: ServiceSpec,
+        addr: int,
+        port: int,
+        weight: int = 1,
+        u: int = 0,
+        lo: int = 0,
+        fwd: int = MASQ,
     ) -> Destination:
         svc = self.get(spec)
-        dest = svc.add_dest(addr, port, weight, u, lo)
-        log.info("%s: dest %s added (weight %d)", svc, dest, weight)
+        dest = svc.add_dest(addr, port, weight, u, lo, fwd=fwd)
+        log.info("%s: dest %s added (%s, weight %d)", svc, dest, FWD_NAMES[fwd], weight)
         return dest
 
     def undrain_dest(
@@ -270,11 +292,12 @@ class Admin:
         weight: int | None = None,
         u: int | None = None,
         lo: int | None = None,
+        fwd: int | None = None,
     ) -> Destination:
         svc = self.get(spec)
         before = svc.find_dest(addr, port)
         old = None if before is None else (before.weight, before.u_threshold, before.l_threshold)
-        dest = svc.edit_dest(addr, port, weight=weight, u_threshold=u, l_threshold=lo)
+        dest = svc.edit_dest(addr, port, weight=weight, u_threshold=u, l_threshold=lo, fwd=fwd)
         # An operator's edit takes the destination back from a drain.
         self._draining.pop((spec, addr, port), None)
         if old != (dest.weight, dest.u_threshold, dest.l_threshold):
@@ -404,6 +427,7 @@ class Admin:
                 dests.append(
                     {
                         "addr": format_addr(d.addr, d.port),
+                        "fwd": FWD_NAMES[d.fwd],
                         "weight": d.weight,
                         "u_threshold": d.u_threshold,
                         "l_threshold": d.l_threshold,
@@ -490,6 +514,7 @@ class Admin:
             _int(req, "weight", 1, 0, 65535),
             _int(req, "u_threshold", 0, 0, 2**31 - 1),
             _int(req, "l_threshold", 0, 0, 2**31 - 1),
+            _fwd(req, MASQ) or MASQ,
         )
 
     def _edit_dest(self, req: Mapping[str, Any]) -> None:
@@ -505,6 +530,7 @@ class Admin:
             optional.get("weight"),
             optional.get("u_threshold"),
             optional.get("l_threshold"),
+            _fwd(req, None),
         )
 
     def _del_dest(self, req: Mapping[str, Any]) -> None:

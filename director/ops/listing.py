@@ -143,10 +143,14 @@ def format_list(
                 )
             else:
                 out.append(
-                    f"  -> {name:<28} {'Masq':<7} {d['weight']:<6d} "
+                    f"  -> {name:<28} {d.get('fwd', 'Masq'):<7} {d['weight']:<6d} "
                     f"{d['active']:<10d} {d['inactive']:<10d}\n"
                 )
     return "".join(out)
+
+
+# ipvsadm -S's option for each forwarding method.
+_FWD_OPTION = {"Masq": "-m", "Route": "-g", "Tunnel": "-i"}
 
 
 def _rule_service(svc: Mapping[str, Any]) -> str:
@@ -169,7 +173,8 @@ def format_rules(snapshot: Mapping[str, Any], *, sort: bool = True) -> str:
                 line += f" -M {svc['netmask']}"
         out.append(line + "\n")
         for d in dests:
-            line = f"-a {name} -r {d['addr']} -m -w {d['weight']}"
+            method = _FWD_OPTION.get(str(d.get("fwd", "Masq")), "-m")
+            line = f"-a {name} -r {d['addr']} {method} -w {d['weight']}"
             # Thresholds only when set, so that a save restores them.
             if d.get("u_threshold"):
                 line += f" -x {d['u_threshold']}"

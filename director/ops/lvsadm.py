@@ -3,8 +3,9 @@
 The options, their checks, the listings and the error messages are ipvsadm 1.31's,
 so that operators' habits and scripts carry over: ``lvsadm -A -t VIP:80 -s wlc``,
 ``lvsadm -a -t VIP:80 -r RIP:80 -m -w 2``, ``lvsadm -L -n --stats``, ``lvsadm -S``
-and ``lvsadm -R``. Differences: lvsd forwards by masquerading only, so ``-m`` is the
-default and ``-g``/``-i`` are refused; addresses are always printed numerically; the
+and ``lvsadm -R``. As with ipvsadm, ``-a`` without a method means ``-g`` (direct
+routing); ``-m`` masquerades; ``-i`` (tunnelling) is refused, as lvsd does not forward
+that way yet. Differences: addresses are always printed numerically; the
 control socket is ``/run/lvsd.sock`` unless ``--socket PATH`` or
 ``LVSD_CONTROL_SOCKET`` says otherwise. Exit status as ipvsadm's: 0, 2 for a bad
 command line, 255 for a refused operation, 1 for a listing that failed.
@@ -134,7 +135,8 @@ Usage:
 virtual-service: --tcp-service|-t service-address   or   --udp-service|-u service-address
 Options: --numeric -n, --connection -c, --timeout, --stats, --rate, --thresholds,
   --persistent-conn, --sort, --nosort, --exact -X, --scheduler -s, --sched-flags -b,
-  --persistent -p, --netmask -M, --real-server -r, --masquerading -m, --weight -w,
+  --persistent -p, --netmask -M, --real-server -r, --gatewaying -g, --ipip -i,
+  --masquerading -m, --weight -w,
   --u-threshold -x, --l-threshold -y, --socket PATH (lvsd's control socket)
 """
 
@@ -166,6 +168,7 @@ class Command:
     weight: int | None = None
     u_threshold: int | None = None
     l_threshold: int | None = None
+    fwd: str | None = None  # "masq", "route" or "tunnel" (-m, -g, -i); None: not given
     timeouts: tuple[int, int, int] = (0, 0, 0)
 
     def service(self) -> dict[str, object]:
@@ -409,8 +412,9 @@ def parse(argv: Sequence[str], err: TextIO, prog: str = "lvsadm") -> Command:
             c.daddr, c.dport = parsed
         elif opt in ("m", "g", "i"):
             option("forwarding-method")
-            if opt != "m":
-                fail(err, "lvsd forwards by masquerading only: use -m")
+            if opt == "i":
+                fail(err, "lvsd does not forward by tunnelling (-i) yet: use -g or -m")
+            c.fwd = {"m": "masq", "g": "route"}[opt]
         elif opt in ("w", "x", "y"):
             name = {"w": "weight", "x": "u-threshold", "y": "l-threshold"}[opt]
             option(name)
@@ -562,12 +566,16 @@ def _run(
         case "Z":
             call("zero", **(svc if "service-address" in c.options else {}))
         case "a" | "e":
-            # ipvsadm sends every field on an edit too: an -e without -w sets weight 1.
+            # ipvsadm sends every field on an edit too: an -e without -w sets weight 1, and
+            # without a method -g (IP_VS_CONN_F_DROUTE is its default).
+            fwd = c.fwd or "route"
             call(
                 "add_dest" if c.cmd == "a" else "edit_dest",
                 **svc,
                 daddr=c.daddr,
-                dport=c.dport,
+                # ipvsadm: a real of a non-NAT method takes the virtual's port.
+                dport=c.dport if fwd == "masq" or c.fwmark else c.port,
+                fwd=fwd,
                 weight=1 if c.weight is None else c.weight,
                 u_threshold=c.u_threshold or 0,
                 l_threshold=c.l_threshold or 0,

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from director.config import (
     DirectorConfig,
+    Network,
     Protocol,
     ServerConfig,
     VirtualConfig,
@@ -76,16 +77,21 @@ def _virtual_key(v: VirtualConfig, port: int) -> _Key:
     return (proto, str(v.address), port, 0)
 
 
+# A listing's forwarding method as lvs.cf's ``network``.
+_NETWORK_OF_FWD = {"Masq": Network.NAT, "Route": Network.DIRECT, "Tunnel": Network.TUNNEL}
+
+
 def _servers(
-    svc: Mapping[str, Any], unset: int, known: Sequence[ServerConfig]
+    svc: Mapping[str, Any], unset: int, known: Sequence[ServerConfig], network: Network
 ) -> tuple[ServerConfig, ...]:
     """The running destinations of ``svc`` as servers; a destination port ``unset`` is
-    written as no ``port``."""
+    written as no ``port``, a method equal to the file's ``network`` as no ``network``."""
     out = []
     for d in sorted(svc["dests"], key=lambda d: _addr_key(str(d["addr"]))):
         host, _, port_text = str(d["addr"]).rpartition(":")
         address = ipaddress.IPv4Address(host)
         port = None if int(port_text) == unset else int(port_text)
+        method = _NETWORK_OF_FWD[str(d.get("fwd", "Masq"))]
         name = next(
             (s.name for s in known if s.address == address and s.port == port),
             next((s.name for s in known if s.address == address), None),
@@ -98,6 +104,7 @@ def _servers(
                 port=port,
                 u_threshold=int(d.get("u_threshold", 0)),
                 l_threshold=int(d.get("l_threshold", 0)),
+                network=None if method is network else method,
             )
         )
     return tuple(out)
@@ -143,7 +150,10 @@ def running_config(
             used.add(key)
             svc = running[key]
             unset = 0 if v.fwmark else port  # the destination port of a server without one
-            fields = {**_settings(svc), "servers": _servers(svc, unset, v.servers) + inactive}
+            fields = {
+                **_settings(svc),
+                "servers": _servers(svc, unset, v.servers, base.network) + inactive,
+            }
             for ports, other in groups:
                 if other == fields:
                     ports.append(port)
@@ -163,7 +173,7 @@ def running_config(
                 address=ipaddress.IPv4Address(host),
                 protocol=Protocol(proto.lower()),
                 ports=(port,),
-                servers=_servers(svc, port, ()),
+                servers=_servers(svc, port, (), base.network),
                 **_settings(svc),
             )
         )

@@ -1,0 +1,96 @@
+"""The forwarding method in lvs.cf: the global ``network`` and a server's own ``network``.
+
+Piranha's ``network = nat | direct | tunnel`` is the default of every server in the file; a
+``server`` block may say ``network`` itself for a mixed service. The NAT reachability rule
+applies to NAT servers only, ``format_config`` writes a server's method back and
+``lvsd save`` (``running_config``) turns the running methods into the same keywords.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from director.config import Network, format_config, parse_config
+from director.daemon.director import build_ipvs
+from director.dataplane import fastpath
+from director.errors import ConfigError
+from director.ipvs.service import DROUTE, MASQ
+from director.ops.save import running_config
+
+MIXED = """
+service = lvs
+primary = 10.0.1.1
+nat_router = 192.168.1.254 eth1
+network = direct
+
+virtual web {
+    address = 10.0.1.5 eth0:1
+    port = 80
+    scheduler = rr
+    server dr1 {
+        address = 10.0.2.10
+    }
+    server nat1 {
+        address = 192.168.1.11
+        network = nat
+    }
+}
+"""
+
+
+def test_a_server_takes_the_files_method_unless_it_names_its_own() -> None:
+    cfg = parse_config(MIXED)
+    dr1, nat1 = cfg.virtuals[0].servers
+    assert cfg.network is Network.DIRECT
+    assert (dr1.network, cfg.forwarding(dr1)) == (None, Network.DIRECT)
+    assert (nat1.network, cfg.forwarding(nat1)) == (Network.NAT, Network.NAT)
+    ipvs = build_ipvs(cfg, fastpath.ConnTable(16))
+    (svc,) = ipvs.services.values()
+    assert {str(d): d.fwd for d in svc.dests} == {"10.0.2.10:80": DROUTE, "192.168.1.11:80": MASQ}
+    again = parse_config(format_config(cfg))
+    assert again == cfg
+
+
+def test_only_nat_servers_must_be_on_a_directly_connected_subnet() -> None:
+    # dr1 at 10.0.2.10 is outside 192.168.1.0/24: fine for direct routing ...
+    parse_config(MIXED)
+    # ... but not once it masquerades.
+    broken = MIXED.replace("address = 10.0.2.10", "address = 10.0.2.10\n        network = nat")
+    with pytest.raises(ConfigError, match="outside every directly connected subnet"):
+        parse_config(broken)
+
+
+def test_a_bad_server_method_names_the_line() -> None:
+    broken = MIXED.replace("network = nat", "network = gre")
+    with pytest.raises(ConfigError, match=r":16: .*network.*'gre'"):
+        parse_config(broken)
+
+
+def test_save_writes_the_running_methods_back() -> None:
+    base = parse_config(MIXED)
+    service = {
+        "proto": "TCP",
+        "addr": "10.0.1.5:80",
+        "fwmark": 0,
+        "scheduler": "rr",
+        "flags": [],
+        "persistent": 0,
+        "netmask": "255.255.255.255",
+        "dests": [
+            {"addr": "10.0.2.10:80", "weight": 1, "fwd": "Route"},
+            {"addr": "192.168.1.11:80", "weight": 1, "fwd": "Masq"},
+            {"addr": "192.168.1.12:80", "weight": 1, "fwd": "Masq"},
+        ],
+    }
+    cfg = running_config(base, {"services": [service]}, (900, 120, 300))
+    methods = {s.address: s.network for s in cfg.virtuals[0].servers}
+    assert methods == {
+        IPv4Address("10.0.2.10"): None,
+        IPv4Address("192.168.1.11"): Network.NAT,
+        IPv4Address("192.168.1.12"): Network.NAT,
+    }
+    text = format_config(cfg)
+    assert text.count("network = nat") == 2
+    assert parse_config(text) == cfg
