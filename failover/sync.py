@@ -47,7 +47,10 @@ F_INACTIVE: Final = 0x0100
 F_TEMPLATE: Final = 0x1000
 F_SYNC: Final = 0x0020
 F_REMOVED: Final = 0x4000_0000
-_KNOWN_FLAGS: Final = F_INACTIVE | F_TEMPLATE | F_SYNC | F_REMOVED
+# The forwarding method (MASQ 0, TUNNEL 2, DROUTE 3) and NOOUTPUT, as IPVS sync carries them.
+F_FWD_MASK: Final = 0x0007
+F_NOOUTPUT: Final = 0x0080
+_KNOWN_FLAGS: Final = F_INACTIVE | F_TEMPLATE | F_SYNC | F_REMOVED | F_FWD_MASK | F_NOOUTPUT
 
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
@@ -192,7 +195,7 @@ class SyncSource(Protocol):
 
 
 _ROW_CTL = 13  # in an entries_from row: (handle, *conn_info)
-_KEPT_FLAGS: Final = F_INACTIVE | F_TEMPLATE
+_KEPT_FLAGS: Final = F_INACTIVE | F_TEMPLATE | F_FWD_MASK | F_NOOUTPUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from lab.server import expected_digest
 from tests.conftest import require_root
 from tests.netns.conftest import LabFactory, unique_lab_name
 from tests.netns.test_dataplane import _state_dump
+from tests.netns.test_failover import STREAM, Pair, _result, cluster_config
 
 pytestmark = pytest.mark.netns
 
@@ -192,3 +194,32 @@ def test_a_mixed_service_one_real_direct_one_masquerading(lab_factory: LabFactor
         assert "192.168.1.11:80              Masq" in listing
     finally:
         assert director.stop() == 0, director.log()
+
+
+def test_kill_9_of_the_active_director_keeps_a_dr_stream_going(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """Two directors; the standby's shadow table holds the stream's connection with its
+    method (sync's flags), and once it takes over it frames the client's ACKs to the same
+    real: the stream, served by the real straight to the client, never stops."""
+    lab = lab_factory(reals=3, backup=True, spec=DR_LAB, ftp=True)
+    text = cluster_config(tmp_path, 0.2, 1).replace("network = nat\n", "network = direct\n")
+    pair = Pair(lab, text)
+    try:
+        pair.primary.start()
+        pair.backup.start()
+        pair.wait("primary active", lambda: pair.role(pair.primary) == "MASTER")
+        pair.wait("backup standby", lambda: pair.role(pair.backup) == "BACKUP")
+        stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=20))
+        pair.wait("the standby to hold the stream", lambda: pair.shadow(pair.backup) >= 1)
+        assert pair.primary.proc is not None
+        pair.primary.proc.kill()
+        pair.primary.proc.wait()
+        took = pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
+        result = _result(stream)
+        print(f"\nDR: takeover after kill -9: {took:.2f} s; stream gap {result['max_gap_s']:.2f} s")
+        assert result["ok"], (result, pair.backup.log()[-3000:])
+        assert pair.client_arp() == pair.mac("backup")
+    finally:
+        pair.backup.stop()
+        pair.primary.stop()
