@@ -924,8 +924,10 @@ class ConnTable:
         or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit
         does; nothing is left to do) or a DROP_* verdict, which is also counted. A ROUTE
         packet whose dest has no link address yet is DROP_NO_NEIGH, one whose write fails
-        DROP_TX. Packets from the server side of a non-MASQ connection are DROP_NO_CONN
-        (the kernel leaves them alone: they are not the director's).
+        DROP_TX. A packet from the VIP to the client of a non-MASQ connection (a direct-routing
+        real whose route to the client is the director) is FORWARD unchanged: written back,
+        the kernel routes it, as it does past ip_vs_out. Other packets from the server side
+        of a non-MASQ connection are DROP_NO_CONN.
         A client-to-server packet of a connection whose dest is not AVAILABLE is
         DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,
         expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked.
@@ -1022,6 +1024,16 @@ class ConnTable:
         else:
             lst = self._out[proto].get(key)
             if not lst:
+                # A real's reply from the VIP to the client, of a DR connection whose real
+                # routes through the director: not the director's to translate; the kernel
+                # (ip_vs_out finds nothing) forwards it as it is, and so does FORWARD.
+                rkey = key[4:8] + key[0:4] + key[10:12] + key[8:10]
+                back = self._in[proto].get(rkey)
+                if back:
+                    bc = self._conns[back[-1]]
+                    assert bc is not None
+                    if bc.flags & CONN_F_FWD_MASK:
+                        return FORWARD
                 if proto == PROTO_UDP or (syn and not rst):
                     return NEW
                 return self._drop(DROP_NO_CONN)

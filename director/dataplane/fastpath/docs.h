@@ -115,8 +115,10 @@
     "or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit\n" \
     "does; nothing is left to do) or a DROP_* verdict, which is also counted. A ROUTE\n" \
     "packet whose dest has no link address yet is DROP_NO_NEIGH, one whose write fails\n" \
-    "DROP_TX. Packets from the server side of a non-MASQ connection are DROP_NO_CONN\n" \
-    "(the kernel leaves them alone: they are not the director's).\n" \
+    "DROP_TX. A packet from the VIP to the client of a non-MASQ connection (a direct-routing\n" \
+    "real whose route to the client is the director) is FORWARD unchanged: written back,\n" \
+    "the kernel routes it, as it does past ip_vs_out. Other packets from the server side\n" \
+    "of a non-MASQ connection are DROP_NO_CONN.\n" \
     "A client-to-server packet of a connection whose dest is not AVAILABLE is\n" \
     "DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,\n" \
     "expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked."

@@ -305,6 +305,11 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
     } else {
         h = lookup_out(t, proto, saddr, sport, daddr, dport);
         if (h < 0) {
+            /* A real's reply from the VIP to the client of a DR connection, routed through the
+             * director: not ours to translate; written back, the kernel forwards it. */
+            int32_t b = lookup_in(t, proto, daddr, dport, saddr, sport, 0);
+            if (b >= 0 && (t->c[b].flags & CONN_F_FWD_MASK))
+                return V_FORWARD;
             if (proto == PROTO_UDP || (syn && !rst))
                 return V_NEW;
             return drop(t, V_DROP_NO_CONN);

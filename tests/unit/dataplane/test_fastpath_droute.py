@@ -212,3 +212,24 @@ def test_sync_records_carry_the_method(fastpath: ModuleType) -> None:
     (rec,), lost = t.sync_changes(8)
     assert lost == 0
     assert rec[9] == fp.CONN_F_INACTIVE | fp.CONN_F_DROUTE | fp.CONN_F_NOOUTPUT
+
+
+def test_a_dr_reals_reply_routed_through_the_director_is_forwarded_unchanged(
+    fastpath: ModuleType, link: tuple[socket.socket, socket.socket]
+) -> None:
+    """The kernel selftest's DR topology: the real's default route is the director. Its
+    reply (from the VIP) reaches the TUN; it is forwarded as it is, state untouched."""
+    fp = fastpath
+    tx, _ = link
+    t, h = _table(fp, fp.CONN_F_DROUTE, tx.fileno())
+    t.process(bytearray(_tcp(CLIENT, VIP, CPORT, VPORT, "S")), 10)
+    for flags in ("SA", "A", "FA"):
+        reply = _tcp(VIP, CLIENT, VPORT, CPORT, flags)
+        buf = bytearray(reply)
+        assert t.process(buf, 20) == fp.FORWARD
+        assert bytes(buf) == reply
+    assert fp.STATE_NAMES[t.conn_info(h)[8]] == "SYN_RECV"
+    assert t.dest_buffer()[SLOT * fp.DEST_FIELDS + fp.DEST_OUTPKTS] == 0
+    # A NAT connection's reply from the VIP is not one: no connection, so a SYN-ACK is NEW.
+    m, _ = _table(fp, fp.CONN_F_MASQ)
+    assert m.process(bytearray(_tcp(VIP, CLIENT, VPORT, CPORT, "SA")), 20) == fp.NEW
