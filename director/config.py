@@ -875,7 +875,6 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
                     f"virtual {other!r} (line {other_line})",
                 )
             services[svc] = (v.name, child.line)
-        _check_nat(cfg, v, child, filename)
         virtuals.append(v)
     return replace(cfg, virtuals=tuple(virtuals), failovers=tuple(failovers))
 
@@ -1006,21 +1005,6 @@ def _build_failover(block: _Block, filename: str) -> FailoverConfig:
         timeout=f.get("timeout", _integer(1, S32_MAX), 10),
         reentry=f.get("reentry", _integer(0, S32_MAX), 180),
     )
-
-
-def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str) -> None:
-    nets = cfg.nat_subnets(v)
-    for server, child in zip(v.servers, block.children, strict=True):
-        if cfg.forwarding(server) is not Network.NAT:
-            continue  # direct routing and tunnelling leave the real's address unchanged
-        if any(server.address in net for net in nets):
-            continue
-        known = ", ".join(map(str, nets)) if nets else "none: set nat_router"
-        raise _Fields(child, filename).error(
-            "address",
-            f"real server {str(server.address)!r} is outside every directly connected "
-            f"subnet ({known}); with network = nat the director must reach it directly",
-        )
 
 
 # --------------------------------------------------------------------------- entry points

@@ -14,12 +14,14 @@ into the service lookup. Every write goes to the address TUN.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import signal
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -34,7 +36,7 @@ from director.dataplane import fastpath, icmp
 from director.dataplane.links import Links
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
-from director.errors import ConfigError
+from director.errors import ConfigError, TunError
 from director.ipvs.estimator import INTERVAL_S, RateEstimator
 from director.ipvs.service import (
     DROUTE,
@@ -46,7 +48,7 @@ from director.ipvs.service import (
     format_addr,
 )
 from director.ops import metrics, watchdog
-from director.ops.admin import Admin
+from director.ops.admin import Admin, VipRefused
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
@@ -123,9 +125,8 @@ def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
                     f"virtual {v.name}: server {s.name}: network = tunnel: lvsd forwards "
                     "with network = nat or direct"
                 )
+    # None is fine: kernel IPVS starts empty too, and lvsadm fills it (Plumbing.add_vip).
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
-    if not vips:
-        raise ConfigError("no active virtual server: nothing to direct")
     reals = tuple(
         dict.fromkeys(s.address for v in cfg.virtuals if v.active for s in v.servers if s.active)
     )
@@ -189,7 +190,9 @@ class Director:
             timeouts,
             cfg.drain_timeout,
             fwmarks=frozenset(spec.fwmarks),
+            vips=self,
         )
+        self._reaper: Reaper | None = None
         self.pulse = (
             None
             if failover is None
@@ -209,6 +212,7 @@ class Director:
         await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
         # From here on, if this process dies, the reaper removes its VIP claims.
         reaper = await asyncio.to_thread(Reaper.start, self.plumbing.spec)
+        self._reaper = reaper
         try:
             await asyncio.to_thread(self.plumbing.setup)
         except BaseException:
@@ -325,6 +329,37 @@ class Director:
             self.ipvs.expire(now)
             # A reload's removed reals: deleted once drained (or at their deadline).
             self.admin.expire_drains(now)
+
+    # --- VIPs added and removed by lvsadm (Admin's VipHook) ------------------------------
+
+    def vip_added(self, vaddr: int) -> None:
+        """An address gets its first service: route it into the TUN (and answer ARP for it
+        when it is on the public subnet); refuses a local address of this director.
+
+        Called by a control command on the loop's thread; the netlink work runs in a
+        worker thread, which the loop waits for (a few milliseconds, once per VIP).
+        """
+        vip = IPv4Address(vaddr)
+        if vip in self.plumbing.vips:
+            return
+        try:
+            _blocking(self.plumbing.add_vip, vip)
+        except TunError as e:
+            raise VipRefused(str(e)) from None
+        self.vips.add(vip.packed)
+        if self._reaper is not None:
+            self._reaper.tell_vips(self.plumbing.vips)
+
+    def vip_removed(self, vaddr: int) -> None:
+        """An address lost its last service: stop routing and answering ARP for it (only
+        for an address lvsadm added; the configuration's stay until the daemon stops)."""
+        vip = IPv4Address(vaddr)
+        if vip in self.plumbing.spec.vips or vip not in self.plumbing.vips:
+            return
+        _blocking(self.plumbing.remove_vip, vip)
+        self.vips.discard(vip.packed)
+        if self._reaper is not None:
+            self._reaper.tell_vips(self.plumbing.vips)
 
     def _routed_addrs(self) -> dict[int, IPv4Address]:
         """Dest slot -> address of every linked direct-routing destination."""
@@ -542,6 +577,13 @@ class Director:
 
 class _Stopped(Exception):
     """Ends the TaskGroup after a stop signal."""
+
+
+def _blocking(fn: Callable[[IPv4Address], None], arg: IPv4Address) -> None:
+    """Run ``fn(arg)`` in a worker thread and wait: pyroute2's synchronous API runs an
+    event loop of its own and cannot run on the loop's thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(fn, arg).result()
 
 
 def _mac_text(mac: int) -> str:

@@ -14,6 +14,9 @@ reading the pipe:
 
 * ``SYSCTLS`` and a JSON line: once its setup is done, the daemon tells the sysctls it
   changed and their previous values (``tell_sysctls``), for the reaper to put back.
+* ``VIPS`` and a JSON line: the VIPs the daemon serves now, when lvsadm added or removed
+  one (``tell_vips``); after a death their proxy ARP entries are removed as the
+  configuration's are.
 * ``DISARM``: the daemon is stopping cleanly and tears down its plumbing itself
   (``disarm``); the reaper exits without acting.
 * end of file without ``DISARM``: the daemon died. The reaper waits (bounded) for the TUN
@@ -35,6 +38,7 @@ stderr.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -58,6 +62,7 @@ log = logging.getLogger(__name__)
 
 DISARM: Final = b"\0"
 SYSCTLS: Final = b"S"
+VIPS: Final = b"V"
 TUN_GONE_TIMEOUT_S: Final = 5.0
 """Seconds the reaper waits, after the daemon's end, for its TUN to vanish."""
 _POLL_S: Final = 0.01
@@ -140,6 +145,14 @@ class Reaper:
         except BrokenPipeError:
             log.warning("reaper: pid %d has exited; sysctls will not be restored", self.proc.pid)
 
+    def tell_vips(self, vips: Sequence[IPv4Address]) -> None:
+        """Give the reaper every VIP served now, to unclaim if the daemon dies."""
+        try:
+            self.pipe.write(VIPS + json.dumps([str(v) for v in vips]).encode() + b"\n")
+            self.pipe.flush()
+        except BrokenPipeError:
+            log.warning("reaper: pid %d has exited; VIPs will not be unclaimed", self.proc.pid)
+
     def disarm(self) -> int:
         """Tell the reaper the daemon tears down itself; wait for it. Returns its status."""
         if not self.pipe.closed:
@@ -173,13 +186,24 @@ def wait_tun_gone(name: str, timeout_s: float = TUN_GONE_TIMEOUT_S) -> bool:
     return True
 
 
+_told_vips: list[IPv4Address] | None = None
+
+
 def listen(pipe: IO[bytes]) -> tuple[bool, list[tuple[tuple[str, ...], str]]]:
     """Read the daemon's messages until ``DISARM`` or end of file: (disarmed, the sysctls
-    it told, as ``Plumbing.sysctl_changes``)."""
+    it told, as ``Plumbing.sysctl_changes``). The VIPs it told are kept in ``_told_vips``."""
+    global _told_vips
     sysctls: list[tuple[tuple[str, ...], str]] = []
     while (first := pipe.read(1)) != b"":
         if first == DISARM:
             return True, sysctls
+        if first == VIPS:
+            line = pipe.readline()
+            try:
+                _told_vips = [IPv4Address(str(v)) for v in json.loads(line)]
+            except (ValueError, TypeError) as e:
+                log.error("reaper: unreadable VIPs from the director: %s", e)
+            continue
         if first == SYSCTLS:
             line = pipe.readline()
             try:
@@ -212,6 +236,8 @@ def watch(spec: PlumbingSpec | str, pipe: IO[bytes]) -> tuple[str, ...] | None:
         except (ValueError, TypeError) as e:
             log.error("reaper: %s", e)
             return None
+    if _told_vips is not None:
+        spec = dataclasses.replace(spec, vips=tuple(dict.fromkeys((*spec.vips, *_told_vips))))
     log.warning("reaper: the director died; removing its claims on tun %s's behalf", spec.tun)
     if not wait_tun_gone(spec.tun):
         log.error(

@@ -87,9 +87,12 @@ _U32_MAX: Final = 2**32 - 1
 class PlumbingSpec:
     """What the director's namespace needs; built by the director from its configuration.
 
-    ``public_iface`` defaults to the interface whose connected subnet holds the
-    VIPs; ``private_iface`` to the one holding ``nat_router`` or, without it, the
-    ``reals``. ``table`` is the routing table for steered replies and
+    ``vips`` may be empty (a director started without virtual servers, filled by lvsadm:
+    ``Plumbing.add_vip``). A VIP on no connected subnet is a routed VIP: an upstream
+    router sends its packets to the director, which routes them into the TUN and answers
+    no ARP for it. ``public_iface`` defaults to the interface whose connected subnet holds
+    the (non-routed) VIPs; ``private_iface`` to the one holding ``nat_router`` or, without
+    it, the ``reals``. ``table`` is the routing table for steered replies and
     ``rule_priority`` the priority of ``iif private lookup table`` (below 32766,
     where the main table is consulted). ``mtu`` defaults to the public interface's.
     ``claim_on_setup`` False leaves the VIPs' proxy ARP entries and the nat_router
@@ -133,8 +136,6 @@ class PlumbingSpec:
         return self.table + 1 + self.fwmarks.index(mark)
 
     def __post_init__(self) -> None:
-        if not self.vips:
-            raise ValueError("PlumbingSpec.vips: need at least one VIP, got none")
         if len(set(self.vips)) != len(self.vips):
             raise ValueError(f"PlumbingSpec.vips: duplicates in {[str(v) for v in self.vips]}")
         if not 0 < self.table < 2**32 or self.table in _RESERVED_TABLES:
@@ -245,6 +246,18 @@ class _Netlink:
 
     def link_mtu(self, index: int) -> int:
         return int(self._ipr.link("get", index=index)[0].get("IFLA_MTU"))
+
+    def route_oif(self, addr: IPv4Address) -> int | None:
+        """The interface the kernel's unicast route to ``addr`` leaves by (``ip route get``),
+        or None when it has no such route (unreachable, local, a blackhole)."""
+        try:
+            routes = self._ipr.route("get", dst=str(addr))
+        except NetlinkError:
+            return None
+        for r in routes:
+            if r.get("type", 1) == 1 and r.get_attr("RTA_OIF") is not None:
+                return int(r.get_attr("RTA_OIF"))
+        return None
 
     def link_up(self, index: int, mtu: int) -> None:
         self._ipr.link("set", index=index, state="up", mtu=mtu)
@@ -479,6 +492,41 @@ def _find_iface(nl: _Netlink, addr: IPv4Address, what: str) -> str:
     return winners[0]
 
 
+def _real_iface(nl: _Netlink, real: IPv4Address) -> str:
+    """The interface the kernel routes ``real`` through: its connected subnet's, or the
+    route's when it sits behind a router."""
+    oif = nl.route_oif(real)
+    if oif is None:
+        raise TunError(f"real server {real}: the kernel has no route to it (ip route get {real})")
+    return nl.link_names().get(oif, f"#{oif}")
+
+
+def local_vip_message(vip: IPv4Address, where: str) -> str:
+    """Why a VIP that is a local address of the director is refused."""
+    return (
+        f"VIP {vip}: is a local address of this director (on {where}), as ipvsadm scripts "
+        "and keepalived configure a VIP; lvsd serves a VIP from its data plane, and the "
+        f"kernel would answer its packets itself: remove it (ip addr del {vip}/<prefix> dev "
+        f"{where.split(':')[0]}) and try again"
+    )
+
+
+def _connected(nl: _Netlink, addr: IPv4Address) -> bool:
+    """Whether a connected subnet (not a /32) of some interface holds ``addr``."""
+    return any(addr in a.iface.network and a.iface.network.prefixlen < 32 for a in nl.addresses())
+
+
+def local_address(addr: IPv4Address) -> str | None:
+    """``addr/prefix on IFACE`` if ``addr`` is one of this namespace's own addresses, else
+    None. Blocks on netlink: not from the event loop's thread."""
+    with _Netlink() as nl:
+        names = nl.link_names()
+        for a in nl.addresses():
+            if a.iface.ip == addr:
+                return f"{a.iface} on {names.get(a.index, f'#{a.index}')}"
+    return None
+
+
 def find_iface_for(addr: IPv4Address) -> str:
     """The interface whose connected subnet holds ``addr`` (longest prefix wins).
 
@@ -504,7 +552,16 @@ def _resolve_ifaces(nl: _Netlink, spec: PlumbingSpec) -> _Ifaces:
     if spec.public_iface is not None:
         public = spec.public_iface
     else:
-        found = {_find_iface(nl, vip, f"public interface for VIP {vip}") for vip in spec.vips}
+        found = {
+            _find_iface(nl, vip, f"public interface for VIP {vip}")
+            for vip in spec.vips
+            if _connected(nl, vip)
+        }
+        if not found:
+            raise TunError(
+                "public interface: not named (public_iface), and no VIP on a connected "
+                f"subnet to find it by (VIPs: {', '.join(map(str, spec.vips)) or 'none yet'})"
+            )
         if len(found) > 1:
             raise TunError(
                 f"public interface: the VIPs are on several interfaces ({', '.join(sorted(found))})"
@@ -516,7 +573,7 @@ def _resolve_ifaces(nl: _Netlink, spec: PlumbingSpec) -> _Ifaces:
     elif spec.nat_router is not None:
         private = _find_iface(nl, spec.nat_router.ip, f"private interface for {spec.nat_router}")
     elif spec.reals:
-        found = {_find_iface(nl, r, f"private interface for real {r}") for r in spec.reals}
+        found = {_real_iface(nl, r) for r in spec.reals}
         if len(found) > 1:
             raise TunError(
                 f"private interface: the reals are on several interfaces "
@@ -553,6 +610,8 @@ class Plumbing:
     _tun: TunDevice | None = field(default=None, init=False, repr=False)
     _fwmark_tuns: dict[int, TunDevice] = field(default_factory=dict, init=False, repr=False)
     _ifs: _Ifaces | None = field(default=None, init=False, repr=False)
+    _runtime_vips: list[IPv4Address] = field(default_factory=list, init=False, repr=False)
+    _holding: bool = field(default=False, init=False, repr=False)  # answers for the VIPs
 
     @property
     def tun(self) -> TunDevice:
@@ -630,10 +689,9 @@ class Plumbing:
         names = nl.link_names()
         for vip in spec.vips:
             if vip in local:
-                raise TunError(
-                    f"VIP {vip}: is a local address (on {names.get(local[vip], '?')}); "
-                    "the director must not own a VIP"
-                )
+                raise TunError(local_vip_message(vip, names.get(local[vip], "?")))
+        for real in spec.reals:  # reachable as the kernel routes, not by lvs.cf's subnets
+            _real_iface(nl, real)
         label = spec.nat_router_label
         if label is not None and label != ifs.private and not label.startswith(ifs.private + ":"):
             raise TunError(
@@ -677,6 +735,7 @@ class Plumbing:
         self._ifs = ifs
         if spec.claim_on_setup:
             self._claim_vips(nl, ifs)
+            self._holding = True
 
         # 4. replies from the private segment into the TUN.
         default = IPv4Network("0.0.0.0/0")
@@ -745,8 +804,70 @@ class Plumbing:
         self._add(_RouteAdded(default, tun.ifindex, table))
         self._add_rule(nl, _Rule(table, spec.fwmark_priority, fwmark=mark))
 
+    def _arp_vips(self, nl: _Netlink, ifs: _Ifaces) -> list[IPv4Address]:
+        """The VIPs this director answers ARP for: those on the public interface's
+        connected subnets (a routed VIP's packets come through a router, not ARP)."""
+        nets = [
+            a.iface.network
+            for a in nl.addresses()
+            if a.index == ifs.public_index and a.iface.network.prefixlen < 32
+        ]
+        vips = (*self.spec.vips, *self._runtime_vips)
+        return [vip for vip in vips if any(vip in net for net in nets)]
+
+    def add_vip(self, vip: IPv4Address) -> None:
+        """Serve ``vip`` from now on (an ``lvsadm -A`` of a new address): route it into the
+        TUN and, when it is on the public interface's subnet and this director holds the
+        VIPs, answer ARP for it. Refuses (TunError) a VIP that is a local address. Idempotent;
+        ``teardown`` removes it with the rest. Blocks on netlink: call from a thread."""
+        ifs = self._resolved()
+        if vip in self.spec.vips or vip in self._runtime_vips:
+            return
+        with _Netlink() as nl:
+            names = nl.link_names()
+            for a in nl.addresses():
+                if a.iface.ip == vip:
+                    raise TunError(local_vip_message(vip, names.get(a.index, "?")))
+            dst = IPv4Network(vip)
+            tun = self.tun
+            self._netlink(
+                f"route add {dst} dev {tun.name}", nl.route_add, dst, tun.ifindex, MAIN_TABLE
+            )
+            self._add(_RouteAdded(dst, tun.ifindex, MAIN_TABLE))
+            self._runtime_vips.append(vip)
+            if self._holding:
+                self._claim_vips(nl, ifs)
+        log.info("plumbing: VIP %s routed into %s", vip, self.tun.name)
+
+    def remove_vip(self, vip: IPv4Address) -> None:
+        """Stop serving a VIP ``add_vip`` added: its route and proxy entry go. Blocks."""
+        if vip not in self._runtime_vips:
+            return
+        self._runtime_vips.remove(vip)
+        dst = IPv4Network(vip)
+        mine = [
+            c
+            for c in self._journal
+            if (isinstance(c, _RouteAdded) and c.dst == dst and c.table == MAIN_TABLE)
+            or (isinstance(c, _ProxyAdded) and c.vip == vip)
+        ]
+        with _Netlink() as nl:
+            for change in reversed(mine):
+                self._journal.remove(change)
+                try:
+                    change.undo(nl, self.sysctls)
+                except NetlinkError as e:
+                    if e.code not in _GONE:
+                        raise TunError(f"plumbing: {change}: {_netlink_text(e)}") from e
+        log.info("plumbing: VIP %s no longer served", vip)
+
+    @property
+    def vips(self) -> tuple[IPv4Address, ...]:
+        """Every VIP served now: the configuration's and those ``add_vip`` added."""
+        return (*self.spec.vips, *self._runtime_vips)
+
     def _claim_vips(self, nl: _Netlink, ifs: _Ifaces) -> None:
-        for vip in self.spec.vips:
+        for vip in self._arp_vips(nl, ifs):
             if nl.proxy_exists(vip, ifs.public_index):
                 log.debug("plumbing: proxy neighbour %s dev %s already there", vip, ifs.public)
                 continue
@@ -803,6 +924,7 @@ class Plumbing:
         with _Netlink() as nl:
             self._claim_vips(nl, ifs)
             self._claim_router(nl, ifs)
+        self._holding = True
         log.info("plumbing: claimed %s", ", ".join(self._claims()) or "nothing")
 
     def release(self) -> None:
@@ -812,6 +934,7 @@ class Plumbing:
         Blocks on netlink: call from a thread.
         """
         self._resolved()
+        self._holding = False
         claims = [c for c in self._journal if isinstance(c, _ProxyAdded | _AddressAdded)]
         failures: list[str] = []
         with _Netlink() as nl:

@@ -19,7 +19,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from director.dataplane import fastpath
 from director.ipvs.estimator import RateEstimator
@@ -73,6 +73,24 @@ class FwmarkNotSteered(IPVSError):
     """
 
     reason = "Firewall mark not steered to lvsd"
+
+
+class VipRefused(IPVSError):
+    """A new VIP the data plane cannot serve (a local address of the director, ...).
+
+    No errno: lvsadm prints the message itself.
+    """
+
+    reason = "VIP refused"
+
+
+class VipHook(Protocol):
+    """The data plane's side of a service's address: told when an address gets its first
+    service and when its last one goes. ``vip_added`` refuses with VipRefused."""
+
+    def vip_added(self, vaddr: int) -> None: ...
+
+    def vip_removed(self, vaddr: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +159,9 @@ class Admin:
     ``drain_timeout`` is the longest ``drain_dest`` waits, in seconds (lvs.cf
     drain_timeout; 0 deletes at once). ``fwmarks`` are the firewall marks the
     plumbing steers into the director; a fwmark service for another mark is refused
-    (None: every mark, for a service layer without plumbing).
+    (None: every mark, for a service layer without plumbing). ``vips`` is told when an
+    address gets its first service (``lvsadm -A``) and loses its last one (None: no
+    plumbing to tell).
     """
 
     def __init__(
@@ -152,9 +172,11 @@ class Admin:
         timeouts: tuple[int, int, int] = (0, 0, 0),
         drain_timeout: int = DEFAULT_DRAIN_TIMEOUT_S,
         fwmarks: frozenset[int] | None = None,
+        vips: VipHook | None = None,
     ) -> None:
         self.ipvs = ipvs
         self.fwmarks = fwmarks
+        self.vips = vips
         self.estimator = estimator
         self._now_ms = now_ms
         self.drain_timeout = drain_timeout
@@ -203,16 +225,26 @@ class Admin:
                 f"lvs.cf's virtual servers, given TUNs at start-up (steered: {steered}); "
                 f"add a virtual with fwmark = {spec.fwmark} to lvs.cf and restart lvsd"
             )
-        svc = self.ipvs.add_service(
-            spec.protocol,
-            spec.vaddr,
-            spec.vport,
-            scheduler,
-            flags,
-            timeout=timeout,
-            netmask=netmask,
-            fwmark=spec.fwmark,
-        )
+        new_vip = self.vips is not None and not spec.fwmark and not self._vaddr_served(spec.vaddr)
+        if new_vip:
+            assert self.vips is not None
+            self.vips.vip_added(spec.vaddr)
+        try:
+            svc = self.ipvs.add_service(
+                spec.protocol,
+                spec.vaddr,
+                spec.vport,
+                scheduler,
+                flags,
+                timeout=timeout,
+                netmask=netmask,
+                fwmark=spec.fwmark,
+            )
+        except IPVSError:
+            if new_vip:
+                assert self.vips is not None
+                self.vips.vip_removed(spec.vaddr)
+            raise
         log.info("%s: service added (%s%s)", svc, scheduler, _persist_text(timeout))
         return svc
 
@@ -238,6 +270,7 @@ class Admin:
         svc = self.get(spec)
         name = str(svc)
         self.ipvs.del_service(spec.protocol, spec.vaddr, spec.vport, spec.fwmark)
+        self._vip_gone(spec.vaddr)
         for key in [k for k in self._zero if k[1] == svc.key]:
             del self._zero[key]
         for dkey in [k for k in self._draining if k[0] == spec]:
@@ -247,10 +280,18 @@ class Admin:
     def get(self, spec: ServiceSpec) -> VirtualService:
         return self.ipvs.get_service(spec.protocol, spec.vaddr, spec.vport, spec.fwmark)
 
+    def _vaddr_served(self, vaddr: int) -> bool:
+        return any(not s.fwmark and s.vaddr == vaddr for s in self.ipvs.services.values())
+
+    def _vip_gone(self, vaddr: int) -> None:
+        if self.vips is not None and vaddr and not self._vaddr_served(vaddr):
+            self.vips.vip_removed(vaddr)
+
     def flush(self) -> None:
         """ipvsadm -C: delete every service; connections live on until they expire."""
         for svc in list(self.ipvs.services.values()):
             self.ipvs.del_service(svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
+            self._vip_gone(svc.vaddr)
         self._zero.clear()
         self._draining.clear()
         log.info("all services deleted")

@@ -299,7 +299,7 @@ def test_setup_refuses_a_local_vip(lab: Lab, agents: list[Agent]) -> None:
     before = dump(d)
     agent = start(agents, d, spec(vips=(IPv4Address("10.0.1.1"),)))
     reply = agent.ask("setup")
-    assert "VIP 10.0.1.1: is a local address (on eth0)" in reply["error"]
+    assert "VIP 10.0.1.1: is a local address of this director (on eth0)" in reply["error"]
     assert dump(d) == before
 
 

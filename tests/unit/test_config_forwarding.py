@@ -1,8 +1,8 @@
 """The forwarding method in lvs.cf: the global ``network`` and a server's own ``network``.
 
 Piranha's ``network = nat | direct | tunnel`` is the default of every server in the file; a
-``server`` block may say ``network`` itself for a mixed service. The NAT reachability rule
-applies to NAT servers only, ``format_config`` writes a server's method back and
+``server`` block may say ``network`` itself for a mixed service. ``format_config`` writes a
+server's method back and
 ``lvsd save`` (``running_config``) turns the running methods into the same keywords.
 """
 
@@ -51,15 +51,6 @@ def test_a_server_takes_the_files_method_unless_it_names_its_own() -> None:
     assert {str(d): d.fwd for d in svc.dests} == {"10.0.2.10:80": DROUTE, "192.168.1.11:80": MASQ}
     again = parse_config(format_config(cfg))
     assert again == cfg
-
-
-def test_only_nat_servers_must_be_on_a_directly_connected_subnet() -> None:
-    # dr1 at 10.0.2.10 is outside 192.168.1.0/24: fine for direct routing ...
-    parse_config(MIXED)
-    # ... but not once it masquerades.
-    broken = MIXED.replace("address = 10.0.2.10", "address = 10.0.2.10\n        network = nat")
-    with pytest.raises(ConfigError, match="outside every directly connected subnet"):
-        parse_config(broken)
 
 
 def test_a_bad_server_method_names_the_line() -> None:

@@ -33,7 +33,6 @@ def test_each_mark_has_its_tun_table_and_rule_priority() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"vips": ()}, "need at least one VIP"),
         ({"vips": (VIP, VIP)}, "duplicates"),
         ({"table": 254}, "not 253/254/255, got 254"),
         ({"table": 0}, "got 0"),
