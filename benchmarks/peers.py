@@ -9,6 +9,11 @@ of it; :func:`namespace_state` lets the harness check that nothing was left behi
 
 * ``lvsd-c`` / ``lvsd-py``: ``lvsd run`` with the C fast path / the Python twin
   (``DIRECTOR_NO_EXTENSIONS=1``); ready when it sends ``READY=1`` to ``NOTIFY_SOCKET``.
+* ``lvsd-dr``: ``lvsd run`` (C fast path) with ``network = direct``: the director frames
+  the client's packets to real1's MAC, and real1 (an LVS-DR real of the ``--mode
+  direct`` lab: the VIP on ``lo``, a leg on the public segment) answers the client itself.
+  TCP only: iperf3's UDP server answers from the address the kernel picks for the
+  client, real1's public one, not the VIP, so its UDP handshake never completes.
 * ``nftables``: the kernel's NAT: the VIP as a local address on eth0, a prerouting
   ``dnat`` to real1, ``ip_forward=1`` and the reals' gateway 192.168.1.254 on eth1.
 * ``routing``: the ceiling: plain forwarding, the client talks to real1's own address
@@ -145,7 +150,7 @@ def wait_accepting(lab: Lab, node: str, addr: IPv4Address, port: int, timeout: f
 
 LVS_CF = """\
 primary = {primary}
-network = nat
+network = {network}
 nat_router = {nat_router} eth1:1
 control_socket = {control}
 # One probe an hour, and an hour of failures before a removal: health checks stay out of
@@ -185,6 +190,7 @@ class LvsdPeer:
 
     python_twin: bool = False
     udp: bool = True
+    direct: bool = False
     name: str = field(init=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _control: Path | None = field(default=None, init=False)
@@ -192,6 +198,9 @@ class LvsdPeer:
 
     def __post_init__(self) -> None:
         self.name = "lvsd-py" if self.python_twin else "lvsd-c"
+        if self.direct:
+            self.name = "lvsd-dr"
+            self.udp = False
 
     def target(self, lab: Lab) -> IPv4Address:
         return lab.spec.vip
@@ -203,6 +212,7 @@ class LvsdPeer:
         cf.write_text(
             LVS_CF.format(
                 primary=spec.primary,
+                network="direct" if self.direct else "nat",
                 nat_router=spec.nat_router,
                 control=self._control,
                 vip=spec.vip,
@@ -263,6 +273,8 @@ class LvsdPeer:
         return process_cpu_seconds(self._proc.pid)
 
     def detail(self) -> str:
+        if self.direct:
+            return f"direct routing, fast path {self._implementation}; no UDP"
         return f"fast path {self._implementation}"
 
 
@@ -404,4 +416,11 @@ class HaproxyPeer:
 
 def all_peers() -> list[Peer]:
     """Every peer, in the order the table shows them."""
-    return [LvsdPeer(), LvsdPeer(python_twin=True), NftablesPeer(), RoutingPeer(), HaproxyPeer()]
+    return [
+        LvsdPeer(),
+        LvsdPeer(python_twin=True),
+        LvsdPeer(direct=True),
+        NftablesPeer(),
+        RoutingPeer(),
+        HaproxyPeer(),
+    ]

@@ -51,13 +51,17 @@ from benchmarks.peers import (
 from director.dataplane import fastpath
 from lab.cluster import Lab, LabSpec
 
-TESTS = ("tcp_bulk", "udp_pps", "conn_rate", "latency")
+TESTS = ("tcp_bulk", "tcp_download", "udp_pps", "conn_rate", "latency")
 EXTRAS = ("memory", "schedulers", "fastpath")
 BASELINE = "nftables"
 CHILD_SLACK = 30.0
 """Seconds a load generator may run past its own duration before it is killed."""
 WRK_CONNECTIONS = 32
 MEMORY_CONNS = {"c": 1_000_000, "py": 100_000}
+REAL_REPLY_TABLE = 100
+"""real1's table for replies from its own address: via the director (nat_router)."""
+DR_METRIC = "tcp_down_gbps"
+CEILING = "routing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class Metric:
 
 METRICS = (
     Metric("tcp_gbps", "tcp_bulk", "bulk TCP, Gbit/s", True),
+    Metric("tcp_down_gbps", "tcp_download", "bulk TCP download real1 → client, Gbit/s", True),
     Metric("udp_rx_kpps", "udp_pps", "64-byte UDP received by real1, kpps", True),
     Metric("udp_fwd_kpps", "udp_pps", "64-byte UDP forwarded by the director, kpps", True),
     Metric("cpu_us_per_pkt", "udp_pps", "director CPU per forwarded packet, µs", False),
@@ -140,6 +145,17 @@ def tcp_bulk(lab: Lab, target: IPv4Address, seconds: float) -> dict[str, float]:
         seconds,
     )  # fmt: skip
     return {"tcp_gbps": _dig(data, "end", "sum_received", "bits_per_second") / 1e9}
+
+
+def tcp_download(lab: Lab, target: IPv4Address, seconds: float) -> dict[str, float]:
+    """iperf3 -R: real1 sends to the client (the heavy side of a download), Gbit/s received."""
+    data = _run_json(
+        lab,
+        ["iperf3", "-c", str(target), "-p", str(IPERF_PORT), "-R", "-t", f"{seconds:g}", "-J",
+         "--connect-timeout", "3000"],
+        seconds,
+    )  # fmt: skip
+    return {"tcp_down_gbps": _dig(data, "end", "sum_received", "bits_per_second") / 1e9}
 
 
 def eth1_tx_packets(lab: Lab) -> int:
@@ -278,6 +294,8 @@ def run_peer(
                     match test:
                         case "tcp_bulk":
                             got = tcp_bulk(lab, target, seconds)
+                        case "tcp_download":
+                            got = tcp_download(lab, target, seconds)
                         case "udp_pps":
                             got = udp_pps(lab, target, seconds, peer)
                         case "conn_rate":
@@ -304,8 +322,23 @@ def run_peer(
 
 
 def prepare_lab(lab: Lab) -> None:
-    """Bring up one real (nginx when installed) with an iperf3 server; tune the client."""
+    """Bring up one real (nginx when installed) with an iperf3 server; tune the client.
+
+    The lab is ``--mode direct``, so that real1 serves the direct-routing peer too: it
+    holds the VIP on ``lo`` and answers from it straight to the client on the public
+    segment. Its replies from its own address (every other peer: NAT, routing, the proxy)
+    go back through the director, by a rule for its address.
+    """
     lab.up(reals=1, nginx=shutil.which("nginx") is not None)
+    real = str(lab.spec.real_address(1))
+    lab.run("real1", ["ip", "rule", "add", "from", real, "lookup", str(REAL_REPLY_TABLE)])
+    table = str(REAL_REPLY_TABLE)
+    private = str(lab.spec.private_net)
+    lab.run("real1", ["ip", "route", "add", private, "dev", "eth0", "table", table])
+    lab.run(
+        "real1",
+        ["ip", "route", "add", "default", "via", str(lab.spec.nat_router), "table", table],
+    )
     # Connection-rate runs open tens of thousands of connections: the full port range.
     lab.run(
         "client",
@@ -432,6 +465,22 @@ def format_table(results: Results, peers: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_download_ratios(results: Results, peers: Sequence[str]) -> str:
+    """The bulk download real1 → client of every peer as a ratio to plain routing: the
+    side direct routing takes off the director."""
+    ceiling = results.median(CEILING, DR_METRIC)
+    if not ceiling:
+        return ""
+    cells = []
+    for p in peers:
+        value = results.median(p, DR_METRIC)
+        if value is not None and p != CEILING:
+            cells.append(f"{p} {value / ceiling:.2f}")
+    if not cells:
+        return ""
+    return f"\nBulk download real1 → client as a ratio to {CEILING}: " + ", ".join(cells) + "\n"
+
+
 def format_samples(results: Results) -> str:
     lines = []
     for peer, metrics in results.samples.items():
@@ -509,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = Results()
     if peers and tests:
-        lab = Lab(LabSpec(), args.lab)
+        lab = Lab(LabSpec(mode="direct"), args.lab)
         try:
             prepare_lab(lab)
             for rnd in range(repeat):
@@ -529,6 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report += [
             f"\n## Data plane (median of {repeat}; in brackets: ratio to {BASELINE})\n\n",
             format_table(results, [pe.name for pe in peers]),
+            format_download_ratios(results, [pe.name for pe in peers]),
             "\nPeers: " + "; ".join(f"{k}: {v}" for k, v in results.details.items()) + "\n",
             "\n<details><summary>every sample</summary>\n\n",
             format_samples(results),

@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from benchmarks.run import BASELINE, BenchError, Results, format_table, parse_wrk
+from benchmarks.run import (
+    BASELINE,
+    BenchError,
+    Results,
+    format_download_ratios,
+    format_table,
+    parse_wrk,
+)
 
 WRK_LATENCY = """\
 Running 2s test @ http://10.0.1.5:80/
@@ -58,3 +65,14 @@ def test_table_gives_medians_and_ratios_to_the_baseline() -> None:
     assert "| connection rate, conn/s | n/a | 1,000 |" in lines
     # Metrics nobody measured get no row.
     assert not any("UDP" in line for line in lines)
+
+
+def test_the_download_is_reported_as_a_ratio_to_routing() -> None:
+    results = Results()
+    for peer, value in (("routing", 10.0), ("lvsd-dr", 9.5), ("lvsd-c", 4.0)):
+        results.add(peer, {"tcp_down_gbps": value})
+    text = format_download_ratios(results, ["lvsd-c", "lvsd-dr", "routing"])
+    assert text.strip() == (
+        "Bulk download real1 → client as a ratio to routing: lvsd-c 0.40, lvsd-dr 0.95"
+    )
+    assert format_download_ratios(Results(), ["lvsd-dr"]) == ""
