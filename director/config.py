@@ -875,6 +875,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
                     f"virtual {other!r} (line {other_line})",
                 )
             services[svc] = (v.name, child.line)
+        _check_routed_ports(cfg, v, child, filename)
         virtuals.append(v)
     return replace(cfg, virtuals=tuple(virtuals), failovers=tuple(failovers))
 
@@ -1005,6 +1006,24 @@ def _build_failover(block: _Block, filename: str) -> FailoverConfig:
         timeout=f.get("timeout", _integer(1, S32_MAX), 10),
         reentry=f.get("reentry", _integer(0, S32_MAX), 180),
     )
+
+
+def _check_routed_ports(
+    cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str
+) -> None:
+    """A direct-routing or tunnelled server receives the packet as the client sent it, so its
+    port is the virtual's (ipvsadm sets it so): a different ``port`` would be a lie."""
+    if v.fwmark:
+        return  # each packet keeps its own port anyway, as with ipvsadm -f
+    for server, child in zip(v.servers, block.children, strict=True):
+        method = cfg.forwarding(server)
+        if method is Network.NAT or server.port is None or v.ports == (server.port,):
+            continue
+        raise _Fields(child, filename).error(
+            "port",
+            f"with network = {method} the real server receives the virtual's port "
+            f"({','.join(map(str, v.ports))}) unchanged; remove port, got '{server.port}'",
+        )
 
 
 # --------------------------------------------------------------------------- entry points

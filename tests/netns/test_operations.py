@@ -171,7 +171,8 @@ def test_lvsadm_changes_and_lists_the_running_table(ops: Ops) -> None:
     ops.lvsadm("-a", "-t", f"{VIP}:8080", "-r", "192.168.1.10:80", "-m", "-w", "3")
     ops.lvsadm("-a", "-t", f"{VIP}:8080", "-r", "192.168.1.12:80", "-m")
     ops.lvsadm("-e", "-t", f"{VIP}:8080", "-r", "192.168.1.12:80", "-m", "-w", "5")
-    refused = ops.lvsadm("-a", "-t", f"{VIP}:8080", "-r", "192.168.1.12:80", ok=False)
+    # -m: without a method -a means -g, whose real takes the virtual's port (8080), a new one.
+    refused = ops.lvsadm("-a", "-t", f"{VIP}:8080", "-r", "192.168.1.12:80", "-m", ok=False)
     assert (refused.returncode, refused.stderr) == (255, "Destination already exists\n")
     got = ops.lab.run("client", ["curl", "-sS", "--max-time", "10", f"http://{VIP}:8080/"])
     assert got.returncode == 0

@@ -690,6 +690,20 @@ def configs(draw: st.DrawFn) -> DirectorConfig:
     vs = [
         replace(v, fwmark=0) if v.fwmark and v.fwmark in marks[:i] else v for i, v in enumerate(vs)
     ]
+    if network is not Network.NAT:
+        # A direct-routing or tunnelled server receives the virtual's own port.
+        vs = [
+            v
+            if v.fwmark
+            else replace(
+                v,
+                servers=tuple(
+                    s if s.port is None or v.ports == (s.port,) else replace(s, port=None)
+                    for s in v.servers
+                ),
+            )
+            for v in vs
+        ]
     fo_names = draw(st.lists(NAMES, max_size=2, unique=True))
     fos = [
         FailoverConfig(

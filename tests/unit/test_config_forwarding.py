@@ -85,3 +85,12 @@ def test_save_writes_the_running_methods_back() -> None:
     text = format_config(cfg)
     assert text.count("network = nat") == 2
     assert parse_config(text) == cfg
+
+
+def test_a_direct_routing_server_keeps_the_virtuals_port() -> None:
+    broken = MIXED.replace("address = 10.0.2.10", "address = 10.0.2.10\n        port = 8080")
+    with pytest.raises(ConfigError, match=r":13: .*port.*receives the virtual's port \(80\)"):
+        parse_config(broken)
+    # The same port as the virtual's is no lie; a NAT server may map ports as it likes.
+    parse_config(MIXED.replace("address = 10.0.2.10", "address = 10.0.2.10\n        port = 80"))
+    parse_config(MIXED.replace("network = nat", "network = nat\n        port = 8080"))
