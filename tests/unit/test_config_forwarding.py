@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from director.config import Network, format_config, parse_config
-from director.daemon.director import build_ipvs
+from director.daemon.director import build_ipvs, plumbing_spec
 from director.dataplane import fastpath
 from director.errors import ConfigError
 from director.ipvs.service import DROUTE, MASQ
@@ -94,3 +94,12 @@ def test_a_direct_routing_server_keeps_the_virtuals_port() -> None:
     # The same port as the virtual's is no lie; a NAT server may map ports as it likes.
     parse_config(MIXED.replace("address = 10.0.2.10", "address = 10.0.2.10\n        port = 80"))
     parse_config(MIXED.replace("network = nat", "network = nat\n        port = 8080"))
+
+
+def test_run_refuses_tunnelling_by_server_and_starts_without_a_virtual() -> None:
+    tunnel = MIXED.replace("network = nat", "network = tunnel")
+    cfg = parse_config(tunnel)  # lvsd check accepts it ...
+    with pytest.raises(ConfigError, match="server nat1: network = tunnel: lvsd forwards"):
+        plumbing_spec(cfg)  # ... lvsd run does not
+    empty = parse_config("primary = 10.0.1.1\npublic_iface = eth0\nprivate_iface = eth1\n")
+    assert plumbing_spec(empty).vips == ()
