@@ -19,7 +19,7 @@ static const char *const verdict_names[V_COUNT] = {
     "DROP_TRUNCATED",  "DROP_BAD_HEADER", "DROP_IP_OPTIONS", "DROP_UNKNOWN_PROTO",
     "DROP_NO_CONN",    "DROP_TABLE_FULL", "DROP_BAD_ICMP",   "DROP_TX",
     "DROP_DEST_UNAVAILABLE",
-    "ROUTE",           "DROP_NO_NEIGH",
+    "ROUTE",           "DROP_NO_NEIGH",   "TUNNEL",
 };
 static const char *const state_names[S_COUNT] = {
     "NONE",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT",
@@ -646,7 +646,8 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
             if (verdict == V_FORWARD) {
                 if (write(write_fd, self->rx, (size_t)r) < 0)
                     self->t.drops[V_DROP_TX]++;
-            } else if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
+            } else if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT ||
+                       verdict == V_TUNNEL) {
                 break;
             }
         }
@@ -664,7 +665,8 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
         }
         if (r == 0)
             break;
-        if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
+        if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT ||
+            verdict == V_TUNNEL) {
             PyObject *item = NULL;
             PyObject *pkt = PyByteArray_FromStringAndSize((const char *)self->rx, r);
             if (pkt)

@@ -113,6 +113,7 @@ __all__ = [
     "SYN_SENT",
     "TEMPLATE_EXPIRED_TIMEOUT_S",
     "TIME_WAIT",
+    "TUNNEL",
     "UDP",
     "VERDICT_NAMES",
     "VNET_F_NEEDS_CSUM",
@@ -135,6 +136,7 @@ DROP_TX = 11
 DROP_DEST_UNAVAILABLE = 12
 ROUTE = 13
 DROP_NO_NEIGH = 14
+TUNNEL = 15
 
 VERDICT_NAMES: dict[int, str] = {
     FORWARD: "FORWARD",
@@ -152,6 +154,7 @@ VERDICT_NAMES: dict[int, str] = {
     DROP_DEST_UNAVAILABLE: "DROP_DEST_UNAVAILABLE",
     ROUTE: "ROUTE",
     DROP_NO_NEIGH: "DROP_NO_NEIGH",
+    TUNNEL: "TUNNEL",
 }
 
 NONE = 0
@@ -922,7 +925,9 @@ class ConnTable:
         (non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),
         FRAGMENT (reassemble first), ROUTE (a client packet of a direct-routing connection,
         or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit
-        does; nothing is left to do) or a DROP_* verdict, which is also counted. A ROUTE
+        does; nothing is left to do), TUNNEL (the same for a tunnelled connection, left
+        unchanged for the caller to encapsulate to the real's address: it is counted and
+        its state moved; the caller sends it) or a DROP_* verdict, which is also counted. A ROUTE
         packet whose dest has no link address yet is DROP_NO_NEIGH, one whose write fails
         DROP_TX. A packet from the VIP to the client of a non-MASQ connection (a direct-routing
         real whose route to the client is the director) is FORWARD unchanged: written back,
@@ -1013,6 +1018,8 @@ class ConnTable:
                     self._set_state(h, c, CLOSE if cls < 0 else table[cls][c.state], now)
                 else:
                     self._arm(h, c, now, self._udp_timeout)
+                if c.flags & CONN_F_FWD_MASK == CONN_F_TUNNEL:
+                    return TUNNEL
                 return self._route(buf, off, c)
             inbound = True
             old_addr = c.vaddr
@@ -1118,6 +1125,8 @@ class ConnTable:
             if c.flags & CONN_F_FWD_MASK:
                 # ip_vs_icmp_xmit: the error goes to the real server as it is.
                 self._count_pkt(c, tot, True)
+                if c.flags & CONN_F_FWD_MASK == CONN_F_TUNNEL:
+                    return TUNNEL
                 return self._route(buf, off, c)
             outer_at, eaddr_at, eport_at = off + 16, e + 12, el4
             new_addr, new_port = c.daddr, c.dport
@@ -1166,10 +1175,10 @@ class ConnTable:
 
         Packets of known connections are rewritten and written to `write_fd` (negative, the
         default: back to `fd`; a failed write counts DROP_TX and never raises), or for a
-        direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW, LOCAL
-        or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray
-        with its vnet header, so that the caller acts on the verdict without classifying it
-        again; drops are counted. Returns packets read.
+        direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW,
+        LOCAL, FRAGMENT or TUNNEL packet is appended to `out` as (verdict, packet), the packet
+        a bytearray with its vnet header, so that the caller acts on the verdict without
+        classifying it again; drops are counted. Returns packets read.
         """
         _check_range("max_packets", max_packets, 0, 1 << 30)
         if write_fd < 0:
@@ -1193,6 +1202,6 @@ class ConnTable:
                 except OSError:
                     # EAGAIN/ENOBUFS when the device queue is full; the packet is lost either way.
                     self._drops[DROP_TX] += 1
-            elif v in (NEW, LOCAL, FRAGMENT):
+            elif v in (NEW, LOCAL, FRAGMENT, TUNNEL):
                 out.append((v, buf))
         return n

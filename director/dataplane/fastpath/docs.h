@@ -113,7 +113,9 @@
     "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
     "FRAGMENT (reassemble first), ROUTE (a client packet of a direct-routing connection,\n" \
     "or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit\n" \
-    "does; nothing is left to do) or a DROP_* verdict, which is also counted. A ROUTE\n" \
+    "does; nothing is left to do), TUNNEL (the same for a tunnelled connection, left\n" \
+    "unchanged for the caller to encapsulate to the real's address: it is counted and\n" \
+    "its state moved; the caller sends it) or a DROP_* verdict, which is also counted. A ROUTE\n" \
     "packet whose dest has no link address yet is DROP_NO_NEIGH, one whose write fails\n" \
     "DROP_TX. A packet from the VIP to the client of a non-MASQ connection (a direct-routing\n" \
     "real whose route to the client is the director) is FORWARD unchanged: written back,\n" \
@@ -136,10 +138,10 @@
     "\n" \
     "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
     "default: back to `fd`; a failed write counts DROP_TX and never raises), or for a\n" \
-    "direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW, LOCAL\n" \
-    "or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
-    "with its vnet header, so that the caller acts on the verdict without classifying it\n" \
-    "again; drops are counted. Returns packets read."
+    "direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW,\n" \
+    "LOCAL, FRAGMENT or TUNNEL packet is appended to `out` as (verdict, packet), the packet\n" \
+    "a bytearray with its vnet header, so that the caller acts on the verdict without\n" \
+    "classifying it again; drops are counted. Returns packets read."
 
 #define DOC_max_conns \
     "The capacity given at creation: connections plus templates."

@@ -189,6 +189,8 @@ static int process_icmp(struct table *t, uint8_t *vnet, uint8_t *ip, uint32_t to
         if (t->c[h].flags & CONN_F_FWD_MASK) {
             /* ip_vs_icmp_xmit: the error goes to the real server as it is. */
             count_pkt(t, &t->c[h], tot, 1);
+            if ((t->c[h].flags & CONN_F_FWD_MASK) == CONN_F_TUNNEL)
+                return V_TUNNEL;
             return route_xmit(t, &t->c[h], vnet, ip, tot);
         }
         outer_at = ip + 16;
@@ -294,6 +296,8 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
             } else {
                 tbl_arm(t, h, now, t->udp_to);
             }
+            if ((t->c[h].flags & CONN_F_FWD_MASK) == CONN_F_TUNNEL)
+                return V_TUNNEL;
             return route_xmit(t, &t->c[h], vnet, ip, n);
         }
         old_addr = c->vaddr;

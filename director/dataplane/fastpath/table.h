@@ -71,6 +71,7 @@ enum verdict {
     V_DROP_DEST_UNAVAILABLE,
     V_ROUTE,         /* sent unchanged to a direct-routing dest's link: done */
     V_DROP_NO_NEIGH, /* a routed packet whose dest has no link address yet */
+    V_TUNNEL,        /* a tunnelled connection's packet, unchanged: the caller encapsulates */
     V_COUNT
 };
 

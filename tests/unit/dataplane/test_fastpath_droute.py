@@ -233,3 +233,34 @@ def test_a_dr_reals_reply_routed_through_the_director_is_forwarded_unchanged(
     # A NAT connection's reply from the VIP is not one: no connection, so a SYN-ACK is NEW.
     m, _ = _table(fp, fp.CONN_F_MASQ)
     assert m.process(bytearray(_tcp(VIP, CLIENT, VPORT, CPORT, "SA")), 20) == fp.NEW
+
+
+def test_tunnelled_connections_leave_the_packet_to_the_caller(fastpath: ModuleType) -> None:
+    """IP_VS_CONN_F_TUNNEL: counted, input-only states, packet unchanged, verdict TUNNEL
+    (the caller encapsulates it to the real's address); drain hands it over."""
+    fp = fastpath
+    t, h = _table(fp, fp.CONN_F_TUNNEL)
+    assert t.conn_info(h)[9] & (fp.CONN_F_FWD_MASK | fp.CONN_F_NOOUTPUT) == (
+        fp.CONN_F_TUNNEL | fp.CONN_F_NOOUTPUT
+    )
+    syn = _tcp(CLIENT, VIP, CPORT, VPORT, "S")
+    buf = bytearray(syn)
+    assert t.process(buf, 10) == fp.TUNNEL
+    assert bytes(buf) == syn
+    assert fp.STATE_NAMES[t.conn_info(h)[8]] == "SYN_RECV"
+    assert t.dest_buffer()[SLOT * fp.DEST_FIELDS + fp.DEST_INPKTS] == 1
+    quoted = _tcp(VIP, CLIENT, VPORT, CPORT, "A", b"x" * 40)
+    err = bytearray(_icmp_error("203.0.113.1", VIP, 3, 4, quoted, mtu=1400))
+    assert t.process(err, 20) == fp.TUNNEL
+    r, w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    r.setblocking(False)
+    try:
+        ack = _tcp(CLIENT, VIP, CPORT, VPORT, "A")
+        w.send(bytes(10) + ack)
+        out: list[tuple[int, bytearray]] = []
+        assert t.drain(r.fileno(), 30, out, write_fd=w.fileno()) == 1
+        assert out == [(fp.TUNNEL, bytearray(bytes(10) + ack))]
+    finally:
+        r.close()
+        w.close()
+    assert "TUNNEL" not in t.drops()
