@@ -77,8 +77,12 @@ SERVER_START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 """Seconds ``down`` waits after SIGTERM before it sends SIGKILL."""
 
-LAB_MODES = ("nat", "direct")
-"""How ``up`` prepares the reals: VS-NAT reals, or LVS-DR reals (``--mode direct``)."""
+LAB_MODES = ("nat", "direct", "tunnel")
+"""How ``up`` prepares the reals: VS-NAT reals, LVS-DR reals (``--mode direct``) or LVS-TUN
+reals (``--mode tunnel``)."""
+
+DECAP_READY_TIMEOUT = 10.0
+"""Seconds ``up`` waits for a tunnel real's decapsulator to say it is ready."""
 
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -165,7 +169,7 @@ class LabSpec:
         index = int(m.group(1))
         addr = self.real_address(index)
         private_link = NodeLink("eth0", PRIVATE_BRIDGE, IPv4Interface(f"{addr}/{priv}"))
-        if self.mode == "direct":
+        if self.mode in ("direct", "tunnel"):
             public = self.public_real_address(index)
             return (private_link, NodeLink("eth1", PUBLIC_BRIDGE, IPv4Interface(f"{public}/{pub}")))
         return (private_link,)
@@ -425,7 +429,9 @@ class Lab:
                 # An LVS-DR real: the VIP is its own, but only the director answers ARP for it.
                 lo = ipr.link_lookup(ifname="lo")[0]
                 ipr.addr("add", index=lo, address=str(self.spec.vip), prefixlen=32)
-        if node.startswith("real") and self.spec.mode == "direct":
+        if node.startswith("real") and self.spec.mode == "tunnel":
+            self._start_decap(node)
+        if node.startswith("real") and self.spec.mode in ("direct", "tunnel"):
             ifaces = ["all", "default", *(link.ifname for link in self.spec.links(node))]
             settings = [
                 f"net.ipv4.conf.{i}.{key}={value}"
@@ -433,6 +439,27 @@ class Lab:
                 for key, value in (("arp_ignore", 1), ("arp_announce", 2), ("rp_filter", 0))
             ]
             self.run(node, ["sysctl", "-q", *(a for kv in settings for a in ("-w", kv))])
+
+    def _start_decap(self, node: str) -> None:
+        """An LVS-TUN real: ``lab.decap`` holds the VIP on ``tunl0`` and decapsulates IPIP
+        (this kernel has no ipip module); returns once it says ready."""
+        log = (self.run_dir / f"{node}-decap.log").open("wb")
+        proc = self.popen(
+            node,
+            [sys.executable, "-m", "lab.decap", "--vip", str(self.spec.vip)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        log.close()
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], DECAP_READY_TIMEOUT)
+        line = proc.stdout.readline() if ready else b""
+        proc.stdout.close()
+        if line.strip() != b"ready":
+            proc.kill()
+            proc.wait()
+            raise LabError(f"{node}: the IPIP decapsulator did not start; see {log.name}")
+        self._servers.append(proc)
 
     def _server_commands(self, node: str, nginx: bool, ftp: bool) -> dict[str, list[str]]:
         """The servers of real ``node`` by log name (``real1``, ``real1-ftp``) with their argv."""
@@ -764,7 +791,8 @@ def add_command(sub: Any) -> None:
         choices=LAB_MODES,
         default="nat",
         help="nat: VS-NAT reals (default); direct: LVS-DR reals (VIP on lo, arp_ignore=1, "
-        "arp_announce=2, replies straight to the client on the public segment)",
+        "arp_announce=2, replies straight to the client on the public segment); tunnel: "
+        "LVS-TUN reals (the same, the VIP on tunl0, IPIP decapsulated by lab.decap)",
     )
     up.set_defaults(func=run_up)
 

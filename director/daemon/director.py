@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import logging
 import os
 import signal
+import socket
 import struct
 import time
 from collections import Counter
@@ -43,6 +45,7 @@ from director.ipvs.service import (
     FWD_NAMES,
     FWD_OF_NETWORK,
     IPVS,
+    TUNNEL,
     IPVSError,
     VirtualService,
     format_addr,
@@ -60,6 +63,10 @@ _VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we buil
 # proto, saddr, daddr, sport, dport of a vnet-headed IPv4 packet without options.
 _FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
+DEFAULT_TUNNEL_MTU = 1500  # until the real's route is read
+IP_MTU_DISCOVER = 10  # <linux/in.h>
+IP_PMTUDISC_DONT = 0
+TUNSETOFFLOAD = 0x400454D0
 # How often the direct-routing reals' link addresses are read again from the kernel.
 LINK_REFRESH_S = 1.0
 # At start, how long to wait for the kernel to resolve them before serving anyway.
@@ -116,15 +123,19 @@ def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
 
     Every real, whatever its method, locates the private interface; replies are steered
     from that interface into the TUN. A direct-routing real answers the client itself,
-    from the VIP, by a path that does not cross the director (its own gateway).
+    from the VIP, by a path that does not cross the director (its own gateway). With a
+    tunnelled real the TUN has no offloads (``Director`` turns them off, too, when lvsadm
+    adds the first one).
     """
-    for v in cfg.virtuals:
-        for s in v.servers:
-            if v.active and s.active and cfg.forwarding(s) is Network.TUNNEL:
-                raise ConfigError(
-                    f"virtual {v.name}: server {s.name}: network = tunnel: lvsd forwards "
-                    "with network = nat or direct"
-                )
+    # A tunnelled packet is encapsulated whole: the TUN must hand over segments with
+    # complete checksums, not offloaded super-packets.
+    tunnels = any(
+        cfg.forwarding(s) is Network.TUNNEL
+        for v in cfg.virtuals
+        if v.active
+        for s in v.servers
+        if s.active
+    )
     # None is fine: kernel IPVS starts empty too, and lvsadm fills it (Plumbing.add_vip).
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
     reals = tuple(
@@ -149,6 +160,7 @@ def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
         nat_router=nat_router,
         nat_router_label=label,
         fwmarks=fwmarks,
+        tun_offloads=not tunnels,
     )
 
 
@@ -175,6 +187,9 @@ class Director:
         self.reassembler = Reassembler()
         self.links = Links()
         self._linked: dict[int, tuple[int, int, int]] = {}
+        # Tunnelled dests: slot -> the MTU their encapsulated packets must fit.
+        self._tunnel_mtu: dict[int, int] = {}
+        self._tunnel_sock: socket.socket | None = None
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
@@ -268,6 +283,8 @@ class Director:
             finally:
                 await asyncio.to_thread(reaper.disarm)
                 self.links.close()
+                if self._tunnel_sock is not None:
+                    self._tunnel_sock.close()
             log.info("stopped; plumbing removed")
 
     def reload(self) -> None:
@@ -365,9 +382,19 @@ class Director:
         """Dest slot -> address of every linked direct-routing destination."""
         return {d.slot: IPv4Address(d.addr) for d in self.ipvs.iter_dests() if d.fwd == DROUTE}
 
+    def _tunnelled_addrs(self) -> dict[int, IPv4Address]:
+        return {d.slot: IPv4Address(d.addr) for d in self.ipvs.iter_dests() if d.fwd == TUNNEL}
+
     async def _update_links(self) -> bool:
         """Read the direct-routing reals' links from the kernel (in a thread) and hand them
         to the fast path; True when every one is known."""
+        tunnelled = self._tunnelled_addrs()
+        if tunnelled:
+            mtus = await asyncio.to_thread(
+                lambda: {slot: self.links.mtu(addr) for slot, addr in tunnelled.items()}
+            )
+            self._tunnel_mtu = {slot: mtu for slot, mtu in mtus.items() if mtu is not None}
+            self._tunnels_ready()
         wanted = self._routed_addrs()
         if not wanted and not self._linked:
             return True
@@ -389,6 +416,45 @@ class Director:
         for slot in set(self._linked) - set(found):
             del self._linked[slot]
         return all(link is not None for link in found.values())
+
+    def _tunnels_ready(self) -> None:
+        """The raw IPIP socket, and a TUN without offloads (segments, full checksums)."""
+        if self._tunnel_sock is not None:
+            return
+        self._tunnel_sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+        # The outer header may be fragmented (a DF packet that does not fit is answered
+        # with frag-needed before it gets here).
+        self._tunnel_sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        self._tunnel_sock.setblocking(False)
+        if self.plumbing.tun.offloads:
+            for t in (self.plumbing.tun, *self.plumbing.fwmark_tuns.values()):
+                fcntl.ioctl(t.fd, TUNSETOFFLOAD, 0)
+            log.info("tunnel: TUN offloads off (tunnelled packets are sent whole)")
+
+    def _tunnel(self, buf: bytearray) -> None:
+        """Encapsulate a TUNNEL packet to its real's address (ip_vs_tunnel_xmit): IPIP
+        through the kernel's raw socket, or frag-needed to the client when it has DF and
+        would not fit the real's link once encapsulated."""
+        sock = self._tunnel_sock
+        slot = self.table.dest_of(buf, fastpath.VNET_HDR_LEN)
+        if sock is None or slot < 0 or buf[1] != 0:  # buf[1]: a GSO super-packet
+            self._counts["tunnel_drops"] += 1
+            return
+        pkt = memoryview(buf)[fastpath.VNET_HDR_LEN :]
+        mtu = self._tunnel_mtu.get(slot, DEFAULT_TUNNEL_MTU)
+        if pkt[6] & 0x40 and len(pkt) + 20 > mtu:
+            err = icmp.frag_needed(bytes(pkt[:28]), mtu - 20)
+            if err is not None:
+                self._counts["frag_needed"] += 1
+                self._write(bytearray(_VNET_PLAIN + err))
+            return
+        if buf[0] & fastpath.VNET_F_NEEDS_CSUM:
+            _complete_checksum(buf)
+        daddr = self.table.dest_buffer()[slot * fastpath.DEST_FIELDS + fastpath.DEST_ADDR]
+        try:
+            sock.sendto(pkt, (str(IPv4Address(daddr)), 0))
+        except OSError:
+            self._counts["tx_errors"] += 1
 
     async def _wait_links_resolved(self, limit_s: float) -> None:
         # Polled: the kernel's neighbour table has no event this loop could wait on cheaply.
@@ -456,6 +522,8 @@ class Director:
         # ROUTE: the fast path already sent it to a direct-routing real's link.
         if verdict == fastpath.FORWARD:
             self._write(buf)
+        elif verdict == fastpath.TUNNEL:
+            self._tunnel(buf)
 
     def _new_connection(self, buf: bytearray, now: int, fwmark: int) -> int:
         """Schedule and insert the connection of a packet the table answered NEW, then
@@ -577,6 +645,17 @@ class Director:
 
 class _Stopped(Exception):
     """Ends the TaskGroup after a stop signal."""
+
+
+def _complete_checksum(buf: bytearray) -> None:
+    """Finish a VIRTIO_NET_HDR_F_NEEDS_CSUM packet's L4 checksum (the field holds the
+    pseudo-header sum): the packet leaves whole, through a socket with no offload."""
+    start = fastpath.VNET_HDR_LEN + int.from_bytes(buf[6:8], "little")
+    at = start + int.from_bytes(buf[8:10], "little")
+    if at + 2 > len(buf):
+        return
+    struct.pack_into("!H", buf, at, icmp.checksum(buf[start:]) or 0xFFFF)
+    buf[0] &= ~fastpath.VNET_F_NEEDS_CSUM & 0xFF
 
 
 def _blocking(fn: Callable[[IPv4Address], None], arg: IPv4Address) -> None:

@@ -267,6 +267,27 @@ static PyObject *ConnTable_clear_dest(ConnTableObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *ConnTable_dest_of(ConnTableObject *self, PyObject *args) {
+    Py_buffer b;
+    long long offset;
+    if (!PyArg_ParseTuple(args, "y*L:dest_of", &b, &offset))
+        return NULL;
+    if (check_range("offset", offset, 0, VNET_HDR_LEN) < 0) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    long dest = -1;
+    const uint8_t *ip = (const uint8_t *)b.buf + offset;
+    if (b.len >= offset + 24 && ip[0] == 0x45 && (ip[9] == PROTO_TCP || ip[9] == PROTO_UDP)) {
+        int32_t h = lookup_in(&self->t, ip[9], rd32(ip + 12), rd16(ip + 20), rd32(ip + 16),
+                              rd16(ip + 22), 0);
+        if (h >= 0)
+            dest = self->t.c[h].dest;
+    }
+    PyBuffer_Release(&b);
+    return PyLong_FromLong(dest);
+}
+
 static PyObject *ConnTable_drops(ConnTableObject *self, PyObject *unused) {
     (void)unused;
     PyObject *d = PyDict_New();
@@ -692,6 +713,7 @@ static PyMethodDef ConnTable_methods[] = {
     {"set_dest_fwd", (PyCFunction)ConnTable_set_dest_fwd, METH_VARARGS, DOC_set_dest_fwd},
     {"set_dest_link", (PyCFunction)ConnTable_set_dest_link, METH_VARARGS, DOC_set_dest_link},
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
+    {"dest_of", (PyCFunction)ConnTable_dest_of, METH_VARARGS, DOC_dest_of},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
     {"insert_template", (PyCFunction)ConnTable_insert_template, METH_VARARGS,

@@ -518,6 +518,25 @@ class ConnTable:
         for i in range(b, b + DEST_FIELDS):
             d[i] = 0
 
+    def dest_of(self, buf: bytearray, offset: int) -> int:
+        """The dest slot of the connection whose client-side key a TCP or UDP packet (at
+        `offset` in `buf`: 0, or VNET_HDR_LEN behind a vnet header) carries; -1 if none or
+        the packet is not one. For a TUNNEL verdict: where the caller encapsulates to."""
+        _check_range("offset", offset, 0, VNET_HDR_LEN)
+        if len(buf) < offset + 24 or buf[offset] != 0x45:
+            return -1
+        proto = buf[offset + 9]
+        if proto not in (PROTO_TCP, PROTO_UDP):
+            return -1
+        l4 = offset + 20
+        key = bytes(buf[offset + 12 : offset + 20]) + bytes(buf[l4 : l4 + 4])
+        lst = self._in[proto].get(key)
+        if not lst:
+            return -1
+        c = self._conns[lst[-1]]
+        assert c is not None
+        return c.dest
+
     def drops(self) -> dict[str, int]:
         """Packets dropped so far, by verdict name (every DROP_* name present)."""
         return {VERDICT_NAMES[v]: n for v, n in self._drops.items()}

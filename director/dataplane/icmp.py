@@ -53,6 +53,25 @@ def echo_reply(packet: bytes | bytearray) -> bytes | None:
     return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), ident) + icmp)
 
 
+FRAG_NEEDED = 4
+
+
+def frag_needed(packet: bytes | bytearray, mtu: int) -> bytes | None:
+    """ICMP fragmentation needed (RFC 1191: next-hop MTU ``mtu``) from the packet's
+    destination to its source, as the kernel's tunnel transmit sends it for a DF packet
+    that does not fit once encapsulated. Same refusals as ``port_unreachable``."""
+    if len(packet) < 28 or packet[0] != 0x45 or packet[9] == ICMP:
+        return None
+    if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
+        return None
+    if packet[12] >= 224 or packet[12:16] == b"\xff\xff\xff\xff":
+        return None
+    quoted = bytes(packet[:28])
+    icmp = bytearray(struct.pack("!BBHHH", DEST_UNREACH, FRAG_NEEDED, 0, 0, mtu) + quoted)
+    struct.pack_into("!H", icmp, 2, checksum(icmp))
+    return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), 0) + icmp)
+
+
 def port_unreachable(packet: bytes | bytearray) -> bytes | None:
     """ICMP port unreachable from the packet's destination to its source (RFC 1812 4.3.2.3).
 

@@ -126,6 +126,15 @@ class Links:
         name = link.get_attr("IFLA_IFNAME")
         return Link(self._socket(ifindex).fileno(), mac, _mac(src) if src else 0, name)
 
+    def mtu(self, addr: IPv4Address) -> int | None:
+        """The MTU of the interface the kernel routes ``addr`` through (a tunnelled real's
+        packets must fit it once encapsulated), or None without a route."""
+        hop = self.next_hop(addr)
+        if hop is None:
+            return None
+        (link,) = self._nl().get_links(hop[0])
+        return int(link.get_attr("IFLA_MTU"))
+
     def _poke(self, nexthop: IPv4Address) -> None:
         """One empty datagram to the next hop's discard port: the kernel resolves it."""
         if nexthop not in self._poked:

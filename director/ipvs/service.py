@@ -54,8 +54,8 @@ TUNNEL = fastpath.CONN_F_TUNNEL
 FWD_NAMES = {MASQ: "Masq", DROUTE: "Route", TUNNEL: "Tunnel"}
 # lvs.cf's ``network`` values.
 FWD_OF_NETWORK = {"nat": MASQ, "direct": DROUTE, "tunnel": TUNNEL}
-# The methods lvsd forwards with (tunnelling is named, but not served yet).
-SUPPORTED_FWD = frozenset((MASQ, DROUTE))
+# The methods lvsd forwards with.
+SUPPORTED_FWD = frozenset((MASQ, DROUTE, TUNNEL))
 
 
 class IPVSError(DirectorError):
@@ -258,8 +258,8 @@ class VirtualService:
         """Link addr:port at the head of the list (``ipvsadm -a``), forwarding by ``fwd``.
 
         Refuses an existing addr:port (DestinationExists), a negative weight or
-        ``l_threshold > u_threshold`` (OutOfRange), a method lvsd does not serve
-        (InvalidArgument), no free dest slot (OutOfMemory). A
+        ``l_threshold > u_threshold`` (OutOfRange), an unknown method (InvalidArgument),
+        no free dest slot (OutOfMemory). A
         destination of the same identity still in the trash is revived with its counters,
         which belong to its still-living connections.
         """
@@ -443,7 +443,7 @@ class VirtualService:
 def _check_fwd(fwd: int) -> None:
     if fwd not in SUPPORTED_FWD:
         name = FWD_NAMES.get(fwd, str(fwd))
-        raise InvalidArgument(f"forwarding method {name}: lvsd forwards by Masq or Route")
+        raise InvalidArgument(f"forwarding method {name}: lvsd forwards by Masq, Route or Tunnel")
 
 
 def _check_dest_args(weight: int, u: int, lo: int) -> None:

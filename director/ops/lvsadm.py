@@ -4,9 +4,8 @@ The options, their checks, the listings and the error messages are ipvsadm 1.31'
 so that operators' habits and scripts carry over: ``lvsadm -A -t VIP:80 -s wlc``,
 ``lvsadm -a -t VIP:80 -r RIP:80 -m -w 2``, ``lvsadm -L -n --stats``, ``lvsadm -S``
 and ``lvsadm -R``. As with ipvsadm, ``-a`` without a method means ``-g`` (direct
-routing); ``-m`` masquerades; ``-i`` (tunnelling) is refused, as lvsd does not forward
-that way yet. Differences: addresses are always printed numerically; the
-control socket is ``/run/lvsd.sock`` unless ``--socket PATH`` or
+routing); ``-m`` masquerades; ``-i`` tunnels (IPIP). Differences: addresses are always
+printed numerically; the control socket is ``/run/lvsd.sock`` unless ``--socket PATH`` or
 ``LVSD_CONTROL_SOCKET`` says otherwise. Exit status as ipvsadm's: 0, 2 for a bad
 command line, 255 for a refused operation, 1 for a listing that failed.
 """
@@ -412,9 +411,7 @@ def parse(argv: Sequence[str], err: TextIO, prog: str = "lvsadm") -> Command:
             c.daddr, c.dport = parsed
         elif opt in ("m", "g", "i"):
             option("forwarding-method")
-            if opt == "i":
-                fail(err, "lvsd does not forward by tunnelling (-i) yet: use -g or -m")
-            c.fwd = {"m": "masq", "g": "route"}[opt]
+            c.fwd = {"m": "masq", "g": "route", "i": "tunnel"}[opt]
         elif opt in ("w", "x", "y"):
             name = {"w": "weight", "x": "u-threshold", "y": "l-threshold"}[opt]
             option(name)

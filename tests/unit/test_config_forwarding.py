@@ -16,7 +16,7 @@ from director.config import Network, format_config, parse_config
 from director.daemon.director import build_ipvs, plumbing_spec
 from director.dataplane import fastpath
 from director.errors import ConfigError
-from director.ipvs.service import DROUTE, MASQ
+from director.ipvs.service import DROUTE, MASQ, TUNNEL
 from director.ops.save import running_config
 
 MIXED = """
@@ -96,10 +96,11 @@ def test_a_direct_routing_server_keeps_the_virtuals_port() -> None:
     parse_config(MIXED.replace("network = nat", "network = nat\n        port = 8080"))
 
 
-def test_run_refuses_tunnelling_by_server_and_starts_without_a_virtual() -> None:
-    tunnel = MIXED.replace("network = nat", "network = tunnel")
-    cfg = parse_config(tunnel)  # lvsd check accepts it ...
-    with pytest.raises(ConfigError, match="server nat1: network = tunnel: lvsd forwards"):
-        plumbing_spec(cfg)  # ... lvsd run does not
+def test_tunnelling_turns_the_tun_offloads_off_and_a_director_may_start_empty() -> None:
+    assert plumbing_spec(parse_config(MIXED)).tun_offloads
+    tunnel = parse_config(MIXED.replace("network = nat", "network = tunnel"))
+    assert not plumbing_spec(tunnel).tun_offloads
+    (svc,) = build_ipvs(tunnel, fastpath.ConnTable(16)).services.values()
+    assert {str(d): d.fwd for d in svc.dests} == {"10.0.2.10:80": DROUTE, "192.168.1.11:80": TUNNEL}
     empty = parse_config("primary = 10.0.1.1\npublic_iface = eth0\nprivate_iface = eth1\n")
     assert plumbing_spec(empty).vips == ()

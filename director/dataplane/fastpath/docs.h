@@ -208,4 +208,9 @@
     "moved past the Ethernet header), the Ethernet header, the IP packet. The slot's\n" \
     "DEST_LINK_FD field holds fd + 1 (0: none)."
 
+#define DOC_dest_of \
+    "The dest slot of the connection whose client-side key a TCP or UDP packet (at\n" \
+    "`offset` in `buf`: 0, or VNET_HDR_LEN behind a vnet header) carries; -1 if none or\n" \
+    "the packet is not one. For a TUNNEL verdict: where the caller encapsulates to."
+
 #endif

@@ -264,3 +264,15 @@ def test_tunnelled_connections_leave_the_packet_to_the_caller(fastpath: ModuleTy
         r.close()
         w.close()
     assert "TUNNEL" not in t.drops()
+
+
+def test_dest_of_finds_the_connection_of_a_client_packet(fastpath: ModuleType) -> None:
+    fp = fastpath
+    t, _ = _table(fp, fp.CONN_F_TUNNEL)
+    pkt = _tcp(CLIENT, VIP, CPORT, VPORT, "A")
+    assert t.dest_of(bytearray(pkt), 0) == SLOT
+    assert t.dest_of(bytearray(bytes(10) + pkt), fp.VNET_HDR_LEN) == SLOT
+    assert t.dest_of(bytearray(_tcp(CLIENT, VIP, CPORT + 1, VPORT, "A")), 0) == -1
+    assert t.dest_of(bytearray(b"\x45" + bytes(10)), 0) == -1
+    with pytest.raises(ValueError, match="offset"):
+        t.dest_of(bytearray(pkt), 11)

@@ -64,12 +64,15 @@ async def test_an_edit_changes_the_method_of_new_connections(daemon: Daemon) -> 
     assert daemon.ipvs.table.conn_info(handle)[9] & fastpath.CONN_F_FWD_MASK == MASQ
 
 
-async def test_tunnelling_is_refused_by_name(daemon: Daemon) -> None:
+async def test_i_is_tunnelling_and_an_unknown_method_is_refused(daemon: Daemon) -> None:
     assert (await daemon.run("-A", "-t", "10.0.1.5:80", "-s", "rr")).status == 0
-    r = await daemon.run("-a", "-t", "10.0.1.5:80", "-r", "192.168.1.10", "-i")
-    assert r.status == 2
-    assert "lvsd does not forward by tunnelling (-i) yet: use -g or -m" in r.err
-    # The daemon refuses it too, for any other client of the control socket.
+    assert (
+        await daemon.run("-a", "-t", "10.0.1.5:80", "-r", "192.168.1.10:8080", "-i")
+    ).status == 0
     svc = daemon.ipvs.get_service(6, 0x0A000105, 80)
-    with pytest.raises(IPVSError, match="forwarding method Tunnel"):
-        svc.add_dest(0xC0A8010A, 80, fwd=TUNNEL)
+    assert {str(d): d.fwd for d in svc.dests} == {"192.168.1.10:80": TUNNEL}
+    listing = [line.rstrip() for line in (await daemon.run("-L", "-n")).out.splitlines()]
+    assert "  -> 192.168.1.10:80              Tunnel  1      0          0" in listing
+    assert "-a -t 10.0.1.5:80 -r 192.168.1.10:80 -i -w 1" in (await daemon.run("-S", "-n")).out
+    with pytest.raises(IPVSError, match="forwarding method 1"):
+        svc.add_dest(0xC0A8010B, 80, fwd=1)
