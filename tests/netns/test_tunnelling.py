@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,8 +28,9 @@ from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
 from tests.conftest import require_root
-from tests.netns.conftest import unique_lab_name
+from tests.netns.conftest import LabFactory, unique_lab_name
 from tests.netns.test_dataplane import _state_dump
+from tests.netns.test_failover import STREAM, Pair, _result, cluster_config
 
 pytestmark = pytest.mark.netns
 
@@ -113,3 +115,31 @@ def test_an_oversized_df_packet_gets_frag_needed(cluster: Cluster) -> None:
     ).stdout
     assert got.startswith("real"), got
     assert "mtu 1480" in lab.run("client", ["ip", "route", "get", VIP]).stdout
+
+
+def test_kill_9_of_the_active_director_keeps_a_tunnelled_stream_going(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """Two directors; the standby's shadow holds the stream's connection, bound to its own
+    tunnelled dest; after a kill -9 it encapsulates the client's ACKs to the same real."""
+    lab = lab_factory(reals=3, backup=True, spec=LabSpec(mode="tunnel"), ftp=True)
+    text = cluster_config(tmp_path, 0.2, 1).replace("network = nat\n", "network = tunnel\n")
+    pair = Pair(lab, text)
+    try:
+        pair.primary.start()
+        pair.backup.start()
+        pair.wait("primary active", lambda: pair.role(pair.primary) == "MASTER")
+        pair.wait("backup standby", lambda: pair.role(pair.backup) == "BACKUP")
+        stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=20))
+        pair.wait("the standby to hold the stream", lambda: pair.shadow(pair.backup) >= 1)
+        assert pair.primary.proc is not None
+        pair.primary.proc.kill()
+        pair.primary.proc.wait()
+        took = pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
+        result = _result(stream)
+        print(f"\nTUN: takeover after kill -9: {took:.2f} s; gap {result['max_gap_s']:.2f} s")
+        assert result["ok"], (result, pair.backup.log()[-3000:])
+        assert pair.client_arp() == pair.mac("backup")
+    finally:
+        pair.backup.stop()
+        pair.primary.stop()
