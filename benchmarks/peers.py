@@ -14,6 +14,8 @@ of it; :func:`namespace_state` lets the harness check that nothing was left behi
   direct`` lab: the VIP on ``lo``, a leg on the public segment) answers the client itself.
   TCP only: iperf3's UDP server answers from the address the kernel picks for the
   client, real1's public one, not the VIP, so its UDP handshake never completes.
+* ``lvsd-tun``: the same with ``network = tunnel``: IPIP to real1, which decapsulates
+  with ``lab.decap`` (the VIP also on its ``tunl0``). TCP only, as ``lvsd-dr``.
 * ``nftables``: the kernel's NAT: the VIP as a local address on eth0, a prerouting
   ``dnat`` to real1, ``ip_forward=1`` and the reals' gateway 192.168.1.254 on eth1.
 * ``routing``: the ceiling: plain forwarding, the client talks to real1's own address
@@ -191,6 +193,7 @@ class LvsdPeer:
     python_twin: bool = False
     udp: bool = True
     direct: bool = False
+    tunnel: bool = False
     name: str = field(init=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _control: Path | None = field(default=None, init=False)
@@ -200,6 +203,9 @@ class LvsdPeer:
         self.name = "lvsd-py" if self.python_twin else "lvsd-c"
         if self.direct:
             self.name = "lvsd-dr"
+            self.udp = False
+        if self.tunnel:
+            self.name = "lvsd-tun"
             self.udp = False
 
     def target(self, lab: Lab) -> IPv4Address:
@@ -212,7 +218,7 @@ class LvsdPeer:
         cf.write_text(
             LVS_CF.format(
                 primary=spec.primary,
-                network="direct" if self.direct else "nat",
+                network="direct" if self.direct else "tunnel" if self.tunnel else "nat",
                 nat_router=spec.nat_router,
                 control=self._control,
                 vip=spec.vip,
@@ -275,6 +281,8 @@ class LvsdPeer:
     def detail(self) -> str:
         if self.direct:
             return f"direct routing, fast path {self._implementation}; no UDP"
+        if self.tunnel:
+            return f"IPIP tunnel, fast path {self._implementation}; no UDP"
         return f"fast path {self._implementation}"
 
 
@@ -420,6 +428,7 @@ def all_peers() -> list[Peer]:
         LvsdPeer(),
         LvsdPeer(python_twin=True),
         LvsdPeer(direct=True),
+        LvsdPeer(tunnel=True),
         NftablesPeer(),
         RoutingPeer(),
         HaproxyPeer(),

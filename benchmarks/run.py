@@ -330,6 +330,7 @@ def prepare_lab(lab: Lab) -> None:
     go back through the director, by a rule for its address.
     """
     lab.up(reals=1, nginx=shutil.which("nginx") is not None)
+    lab.start_decap("real1")  # for lvsd-tun: the VIP on tunl0 too, IPIP decapsulated
     real = str(lab.spec.real_address(1))
     lab.run("real1", ["ip", "rule", "add", "from", real, "lookup", str(REAL_REPLY_TABLE)])
     table = str(REAL_REPLY_TABLE)

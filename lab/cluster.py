@@ -430,7 +430,7 @@ class Lab:
                 lo = ipr.link_lookup(ifname="lo")[0]
                 ipr.addr("add", index=lo, address=str(self.spec.vip), prefixlen=32)
         if node.startswith("real") and self.spec.mode == "tunnel":
-            self._start_decap(node)
+            self.start_decap(node)
         if node.startswith("real") and self.spec.mode in ("direct", "tunnel"):
             ifaces = ["all", "default", *(link.ifname for link in self.spec.links(node))]
             settings = [
@@ -440,9 +440,10 @@ class Lab:
             ]
             self.run(node, ["sysctl", "-q", *(a for kv in settings for a in ("-w", kv))])
 
-    def _start_decap(self, node: str) -> None:
-        """An LVS-TUN real: ``lab.decap`` holds the VIP on ``tunl0`` and decapsulates IPIP
-        (this kernel has no ipip module); returns once it says ready."""
+    def start_decap(self, node: str) -> None:
+        """Make ``node`` an LVS-TUN real: ``lab.decap`` holds the VIP on ``tunl0`` and
+        decapsulates IPIP (this kernel has no ipip module); returns once it says ready.
+        ``up`` does it for every real in tunnel mode."""
         log = (self.run_dir / f"{node}-decap.log").open("wb")
         proc = self.popen(
             node,
