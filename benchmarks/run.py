@@ -327,7 +327,8 @@ def prepare_lab(lab: Lab) -> None:
     The lab is ``--mode direct``, so that real1 serves the direct-routing peer too: it
     holds the VIP on ``lo`` and answers from it straight to the client on the public
     segment. Its replies from its own address (every other peer: NAT, routing, the proxy)
-    go back through the director, by a rule for its address.
+    go back through the director, by a rule for its address, which is also the source it
+    picks for the client when a socket does not say.
     """
     lab.up(reals=1, nginx=shutil.which("nginx") is not None)
     lab.start_decap("real1")  # for lvsd-tun: the VIP on tunl0 too, IPIP decapsulated
@@ -340,6 +341,10 @@ def prepare_lab(lab: Lab) -> None:
         "real1",
         ["ip", "route", "add", "default", "via", str(lab.spec.nat_router), "table", table],
     )
+    # A socket that did not choose its source (iperf3's UDP server, which connects to the
+    # client) picks the route's: real1's own address, so the rule above applies to it too.
+    public = str(lab.spec.public_net)
+    lab.run("real1", ["ip", "route", "replace", public, "dev", "eth1", "src", real])
     # Connection-rate runs open tens of thousands of connections: the full port range.
     lab.run(
         "client",
