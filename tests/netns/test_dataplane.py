@@ -93,6 +93,19 @@ def _state_dump(lab: Lab, node: str) -> str:
     return "\n".join(out)
 
 
+def wait_udp_real_probed_up(director: LabDirector, within: float = 60.0) -> None:
+    """Poll (bounded) until nanny has seen the UDP service's real pass a probe."""
+    deadline = time.monotonic() + within
+    while True:
+        health = director.status()["health"]
+        assert isinstance(health, list)
+        udp = [h for h in health if h["target"].startswith(f"UDP {VIP}:{UDP_PORT} ")]
+        if udp and all(h["health"] == "up" for h in udp):
+            return
+        assert time.monotonic() < deadline, f"UDP real not probed up within {within}s: {udp}"
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module", params=["c", pytest.param("py")])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_root()
@@ -108,6 +121,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         try:
             status = director.status()
             assert status["fastpath"] == implementation, director.log()
+            # Probed up before any load: a real that has never passed a probe leaves at its
+            # first failure, and the UDP probe's first try may meet a saturating download.
+            wait_udp_real_probed_up(director)
             yield Cluster(lab, director, implementation)
         finally:
             assert director.stop() == 0, director.log()
