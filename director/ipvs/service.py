@@ -654,9 +654,12 @@ class IPVS:
         return list(self._trash.values())
 
     def _purge_trash(self, now: int | None) -> None:
-        """Free trashed dests unreferenced for the trash period (now None: all unreferenced)."""
+        """Free trashed dests unreferenced for the trash period (now None: all unreferenced).
+
+        References are connections, templates and the service's scheduler (lblc, lblcr).
+        """
         for key, dest in list(self._trash.items()):
-            if dest.refs:
+            if dest.refs or self._held(key[0], dest, now):
                 self._trash_since[dest.slot] = None
                 continue
             if now is not None:
@@ -671,6 +674,14 @@ class IPVS:
             self.table.clear_dest(dest.slot)
             self._slots[dest.slot] = None
             heapq.heappush(self._free_slots, dest.slot)
+
+    def _held(self, svc_key: tuple[int, int, int, int], dest: Destination, now: int | None) -> bool:
+        # ip_vs_dest_trash_expire frees only a dest whose sole reference is the trash's:
+        # an lblc entry or lblcr set of its service's scheduler keeps it. A deleted
+        # service's scheduler let go of everything first (ip_vs_unbind_scheduler), and a
+        # later service of the same key has a scheduler that never saw this object.
+        svc = self.services.get(svc_key)
+        return svc is not None and svc.scheduler.holds(dest, now)
 
     def iter_dests(self) -> Iterator[Destination]:
         for svc in self.services.values():

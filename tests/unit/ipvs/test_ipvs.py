@@ -262,6 +262,44 @@ def test_a_dest_referenced_again_restarts_its_trash_period(ipvs: IPVS) -> None:
     assert ipvs.dest_at(b.slot) is None
 
 
+@pytest.mark.parametrize("sched", ["lblc", "lblcr"])
+def test_a_dest_held_by_the_scheduler_stays_in_the_trash_until_let_go(
+    ipvs: IPVS, sched: str
+) -> None:
+    """ip_vs_dest_trash_expire frees only a dest whose sole reference is the trash's:
+    an lblc entry or an lblcr set keeps it until GC drops the entry (24 h idle)."""
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, sched)
+    a = svc.add_dest(A, 80)
+    assert svc.pick(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is a
+    svc.del_dest(A, 80)
+    for now in range(0, 10 * TRASH_PERIOD_MS, 60_000):
+        ipvs.expire(now)
+    assert ipvs.trashed() == [a]
+    assert svc.add_dest(A, 80) is a
+    svc.add_dest(B, 80)
+    assert svc.pick(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 10 * TRASH_PERIOD_MS) is a
+    # Deleted again and left idle: the GC's full check after 24 h drops the entry, and
+    # the trash frees the dest one trash period later.
+    svc.del_dest(A, 80)
+    day = 24 * 3600_000
+    for now in range(10 * TRASH_PERIOD_MS, 2 * day, 60_000):
+        ipvs.expire(now)
+    assert ipvs.trashed() == []
+    assert ipvs.dest_at(a.slot) is None
+
+
+def test_a_deleted_service_lets_go_of_its_schedulers_holds(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "lblcr")
+    a = svc.add_dest(A, 80)
+    assert svc.pick(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is a
+    ipvs.del_service(IPPROTO_TCP, VIP, 80)
+    ipvs.expire(0)
+    ipvs.expire(TRASH_PERIOD_MS)
+    assert ipvs.trashed() == []
+    again = ipvs.add_service(IPPROTO_TCP, VIP, 80, "lblcr")
+    assert again.add_dest(A, 80) is not a
+
+
 # --- schedulers and their hooks -------------------------------------------------------------
 
 
