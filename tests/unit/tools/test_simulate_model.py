@@ -338,13 +338,13 @@ class Run:
                 op |= {"id": f"c{self.cport}", "cport": self.cport}
             self.lines.append(json.dumps(op))
             caddr, vaddr = (int(ipaddress.IPv4Address(a)) for a in (client, daddr))
-            d = m.pick(caddr, vaddr, self.now)
-            out = None if d is None else str(d)
+            chosen = m.pick(caddr, vaddr, self.now)
+            out = None if chosen is None else str(chosen)
             if kind == "connect":
                 self.expected.append({"id": op["id"], "dest": out})
-                if d is not None:
-                    d.active_conns += 1
-                    self.conns.append((self.now + SYN_RECV_MS, d))
+                if chosen is not None:
+                    chosen.active_conns += 1
+                    self.conns.append((self.now + SYN_RECV_MS, chosen))
             else:
                 self.expected.append({"dest": out})
 
