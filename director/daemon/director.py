@@ -24,7 +24,7 @@ from dataclasses import asdict, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from director.config import DirectorConfig, Network, Protocol
+from director.config import DirectorConfig, Protocol
 from director.daemon import reload
 from director.daemon.nanny import Nanny
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
@@ -96,9 +96,8 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
 
 
 def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
-    """What the director's namespace needs for ``cfg`` (network = nat only)."""
-    if cfg.network is not Network.NAT:
-        raise ConfigError(f"network = {cfg.network}: lvsd serves network = nat only")
+    """What the director's namespace needs for ``cfg`` (network = nat only: a servable
+    configuration, ``load_config(..., serve=True)``)."""
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
     if not vips:
         raise ConfigError("no active virtual server: nothing to direct")
