@@ -360,12 +360,15 @@ class Director:
             self._counts["no_service"] += 1
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc) is None:
+        handle = self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc)
+        if handle is None:
             self._counts["no_dest"] += 1
             self._log_no_dest(svc)
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        return int(self.table.process_vnet(buf, now))
+        verdict = int(self.table.process_vnet(buf, now))
+        self.ipvs.one_packet_done(svc, proto, handle)
+        return verdict
 
     def _log_no_dest(self, svc: VirtualService) -> None:
         # Rate-limited (1, 2, 4, 8... times): a service without destinations would
