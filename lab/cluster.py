@@ -755,6 +755,9 @@ def add_command(sub: Any) -> None:
     up.add_argument("--backup", action="store_true", help="add the backup director node")
     up.add_argument("--nginx", action="store_true", help="run nginx in the reals, not labserver")
     up.add_argument("--ftp", action="store_true", help="also run vsftpd (anonymous) in the reals")
+    up.add_argument(
+        "--sshd", action="store_true", help="also run sshd (lab keys) and the load meter"
+    )
     up.set_defaults(func=run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
@@ -775,7 +778,7 @@ def add_command(sub: Any) -> None:
 def run_up(args: argparse.Namespace) -> int:
     try:
         lab = Lab(LabSpec(), args.name)
-        lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp)
+        lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp, sshd=args.sshd)
     except LabError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1
