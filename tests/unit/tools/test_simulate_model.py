@@ -5,9 +5,10 @@ head of the list (§1.2), a deleted one keeps being referenced by its connection
 lblc entries and lblcr sets, and adding the same address back revives that very object
 (§1.3, §11). A destination that nothing references any more may be freed or kept: no one
 can tell the two apart, so the model keeps every deleted object. Each scheduler's rule is
-written out again here (§2), independently of scheduling/, except mh and twos, whose
-tables and draws the model takes from lvsd's classes (their rules have tests of their
-own); for those two the traces check the service layer around them.
+written out again here (§2), independently of scheduling/, except mh, whose Maglev
+table the model takes from lvsd's class (its rule has tests of its own); for mh the
+traces check the service layer around it. twos draws from a generator seeded as the
+simulator's, so both see the same draws.
 
 A ``connect`` is a SYN: its connection counts as active on its destination until it
 expires 60 s later (SYN_RECV); traces stay far below lblc's 24 h expiration and its
@@ -103,8 +104,9 @@ class Model:
         self.lblc: dict[int, KDest] = {}
         self.lblcr: dict[int, tuple[list[KDest], list[int]]] = {}
         self.lvsd: SchedulerBase | None = None
-        if sched in ("mh", "twos"):
-            self.lvsd = get_scheduler(sched, rand=random.Random(3).randrange)
+        self.draws = random.Random(3)
+        if sched == "mh":
+            self.lvsd = get_scheduler(sched)
             self.lvsd.update([], "init")
         self.hook("init", None)
 
@@ -225,6 +227,22 @@ class Model:
                 return d
             case "lblcr":
                 return self.lblcr_pick(daddr, now)
+            case "twos":
+                live = [x for x in dests if usable(x)]
+                if not live:
+                    return None
+                total = sum(x.weight for x in live)
+                r1, r2 = self.draws.randrange(total + 1), self.draws.randrange(total + 1)
+                c1 = c2 = None
+                for x in live:
+                    r1, r2 = r1 - x.weight, r2 - x.weight
+                    c1 = x if c1 is None and r1 <= 0 else c1
+                    c2 = x if c2 is None and r2 <= 0 else c2
+                assert c1 is not None
+                assert c2 is not None
+                if c2.weight * wlc_cost(c1) > c1.weight * wlc_cost(c2):
+                    return c2
+                return c1
             case _:
                 assert self.lvsd is not None
                 got = self.lvsd.schedule(FlowKey(6, saddr, 40000, daddr, 80, now))
