@@ -804,7 +804,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
     if backup_active and backup is None:
         raise g.error("backup_active", "is 1 but no backup address is given")
     heartbeat = g.get("heartbeat", _boolean, defaults.heartbeat)
-    _check_heartbeat_times(g, keepalive, deadtime, heartbeat and backup_active)
+    warnings.extend(_check_heartbeat_times(g, keepalive, deadtime, heartbeat and backup_active))
     cfg = DirectorConfig(
         service=g.get("service", _choice(Service), defaults.service),
         serial_no=g.get("serial_no", _integer(0, S32_MAX), defaults.serial_no),
@@ -1014,16 +1014,22 @@ def _build_failover(block: _Block, filename: str) -> FailoverConfig:
     )
 
 
-def _check_heartbeat_times(g: _Fields, keepalive: float, deadtime: float, used: bool) -> None:
+def _check_heartbeat_times(g: _Fields, keepalive: float, deadtime: float, used: bool) -> list[str]:
     """deadtime must exceed keepalive where heartbeats run; with backup_active = 0 (or
-    heartbeat = 0) no heartbeat is sent or awaited, and Piranha took any pair."""
-    if used and deadtime <= keepalive:
-        key = "deadtime" if g.has("deadtime") else "keepalive"
-        raise g.error(
-            key,
-            f"deadtime ({deadtime}) must be greater than keepalive ({keepalive}), "
-            "or every late heartbeat declares the peer dead",
-        )
+    heartbeat = 0) no heartbeat is sent or awaited, and Piranha took any pair: a warning."""
+    if deadtime > keepalive:
+        return []
+    key = "deadtime" if g.has("deadtime") else "keepalive"
+    message = (
+        f"deadtime ({deadtime}) must be greater than keepalive ({keepalive}), "
+        "or every late heartbeat declares the peer dead"
+    )
+    if used:
+        raise g.error(key, message)
+    return [
+        f"{g.filename}:{g.line(key)}: {key}: {message}; no heartbeat runs here "
+        "(backup_active = 0 or heartbeat = 0), so it is accepted"
+    ]
 
 
 def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str) -> list[str]:

@@ -542,8 +542,15 @@ def test_deadtime_must_exceed_keepalive_when_heartbeats_run() -> None:
 
 def test_deadtime_not_above_keepalive_without_an_active_backup_is_accepted() -> None:
     """No heartbeat runs with backup_active = 0 (or heartbeat = 0): Piranha took any pair."""
-    cfg = parse_config("backup = 10.0.0.2\nbackup_active = 0\nkeepalive = 6\ndeadtime = 6\n")
-    assert (cfg.keepalive, cfg.deadtime, cfg.warnings) == (6, 6, ())
+    cfg = parse_config(
+        "backup = 10.0.0.2\nbackup_active = 0\nkeepalive = 6\ndeadtime = 6\n", "lvs.cf"
+    )
+    assert (cfg.keepalive, cfg.deadtime) == (6, 6)
+    assert cfg.warnings == (
+        "lvs.cf:4: deadtime: deadtime (6.0) must be greater than keepalive (6.0), or every "
+        "late heartbeat declares the peer dead; no heartbeat runs here (backup_active = 0 "
+        "or heartbeat = 0), so it is accepted",
+    )
     assert parse_config("keepalive = 30\n").deadtime == 18
     assert parse_config("backup = 10.0.0.2\nheartbeat = 0\nkeepalive = 30\n").keepalive == 30
 

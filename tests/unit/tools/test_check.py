@@ -93,7 +93,7 @@ def test_direct_routing_is_refused_at_its_line(capsys: pytest.CaptureFixture[str
     [
         ("host-nmask.cf", ["30: address: real server '10.11.12.21'", "35: address"]),
         ("repeated-keywords.cf", ["(lines 5 and 7)", "(lines 4 and 8)"]),
-        ("no-heartbeat-times.cf", []),
+        ("no-heartbeat-times.cf", ["5: deadtime: deadtime (10.0) must be greater than"]),
     ],
 )
 def test_piranha_accepted_forms_are_warnings(
