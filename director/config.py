@@ -239,6 +239,9 @@ class DirectorConfig:
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
+    # What the file says that Piranha accepted and lvsd reads otherwise or doubts, each
+    # "file:line: keyword: ..."; not part of the configuration's value.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def nat_subnets(self, virtual: VirtualConfig) -> tuple[IPv4Network, ...]:
         """The subnets the director reaches directly, where NAT real servers of ``virtual`` live.
@@ -270,7 +273,7 @@ def _keys(model: type, *, drop: tuple[str, ...] = (), add: tuple[str, ...] = ())
 
 # The keywords of each section are the model's field names, bar a few that are spelled
 # differently in lvs.cf (a virtual's ``ports`` is ``port``; a ``device`` follows its address).
-GLOBAL_KEYS = _keys(DirectorConfig, drop=("nat_router_device", "virtuals", "failovers"))
+GLOBAL_KEYS = _keys(DirectorConfig, drop=("nat_router_device", "virtuals", "failovers", "warnings"))
 VIRTUAL_KEYS = _keys(VirtualConfig, drop=("device", "ports", "servers"), add=("port",))
 SERVER_KEYS = _keys(ServerConfig)
 FAILOVER_KEYS = _keys(FailoverConfig, drop=("device",))
@@ -287,7 +290,8 @@ KEYS: dict[str, frozenset[str]] = {
     "server": SERVER_KEYS,
     "failover": FAILOVER_KEYS,
 }
-# Piranha keywords lvsd refuses, and why: they drove machinery lvsd does not have.
+# Piranha keywords lvsd reads and ignores with a warning, and why: they drove machinery
+# lvsd does not have.
 UNSUPPORTED: dict[str, str] = {
     "sync": "Piranha's file synchronisation between directors",
     "ipvsadm": "the path of the ipvsadm binary (lvsd has no kernel IPVS to drive)",
@@ -341,6 +345,7 @@ class _Parser:
         self.filename = filename
         self.tokens = list(self._tokenize(text))
         self.pos = 0
+        self.warnings: list[str] = []
 
     def error(self, line: int, keyword: str, message: str) -> ConfigError:
         return ConfigError(f"{self.filename}:{line}: {keyword}: {message}")
@@ -442,7 +447,7 @@ class _Parser:
         if key in BLOCKS[block.kind]:
             self._child(block, key_tok)
             return
-        self._check_known(block, key, line)
+        ignored = self._check_known(block, key, line)
         if self.peek().kind != "=":
             raise self.error(line, key, "expected '=' after the keyword")
         self.next()
@@ -453,18 +458,27 @@ class _Parser:
             raise self.error(line, key, "unexpected '{' in a value (quote it)")
         if not values:
             raise self.error(line, key, "missing value after '='")
-        if key in block.entries:
-            first = block.entries[key].line
-            raise self.error(
-                line, key, f"given twice in {block.describe()} (first on line {first})"
+        if ignored:
+            self.warnings.append(
+                f"{self.filename}:{line}: {key}: ignored, not supported by lvsd: {UNSUPPORTED[key]}"
             )
+            return
+        if key in block.entries:
+            # Piranha's parser assigns each line as it reads it: the last one wins.
+            first = block.entries[key].line
+            self.warnings.append(
+                f"{self.filename}:{line}: {key}: given twice in {block.describe()} "
+                f"(lines {first} and {line}); line {line}'s value is used"
+            )
+            del block.entries[key]
         block.entries[key] = _Entry(key, values, line)
 
-    def _check_known(self, block: _Block, key: str, line: int) -> None:
+    def _check_known(self, block: _Block, key: str, line: int) -> bool:
+        """Refuse an unknown keyword (as Piranha did); True for one to read and ignore."""
         if key in KEYS[block.kind]:
-            return
+            return False
         if key in UNSUPPORTED:
-            raise self.error(line, key, f"not supported by lvsd: {UNSUPPORTED[key]}")
+            return True
         elsewhere = [k for k in ("global", "virtual", "server", "failover") if key in KEYS[k]]
         elsewhere += [k for k in ("global", "virtual") if key in BLOCKS[k]]
         if elsewhere:
@@ -777,25 +791,20 @@ class _Fields:
             raise self.error(key, str(e)) from None
 
 
-def _build(root: _Block, filename: str) -> DirectorConfig:
+def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
     g = _Fields(root, filename)
     defaults = DirectorConfig()
     backup = g.get("backup", _ipv4, None)
     nat_router = g.get("nat_router", _address_device, None)
     keepalive = g.get("keepalive", _seconds, defaults.keepalive)
     deadtime = g.get("deadtime", _seconds, defaults.deadtime)
-    if deadtime <= keepalive:
-        key = "deadtime" if g.has("deadtime") else "keepalive"
-        raise g.error(
-            key,
-            f"deadtime ({deadtime}) must be greater than keepalive ({keepalive}), "
-            "or every late heartbeat declares the peer dead",
-        )
     # Piranha's pulse ran a backup only with backup_active = 1; the thesis's file names a
     # backup without that line and expects failover, so a named backup defaults to active.
     backup_active = g.get("backup_active", _boolean, backup is not None)
     if backup_active and backup is None:
         raise g.error("backup_active", "is 1 but no backup address is given")
+    heartbeat = g.get("heartbeat", _boolean, defaults.heartbeat)
+    warnings.extend(_check_heartbeat_times(g, keepalive, deadtime, heartbeat and backup_active))
     cfg = DirectorConfig(
         service=g.get("service", _choice(Service), defaults.service),
         serial_no=g.get("serial_no", _integer(0, S32_MAX), defaults.serial_no),
@@ -804,7 +813,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
         backup=backup,
         backup_active=backup_active,
         backup_private=g.get("backup_private", _ipv4, None),
-        heartbeat=g.get("heartbeat", _boolean, defaults.heartbeat),
+        heartbeat=heartbeat,
         heartbeat_port=g.get("heartbeat_port", _port, defaults.heartbeat_port),
         keepalive=keepalive,
         deadtime=deadtime,
@@ -871,9 +880,11 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
                 )
             services[svc] = (v.name, child.line)
         if cfg.network is Network.NAT:
-            _check_nat(cfg, v, child, filename)
+            warnings.extend(_check_nat(cfg, v, child, filename))
         virtuals.append(v)
-    return replace(cfg, virtuals=tuple(virtuals), failovers=tuple(failovers))
+    return replace(
+        cfg, virtuals=tuple(virtuals), failovers=tuple(failovers), warnings=tuple(warnings)
+    )
 
 
 def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
@@ -1003,32 +1014,85 @@ def _build_failover(block: _Block, filename: str) -> FailoverConfig:
     )
 
 
-def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str) -> None:
+def _check_heartbeat_times(g: _Fields, keepalive: float, deadtime: float, used: bool) -> list[str]:
+    """deadtime must exceed keepalive where heartbeats run; with backup_active = 0 (or
+    heartbeat = 0) no heartbeat is sent or awaited, and Piranha took any pair: a warning."""
+    if deadtime > keepalive:
+        return []
+    key = "deadtime" if g.has("deadtime") else "keepalive"
+    message = (
+        f"deadtime ({deadtime}) must be greater than keepalive ({keepalive}), "
+        "or every late heartbeat declares the peer dead"
+    )
+    if used:
+        raise g.error(key, message)
+    return [
+        f"{g.filename}:{g.line(key)}: {key}: {message}; no heartbeat runs here "
+        "(backup_active = 0 or heartbeat = 0), so it is accepted"
+    ]
+
+
+def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str) -> list[str]:
+    """Warnings for NAT real servers outside every subnet lvs.cf says the director is on.
+
+    Piranha never checked: a real behind a router the director has a route to is served
+    all the same (nat_nmask = 255.255.255.255 makes every real "outside"). Whether the
+    routing table reaches it is the kernel's business.
+    """
     nets = cfg.nat_subnets(v)
+    out: list[str] = []
     for server, child in zip(v.servers, block.children, strict=True):
         if any(server.address in net for net in nets):
             continue
-        known = ", ".join(map(str, nets)) if nets else "none: set nat_router"
-        raise _Fields(child, filename).error(
-            "address",
-            f"real server {str(server.address)!r} is outside every directly connected "
-            f"subnet ({known}); with network = nat the director must reach it directly",
+        known = ", ".join(map(str, nets)) if nets else "none: no nat_router"
+        out.append(
+            f"{filename}:{_Fields(child, filename).line('address')}: address: real server "
+            f"{str(server.address)!r} is outside every subnet this file puts the director "
+            f"on ({known}); it must be reachable through the routing table, and its replies "
+            "must come back through the director"
         )
+    return out
+
+
+def _check_servable(root: _Block, cfg: DirectorConfig, filename: str) -> None:
+    """What ``lvsd run`` (and a reload) refuses before it looks at the host: the one
+    validation ``lvsd check`` shares, so both refuse exactly the same files."""
+    g = _Fields(root, filename)
+    if cfg.network is not Network.NAT:
+        raise g.error(
+            "network",
+            f"lvsd serves network = nat only; direct routing and tunnelling are not "
+            f"implemented, got {cfg.network.value!r}",
+        )
+    if not any(v.active for v in cfg.virtuals):
+        raise ConfigError(f"{filename}: no active virtual server: nothing to direct")
+    if cfg.heartbeat and cfg.backup_active and cfg.primary is None:
+        raise g.error("backup", "failover needs the primary's address too (primary = ...)")
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def parse_config(text: str, filename: str = "<string>") -> DirectorConfig:
+def parse_config(text: str, filename: str = "<string>", *, serve: bool = False) -> DirectorConfig:
     """Parse and validate lvs.cf ``text``; ``filename`` only labels error messages.
 
     Raises ConfigError naming file:line, the keyword, the value and what was expected.
+    What Piranha accepted and lvsd doubts or reads otherwise is accepted and listed in
+    the result's ``warnings``. ``serve`` adds what ``lvsd run`` refuses before touching
+    the host (``lvsd check``, ``run`` and a reload all pass it): a network other than
+    nat, no active virtual server, failover without a primary.
     """
-    return _build(_Parser(text, filename).parse(), filename)
+    parser = _Parser(text, filename)
+    root = parser.parse()
+    cfg = _build(root, filename, parser.warnings)
+    if serve:
+        _check_servable(root, cfg, filename)
+    return cfg
 
 
-def load_config(path: str | os.PathLike[str]) -> DirectorConfig:
-    """Read, parse and validate the lvs.cf at ``path``; a missing file is a ConfigError too."""
+def load_config(path: str | os.PathLike[str], *, serve: bool = False) -> DirectorConfig:
+    """Read, parse and validate the lvs.cf at ``path`` (``serve`` as ``parse_config``);
+    a missing file is a ConfigError too."""
     name = os.fspath(path)
     try:
         data = Path(name).read_bytes()
@@ -1039,7 +1103,7 @@ def load_config(path: str | os.PathLike[str]) -> DirectorConfig:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise ConfigError(f"{name}:{line}: the file is not UTF-8 text") from None
-    return parse_config(text, name)
+    return parse_config(text, name, serve=serve)
 
 
 # --------------------------------------------------------------------------- output

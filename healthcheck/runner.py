@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from healthcheck import dns, http, program, sendexpect, tcp, udp
 from healthcheck.events import Event
 from healthcheck.load import AgentParseError, parse_agent, parse_uptime
-from healthcheck.outcome import Outcome, describe_error
+from healthcheck.outcome import Outcome, describe_error, printable
 from healthcheck.specs import AgentSpec, LoadSpec, ProbeKind, ProbeSpec, Target
 from healthcheck.tracker import Tracker
 
@@ -101,15 +101,21 @@ async def read_agent(spec: AgentSpec) -> str:
     return line
 
 
-async def read_load(spec: LoadSpec) -> float | None:
-    """The one-minute load average ``spec.argv`` reports, or None on any failure."""
+async def read_load(spec: LoadSpec) -> float | str:
+    """The one-minute load average ``spec.argv`` reports, or why there is none."""
     try:
         result = await program.run_bounded(list(spec.argv), spec.timeout)
-    except OSError:
-        return None
-    if result is None or result[0] != 0:
-        return None
-    return parse_uptime(result[1].decode("latin-1"))
+    except OSError as e:
+        return f"cannot run it: {e.strerror or e}"
+    if result is None:
+        return f"no answer within {spec.timeout:g} s"
+    status, out = result
+    if status != 0:
+        return f"exit status {status}"
+    load = parse_uptime(out.decode("latin-1"))
+    if load is None:
+        return f"no load average in its output {printable(out.strip(), 80)}"
+    return load
 
 
 class Runner:
@@ -181,13 +187,28 @@ class Runner:
 
     async def _load(self, target: Target, spec: LoadSpec) -> None:
         tracker = self.trackers[target]
+        failures = 0
         while True:
             started = self.clock()
             load = await read_load(spec)
-            if load is None:
+            if isinstance(load, str):
+                # Counted per target (lvsd_backend_load_readings{result="error"}) and
+                # logged, 1, 2, 4, 8... failures in a row: a weight that never moves
+                # must say why.
                 self._counts["load_errors"] += 1
-                log.debug("%s: no load average from %s", target, " ".join(spec.argv))
+                failures += 1
+                if failures & (failures - 1) == 0:
+                    log.warning(
+                        "%s: no load average from %r: %s (%d in a row)",
+                        target,
+                        " ".join(spec.argv),
+                        load,
+                        failures,
+                    )
             else:
+                if failures:
+                    log.info("%s: load average read again after %d failures", target, failures)
+                failures = 0
                 self._counts["load_readings"] += 1
                 self._emit(tracker.load(load, self.clock()))
             await asyncio.sleep(max(0.0, started + spec.interval - self.clock()))

@@ -24,7 +24,7 @@ from dataclasses import asdict, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from director.config import DirectorConfig, Network, Protocol
+from director.config import DirectorConfig, Protocol
 from director.daemon import reload
 from director.daemon.nanny import Nanny
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
@@ -96,9 +96,8 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
 
 
 def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
-    """What the director's namespace needs for ``cfg`` (network = nat only)."""
-    if cfg.network is not Network.NAT:
-        raise ConfigError(f"network = {cfg.network}: lvsd serves network = nat only")
+    """What the director's namespace needs for ``cfg`` (network = nat only: a servable
+    configuration, ``load_config(..., serve=True)``)."""
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
     if not vips:
         raise ConfigError("no active virtual server: nothing to direct")
@@ -361,12 +360,15 @@ class Director:
             self._counts["no_service"] += 1
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc) is None:
+        handle = self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc)
+        if handle is None:
             self._counts["no_dest"] += 1
             self._log_no_dest(svc)
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        return int(self.table.process_vnet(buf, now))
+        verdict = int(self.table.process_vnet(buf, now))
+        self.ipvs.one_packet_done(svc, proto, handle)
+        return verdict
 
     def _log_no_dest(self, svc: VirtualService) -> None:
         # Rate-limited (1, 2, 4, 8... times): a service without destinations would

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 PROTOCOLS = {Protocol.TCP: 6, Protocol.UDP: 17}
 # nanny adjusted weights from the load every 20 seconds.
 LOAD_INTERVAL_S = 20.0
+# A reading (``ssh REAL uptime``: a connection, a key exchange, a command) may take this
+# long; it is not a health probe, so the probe's short timeout does not bound it.
+LOAD_TIMEOUT_S = 10.0
 # nanny's own test when port 80 has no send, expect or program.
 HTTP_PORT = 80
 
@@ -108,7 +111,9 @@ def targets(cfg: DirectorConfig) -> list[Target]:
                 )
                 load = None
                 if v.load_monitor is not LoadMonitor.NONE:
-                    load = LoadSpec(load_argv(cfg, v.load_monitor, host), LOAD_INTERVAL_S, limit)
+                    load = LoadSpec(
+                        load_argv(cfg, v.load_monitor, host), LOAD_INTERVAL_S, LOAD_TIMEOUT_S
+                    )
                 agent = None
                 if v.agent_port:
                     agent = AgentSpec(

@@ -279,7 +279,9 @@ def reload_file(
     ``apply_config`` (the director's) applies the differences and returns how many.
     """
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, serve=True)
+        for warning in cfg.warnings:
+            log.warning("reload: %s", warning)
         if _plumbing_key(spec_of(cfg)) != _plumbing_key(running_spec):
             raise ConfigError(
                 f"{path}: the VIPs, interfaces, nat_router or firewall marks changed; "

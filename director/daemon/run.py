@@ -27,8 +27,10 @@ def add_command(sub: Any) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, serve=True)
         logsetup.setup(cfg.debug_level, verbose=getattr(args, "verbose", False))
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
         director = Director(cfg, tun=args.tun, config_path=Path(args.config))
         uvloop.run(director.run())
     except DirectorError as e:

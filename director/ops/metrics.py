@@ -127,7 +127,7 @@ class DirectorCollector(Collector):
         d = self._director
         listing = d.admin.listing(raw=True)
         services: list[Mapping[str, Any]] = listing["services"]  # type: ignore[assignment]
-        yield from self._node_ipvs(services)
+        yield from self._node_ipvs(services, d.admin.totals())
         yield from self._lvsd_services(services)
         yield from self._lvsd_director(d.statistics())
         yield from health_families(d.nanny.statistics(), d.nanny.health())
@@ -135,10 +135,15 @@ class DirectorCollector(Collector):
         yield from host_families(d.cfg.state_dir)
 
     @staticmethod
-    def _node_ipvs(services: list[Mapping[str, Any]]) -> Iterator[Metric]:
+    def _node_ipvs(
+        services: list[Mapping[str, Any]], totals: Mapping[str, int]
+    ) -> Iterator[Metric]:
+        # The kernel's /proc/net/ip_vs_stats, which node_exporter reads: global
+        # accumulators that deleting a service or a destination (or a reload) never
+        # takes down; only ``ipvsadm -Z`` of everything starts them again.
         for name, field, text in _COUNTER_FIELDS:
             fam = CounterMetricFamily(f"node_ipvs_{name}", text)
-            fam.add_metric([], float(sum(int(s[field]) for s in services)))
+            fam.add_metric([], float(totals[field]))
             yield fam
         active = GaugeMetricFamily(
             "node_ipvs_backend_connections_active",

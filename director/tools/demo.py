@@ -43,7 +43,8 @@ class LabDirector:
 
     Readiness is the daemon's own sd_notify READY=1 on a socket of ours, so nothing
     polls or sleeps. ``stop()`` sends SIGTERM to the daemon's PID and waits for it.
-    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``).
+    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``ssh`` gives the daemon
+    the lab's ssh client settings (a lab up with ``sshd=True``).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class LabDirector:
         *,
         node: str = "director",
         env: dict[str, str] | None = None,
+        ssh: bool = False,
     ) -> None:
         self.lab = lab
         self.node = node
@@ -63,6 +65,7 @@ class LabDirector:
         self.config_path.write_text(format_config(self.cfg))
         self.log_path = self.dir / "lvsd.log"
         self._env = env or {}
+        self._ssh = ssh
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LabDirector:
@@ -71,10 +74,13 @@ class LabDirector:
             notify.bind(notify_path)
             notify.settimeout(READY_TIMEOUT_S)
             env = {**os.environ, **self._env, "NOTIFY_SOCKET": notify_path}
+            argv = [sys.executable, "-m", "director", "run", "-c", str(self.config_path)]
+            if self._ssh:  # nanny's ``ssh REAL uptime`` with the lab's keys
+                argv = self.lab.ssh_argv(argv)
             with self.log_path.open("wb") as log:
                 self.proc = self.lab.popen(
                     self.node,
-                    [sys.executable, "-m", "director", "run", "-c", str(self.config_path)],
+                    argv,
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,

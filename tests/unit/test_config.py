@@ -303,8 +303,12 @@ def test_keyword_in_the_wrong_section() -> None:
     assert_error("scheduler = rr\n", 1, "scheduler", "virtual block")
 
 
-def test_piranha_keyword_lvsd_does_not_support() -> None:
-    assert_error("sync = 1\n", 1, "sync", "not supported by lvsd")
+def test_piranha_keyword_lvsd_does_not_support_is_ignored_with_a_warning() -> None:
+    cfg = parse_config("sync = 1\nipvsadm = /sbin/ipvsadm\n", "lvs.cf")
+    assert cfg == parse_config("")
+    assert len(cfg.warnings) == 2
+    assert cfg.warnings[0].startswith("lvs.cf:1: sync: ignored, not supported by lvsd")
+    assert cfg.warnings[1].startswith("lvs.cf:2: ipvsadm: ignored")
 
 
 def test_bad_address() -> None:
@@ -464,8 +468,20 @@ def test_unterminated_string() -> None:
     assert_error('active_cmd = "/bin/true\n', 1, '"', "unterminated")
 
 
-def test_keyword_given_twice() -> None:
-    assert_error("keepalive = 3\nkeepalive = 4\n", 2, "keepalive", "twice", "line 1")
+def test_keyword_given_twice_keeps_the_last_with_a_warning_naming_both_lines() -> None:
+    """Piranha's parser assigns each line as it comes: the last one wins."""
+    cfg = parse_config("backup_active = 1\nbackup = 10.0.0.2\nbackup_active = 0\n", "lvs.cf")
+    assert cfg.backup_active is False
+    assert cfg.warnings == (
+        "lvs.cf:3: backup_active: given twice in the global section (lines 1 and 3); "
+        "line 3's value is used",
+    )
+    cfg = parse_config("service = fos\nservice = lvs\n")
+    assert cfg.service.value == "lvs"
+    text = GOOD.replace("weight = 2", "weight = 2\n        weight = 3")
+    cfg = parse_config(text, "lvs.cf")
+    assert cfg.virtuals[0].servers[0].weight == 3
+    assert "lvs.cf:12: weight: given twice in server" in cfg.warnings[0]
 
 
 def test_l_threshold_above_u_threshold() -> None:
@@ -480,14 +496,25 @@ def test_l_threshold_without_u_threshold_is_refused_like_the_kernel() -> None:
     assert_error(text, 12, "l_threshold", "u_threshold (0)", "'5'")
 
 
-def test_nat_real_server_outside_connected_subnets() -> None:
+def test_nat_real_server_outside_connected_subnets_is_a_warning() -> None:
     text = GOOD.replace("192.168.1.10", "192.168.2.10")
-    assert_error(text, 10, "address", "'192.168.2.10'", "192.168.1.0/24")
+    cfg = parse_config(text, "lvs.cf")
+    assert cfg.virtuals[0].servers[0].address == IPv4Address("192.168.2.10")
+    (warning,) = cfg.warnings
+    assert warning.startswith("lvs.cf:10: address: real server '192.168.2.10'"), warning
+    assert "192.168.1.0/24" in warning
 
 
-def test_nat_without_any_private_network() -> None:
+def test_nat_nmask_of_one_host_with_reals_elsewhere_is_a_warning() -> None:
+    text = GOOD.replace("network = nat\n", "network = nat\nnat_nmask = 255.255.255.255\n")
+    cfg = parse_config(text, "lvs.cf")
+    assert str(cfg.nat_nmask) == "255.255.255.255"
+    assert [w.split(":")[1] for w in cfg.warnings] == ["11"]
+
+
+def test_nat_without_any_private_network_is_a_warning() -> None:
     text = GOOD.replace("nat_router = 192.168.1.254 eth1:1\n", "")
-    assert_error(text, 9, "address", "set nat_router")
+    assert "none: no nat_router" in parse_config(text).warnings[0]
 
 
 def test_nat_nmask_widens_the_private_network() -> None:
@@ -507,9 +534,25 @@ def test_sched_flags_must_match_the_scheduler() -> None:
     assert_error(text, 9, "sched_flags", "unknown flag 'mh-hash'")
 
 
-def test_deadtime_must_exceed_keepalive() -> None:
-    assert_error("keepalive = 5\ndeadtime = 5\n", 2, "deadtime", "greater than keepalive")
-    assert_error("keepalive = 30\n", 1, "keepalive", "deadtime (18)")
+def test_deadtime_must_exceed_keepalive_when_heartbeats_run() -> None:
+    backup = "primary = 10.0.0.1\nbackup = 10.0.0.2\n"
+    assert_error(backup + "keepalive = 5\ndeadtime = 5\n", 4, "deadtime", "greater than keepalive")
+    assert_error(backup + "keepalive = 30\n", 3, "keepalive", "deadtime (18)")
+
+
+def test_deadtime_not_above_keepalive_without_an_active_backup_is_accepted() -> None:
+    """No heartbeat runs with backup_active = 0 (or heartbeat = 0): Piranha took any pair."""
+    cfg = parse_config(
+        "backup = 10.0.0.2\nbackup_active = 0\nkeepalive = 6\ndeadtime = 6\n", "lvs.cf"
+    )
+    assert (cfg.keepalive, cfg.deadtime) == (6, 6)
+    assert cfg.warnings == (
+        "lvs.cf:4: deadtime: deadtime (6.0) must be greater than keepalive (6.0), or every "
+        "late heartbeat declares the peer dead; no heartbeat runs here (backup_active = 0 "
+        "or heartbeat = 0), so it is accepted",
+    )
+    assert parse_config("keepalive = 30\n").deadtime == 18
+    assert parse_config("backup = 10.0.0.2\nheartbeat = 0\nkeepalive = 30\n").keepalive == 30
 
 
 def test_backup_active_needs_a_backup() -> None:

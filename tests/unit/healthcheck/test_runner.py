@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from healthcheck.events import Event, HealthChanged
 from healthcheck.outcome import Outcome
-from healthcheck.runner import PROBES, ProbeFn, Runner
-from healthcheck.specs import ProbeKind, ProbeSpec, ServiceKey, Target, TrackerSpec
+from healthcheck.runner import PROBES, ProbeFn, Runner, read_load
+from healthcheck.specs import LoadSpec, ProbeKind, ProbeSpec, ServiceKey, Target, TrackerSpec
 from tests.unit.healthcheck.loopback import serving
 
 KEY = ServiceKey(6, "10.0.1.5", 80)
@@ -94,3 +97,75 @@ async def test_a_refused_server_is_reported_down_then_up() -> None:
     assert event.reason.startswith("connection refused")
     [state] = runner.states()
     assert (state.health, state.in_service, state.weight) == ("down", False, 0)
+
+
+async def test_a_load_reading_that_fails_says_why(tmp_path: Path) -> None:
+    def script(name: str, body: str) -> str:
+        path = tmp_path / name
+        path.write_text("#!/bin/sh\n" + body + "\n")
+        path.chmod(0o755)
+        return str(path)
+
+    ok = script("ok.sh", "echo ' 10:00:00 up 1 day,  load average: 1.50, 0.20, 0.10'")
+    assert await read_load(LoadSpec((ok,), timeout=5)) == 1.5
+    refused = script("refused.sh", "echo 'Permission denied (publickey).' >&2; exit 255")
+    assert await read_load(LoadSpec((refused,), timeout=5)) == "exit status 255"
+    garbled = script("garbled.sh", "echo 'Welcome!'")
+    assert await read_load(LoadSpec((garbled,), timeout=5)) == (
+        "no load average in its output 'Welcome!'"
+    )
+    slow = script("slow.sh", "exec sleep 600")
+    assert await read_load(LoadSpec((slow,), timeout=0.2)) == "no answer within 0.2 s"
+    missing = str(tmp_path / "absent")
+    assert await read_load(LoadSpec((missing,), timeout=5)) == (
+        "cannot run it: No such file or directory"
+    )
+
+
+async def test_failing_load_readings_are_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = tmp_path / "ssh"
+    failing.write_text("#!/bin/sh\nexit 255\n")
+    failing.chmod(0o755)
+    spec = ProbeSpec(ProbeKind.PROGRAM, "127.0.0.1", 1, timeout=5, program="/bin/true")
+    t = Target(
+        KEY,
+        "127.0.0.1",
+        1,
+        spec,
+        TrackerSpec(timeout=1, reentry=0),
+        60.0,
+        LoadSpec((str(failing), "127.0.0.1", "uptime"), interval=0.01, timeout=5),
+    )
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    runner = Runner([t], queue)
+    third = asyncio.Event()
+
+    class Third(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "(4 in a row)" in record.getMessage():
+                third.set()
+
+    handler = Third()
+    logging.getLogger("healthcheck.runner").addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="healthcheck.runner"):
+            task = asyncio.create_task(runner.run())
+            try:
+                async with asyncio.timeout(30):
+                    await third.wait()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    finally:
+        logging.getLogger("healthcheck.runner").removeHandler(handler)
+    assert runner.statistics().load_errors >= 4
+    warnings = [r.getMessage() for r in caplog.records if "no load average" in r.getMessage()]
+    # 1, 2, 4 failures in a row: rate-limited, never silent.
+    assert warnings[:3] == [
+        f"TCP 10.0.1.5:80 -> 127.0.0.1:1: no load average from "
+        f"'{failing} 127.0.0.1 uptime': exit status 255 ({n} in a row)"
+        for n in (1, 2, 4)
+    ]

@@ -14,12 +14,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from director.config import DirectorConfig, HostPort
+from director.daemon import reload
 from director.dataplane import fastpath
 from director.ipvs.estimator import RateEstimator
 from director.ipvs.service import IPVS
 from director.ops import metrics
-from director.ops.admin import Admin
+from director.ops.admin import Admin, ServiceSpec
 from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
+from director.tools.simulate import craft_packet
 from failover.peer import PeerStats
 from healthcheck.runner import RunnerStats, TargetState
 from healthcheck.specs import ServiceKey
@@ -330,3 +332,43 @@ def test_dashboard_queries_only_exported_samples(tmp_path: Path) -> None:
     assert queried - exported == set()
     for family in ("lvsd_backend_health", "lvsd_failover_role", "lvsd_failover_sync_lag_seconds"):
         assert family in queried
+
+
+def node_totals(d: FakeDirector) -> dict[str, float]:
+    fams = families(generate_latest(metrics.registry_for(d)).decode())
+    return {
+        name: fams[f"node_ipvs_{name}"][0][2]
+        for name in ("connections", "incoming_packets", "incoming_bytes")
+    }
+
+
+def test_node_ipvs_totals_never_decrease_across_deletes_and_reloads(tmp_path: Path) -> None:
+    """Global accumulators, as the kernel's /proc/net/ip_vs_stats: deleting a destination
+    (lvsadm -d), a service (-D), a reload that drops them, or their slots being freed
+    takes nothing off; only -Z of everything starts them again."""
+    d = director(tmp_path)
+    ipvs, admin = d.admin.ipvs, d.admin
+    vip, client = int(IPv4Address("10.0.1.5")), int(IPv4Address("10.0.1.100"))
+    dns = ServiceSpec(17, vip, 53)
+    admin.add_service(dns, "rr")
+    admin.add_dest(dns, int(IPv4Address("192.168.1.12")), 53)
+    for port in range(41000, 41010):
+        buf = craft_packet(17, client, port, vip, 53)
+        assert ipvs.table.process(buf, 0) == fastpath.NEW
+        assert ipvs.new_connection(17, client, port, vip, 53, 0) is not None
+        assert ipvs.table.process(buf, 0) == fastpath.FORWARD
+    seen = [node_totals(d)]
+    assert seen[0] == {"connections": 11.0, "incoming_packets": 10.0, "incoming_bytes": 320.0}
+    admin.del_dest(ServiceSpec(6, vip, 80), int(IPv4Address("192.168.1.10")), 80)
+    seen.append(node_totals(d))
+    reload.apply_event(admin, reload.ServiceRemoved(dns))
+    seen.append(node_totals(d))
+    for now in range(0, 1_000_000, 30_000):  # connections expire, trashed slots are freed
+        ipvs.expire(now)
+    assert ipvs.trashed() == []
+    seen.append(node_totals(d))
+    admin.del_service(ServiceSpec(6, vip, 80))
+    seen.append(node_totals(d))
+    assert all(s == seen[0] for s in seen), seen
+    admin.zero()
+    assert node_totals(d) == {"connections": 0.0, "incoming_packets": 0.0, "incoming_bytes": 0.0}
