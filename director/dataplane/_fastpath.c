@@ -650,6 +650,8 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
                 return NULL;
             }
             Py_DECREF(item);
+            if (verdict == V_APP)
+                break;
         }
     }
     return PyLong_FromLongLong(n);

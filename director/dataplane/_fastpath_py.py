@@ -304,7 +304,10 @@ def _fix_seq(c: _Conn, inbound: bool, seq: int, ack: int) -> tuple[int, int]:
     if c.flags & s_flag:
         seq = (seq + (s_delta if _after(seq, s_init) else s_prev)) & 0xFFFFFFFF
     if c.flags & a_flag:
-        back = a_delta if _after(ack, (a_init + a_delta) & 0xFFFFFFFF) else a_prev
+        # conntrack seqadj's boundary (the acked byte in the other side's numbering after
+        # init_seq), not ip_vs_app's init_seq + delta, which misplaces an ACK of exactly the
+        # data before a rewrite that shortened the payload.
+        back = a_delta if _after((ack - a_prev) & 0xFFFFFFFF, a_init) else a_prev
         ack = (ack - back) & 0xFFFFFFFF
     return seq, ack
 
@@ -765,7 +768,8 @@ class ConnTable:
         return lst[-1] if lst else -1
 
     def lookup_out(self, proto: int, daddr: int, dport: int, caddr: int, cport: int) -> int:
-        """The handle of the connection a server packet daddr:dport -> caddr:cport matches, or -1."""
+        """The handle of the connection a server packet daddr:dport -> caddr:cport matches,
+        or -1."""
         _check_lookup(proto, daddr, dport, caddr, cport)
         lst = self._out[proto].get(_out_key(daddr, dport, caddr, cport))
         return lst[-1] if lst else -1
@@ -788,7 +792,9 @@ class ConnTable:
 
         `inbound` is client to server. seq moves by the direction's delta when it is after
         that direction's init_seq, else by its previous_delta; ack moves back by the other
-        direction's delta when it is after init_seq + delta, else by its previous_delta.
+        direction's delta when ack - previous_delta is after its init_seq, else by its
+        previous_delta (conntrack seqadj's test; ip_vs_app's init_seq + delta misplaces an
+        ACK of the data just before a rewrite that shortened the payload).
         """
         c = self._get(handle)
         _check_range("seq", seq, 0, 0xFFFFFFFF)
@@ -1240,7 +1246,8 @@ class ConnTable:
         default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL,
         FRAGMENT or APP packet is appended to `out` as (verdict, packet), the packet a bytearray
         with its vnet header, so that the caller acts on the verdict without classifying it
-        again; drops are counted. Returns packets read.
+        again; drops are counted. An APP packet ends the call, so that the offsets the
+        helper records for it apply to the packets read after it. Returns packets read.
         """
         _check_range("max_packets", max_packets, 0, 1 << 30)
         if write_fd < 0:
@@ -1266,4 +1273,6 @@ class ConnTable:
                     self._drops[DROP_TX] += 1
             elif v in (NEW, LOCAL, FRAGMENT, APP):
                 out.append((v, buf))
+                if v == APP:
+                    break
         return n

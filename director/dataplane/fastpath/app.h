@@ -6,8 +6,11 @@
  *
  * Per direction a connection keeps {init_seq, delta, previous_delta}. A packet's seq moves
  * by delta when it is after init_seq, else by previous_delta (a retransmission of data from
- * before the last resize); its ack moves back by the other direction's delta when it is
- * after init_seq + delta, else by previous_delta. seq_update records a resize.
+ * before the last resize); its ack moves back by the other direction's delta when
+ * ack - previous_delta is after init_seq, else by previous_delta. That is conntrack seqadj's
+ * test: ip_vs_app compares ack with init_seq + delta, which for a rewrite that shortened
+ * the payload maps an ACK of exactly the data before it past the rewritten segment.
+ * seq_update records a resize.
  */
 #ifndef LVSD_FASTPATH_APP_H
 #define LVSD_FASTPATH_APP_H
@@ -29,7 +32,7 @@ static inline void seq_fix(const struct conn *c, int inbound, uint32_t *seq, uin
     if (c->flags & s_flag)
         *seq += (uint32_t)(seq_after(*seq, s_init) ? s_delta : s_prev);
     if (c->flags & a_flag)
-        *ack -= (uint32_t)(seq_after(*ack, a_init + (uint32_t)a_delta) ? a_delta : a_prev);
+        *ack -= (uint32_t)(seq_after(*ack - (uint32_t)a_prev, a_init) ? a_delta : a_prev);
 }
 
 static inline void seq_update(struct conn *c, int inbound, uint32_t seq, int32_t diff) {

@@ -135,14 +135,16 @@
     "default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL,\n" \
     "FRAGMENT or APP packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
     "with its vnet header, so that the caller acts on the verdict without classifying it\n" \
-    "again; drops are counted. Returns packets read."
+    "again; drops are counted. An APP packet ends the call, so that the offsets the\n" \
+    "helper records for it apply to the packets read after it. Returns packets read."
 
 #define DOC_lookup \
     "The handle of the connection a client packet caddr:cport -> vaddr:vport matches\n" \
     "(the newest; an expected one with cport 0 is not tried), or -1."
 
 #define DOC_lookup_out \
-    "The handle of the connection a server packet daddr:dport -> caddr:cport matches, or -1."
+    "The handle of the connection a server packet daddr:dport -> caddr:cport matches,\n" \
+    "or -1."
 
 #define DOC_bind_app \
     "Bind a TCP connection to the application helper (CONN_F_APP).\n" \
@@ -157,7 +159,9 @@
     "\n" \
     "`inbound` is client to server. seq moves by the direction's delta when it is after\n" \
     "that direction's init_seq, else by its previous_delta; ack moves back by the other\n" \
-    "direction's delta when it is after init_seq + delta, else by its previous_delta."
+    "direction's delta when ack - previous_delta is after its init_seq, else by its\n" \
+    "previous_delta (conntrack seqadj's test; ip_vs_app's init_seq + delta misplaces an\n" \
+    "ACK of the data just before a rewrite that shortened the payload)."
 
 #define DOC_seq_update \
     "Record that a helper changed by `diff` bytes the payload of a packet whose\n" \
