@@ -246,6 +246,7 @@ _TKEY = struct.Struct("!BIIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _SEQACK = struct.Struct("!II")
+_LOGGED_FLAGS = CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ | CONN_F_OUT_SEQ
 _VNET = struct.Struct("<BBHHHH")
 
 
@@ -602,7 +603,7 @@ class ConnTable:
         if len(self._log) >= self._log_cap:
             self._log_lost += 1
             return
-        flags = c.flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)
+        flags = c.flags & _LOGGED_FLAGS
         self._log.append((*c.binding(), c.state, flags, removed))
 
     def _release(self, h: int, c: _Conn) -> None:
@@ -807,7 +808,8 @@ class ConnTable:
 
         Unless the direction's flag is unset or `seq` is after its init_seq, nothing
         changes (a retransmission); else previous_delta = delta, delta += diff,
-        init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set.
+        init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set, and the sync
+        log (when on) records the connection.
         """
         c = self._get(handle)
         _check_range("seq", seq, 0, 0xFFFFFFFF)
@@ -818,11 +820,13 @@ class ConnTable:
                 c.in_delta = _wrap32(c.in_delta + diff)
                 c.in_init = seq
                 c.flags |= CONN_F_IN_SEQ
+                self._log_event(c, 0)
         elif not c.flags & CONN_F_OUT_SEQ or _after(seq, c.out_init):
             c.out_prev = c.out_delta
             c.out_delta = _wrap32(c.out_delta + diff)
             c.out_init = seq
             c.flags |= CONN_F_OUT_SEQ
+            self._log_event(c, 0)
 
     def seq_state(self, handle: int) -> tuple[int, int, int, int, int, int]:
         """(in_init, in_delta, in_prev, out_init, out_delta, out_prev) of a connection;
@@ -913,10 +917,11 @@ class ConnTable:
 
         A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,
         removed), the entry as it was at the event (fields in conn_info's order; dest is its
-        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for
-        a removal (an invalidated template is removed under its old key), else 0. `lost`
-        counts records dropped by a full log since the previous call: the log then misses
-        changes, and the caller must resend everything.
+        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ |
+        CONN_F_OUT_SEQ; removed is 1 for a removal (an invalidated template is removed under
+        its old key), else 0. `seq_update` logs a record too, when it changes an offset (read
+        them with `seq_state`). `lost` counts records dropped by a full log since the previous
+        call: the log then misses changes, and the caller must resend everything.
         """
         _check_range("limit", limit, 0, 1 << 62)
         log = self._log

@@ -35,7 +35,8 @@ static inline void seq_fix(const struct conn *c, int inbound, uint32_t *seq, uin
         *ack -= (uint32_t)(seq_after(*ack - (uint32_t)a_prev, a_init) ? a_delta : a_prev);
 }
 
-static inline void seq_update(struct conn *c, int inbound, uint32_t seq, int32_t diff) {
+/* Records a resize; 0 when it changed nothing (a retransmission). */
+static inline int seq_update(struct conn *c, int inbound, uint32_t seq, int32_t diff) {
     uint32_t flag = inbound ? CONN_F_IN_SEQ : CONN_F_OUT_SEQ;
     uint32_t *init = inbound ? &c->in_init : &c->out_init;
     int32_t *delta = inbound ? &c->in_delta : &c->out_delta;
@@ -45,7 +46,9 @@ static inline void seq_update(struct conn *c, int inbound, uint32_t seq, int32_t
         *delta = (int32_t)((uint32_t)*delta + (uint32_t)diff);
         *init = seq;
         c->flags |= (uint16_t)flag;
+        return 1;
     }
+    return 0;
 }
 
 /* ip_vs_conn_fill_cport: the client packet caddr:cport -> vaddr:vport matched no connection;

@@ -63,7 +63,9 @@ static PyObject *ConnTable_seq_update(ConnTableObject *self, PyObject *args) {
         check_handle(self, h) < 0 || check_range("seq", seq, 0, 0xFFFFFFFFLL) < 0 ||
         check_range("diff", diff, -(1LL << 16), 1LL << 16) < 0)
         return NULL;
-    seq_update(&self->t.c[h], inbound, (uint32_t)seq, (int32_t)diff);
+    struct conn *c = &self->t.c[h];
+    if (seq_update(c, inbound, (uint32_t)seq, (int32_t)diff))
+        tbl_log(&self->t, c, 0);
     Py_RETURN_NONE;
 }
 

@@ -88,10 +88,11 @@
     "\n" \
     "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,\n" \
     "removed), the entry as it was at the event (fields in conn_info's order; dest is its\n" \
-    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for\n" \
-    "a removal (an invalidated template is removed under its old key), else 0. `lost`\n" \
-    "counts records dropped by a full log since the previous call: the log then misses\n" \
-    "changes, and the caller must resend everything."
+    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ |\n" \
+    "CONN_F_OUT_SEQ; removed is 1 for a removal (an invalidated template is removed under\n" \
+    "its old key), else 0. `seq_update` logs a record too, when it changes an offset (read\n" \
+    "them with `seq_state`). `lost` counts records dropped by a full log since the previous\n" \
+    "call: the log then misses changes, and the caller must resend everything."
 
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
@@ -169,7 +170,8 @@
     "\n" \
     "Unless the direction's flag is unset or `seq` is after its init_seq, nothing\n" \
     "changes (a retransmission); else previous_delta = delta, delta += diff,\n" \
-    "init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set."
+    "init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set, and the sync\n" \
+    "log (when on) records the connection."
 
 #define DOC_seq_state \
     "(in_init, in_delta, in_prev, out_init, out_delta, out_prev) of a connection;\n" \

@@ -359,7 +359,8 @@ static void tbl_log(struct table *t, const struct conn *c, int removed) {
     r->dport = c->dport;
     r->dest = c->dest;
     r->state = c->state;
-    r->flags_hi = (uint8_t)((c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)) >> 8);
+    r->flags_hi = (uint8_t)(
+        (c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ | CONN_F_OUT_SEQ)) >> 8);
     r->removed = (uint8_t)(removed != 0);
 }
 
