@@ -51,7 +51,8 @@ REALS = {"192.168.1.10": "real1", "192.168.1.11": "real2", "192.168.1.12": "real
 # once 16 MiB have arrived; `rate` (bytes/s, 0: unlimited) paces the download.
 FTPLIB = """
 import ftplib, hashlib, json, socket, sys, time
-vip, mode, name, progress, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+vip, mode, name, progress = sys.argv[1:5]
+rate = int(sys.argv[5])
 ftp = ftplib.FTP(timeout=60)
 ftp.trust_server_pasv_ipv4_address = True
 welcome = ftp.connect(vip, 21)
@@ -82,8 +83,9 @@ names = ftp.nlst()
 served = []
 ftp.retrbinary("RETR name.txt", served.append)
 ftp.quit()
+real = b"".join(served).decode().strip()
 print(json.dumps({"welcome": welcome, "login": login, "done": done, "bytes": got,
-                  "sha256": h.hexdigest(), "names": names, "real": b"".join(served).decode().strip()}))
+                  "sha256": h.hexdigest(), "names": names, "real": real}))
 """
 
 CURL_FLAGS = {
@@ -206,7 +208,7 @@ def _wlc_pick(status: dict[str, Any]) -> str:
 
 
 def test_six_sessions_in_a_row_spread_as_wlc_says(cluster: Cluster) -> None:
-    served = []
+    served: list[str] = []
     for _ in range(6):
         expected = _wlc_pick(cluster.director.status())
         r = ftplib_session(cluster.lab, "PASV", "name.txt")
