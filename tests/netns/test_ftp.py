@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,17 @@ class Cluster:
         return ftp
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=["c", "py"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The lab and a director on the thesis's lvs.cf, once per fast path (C, then the twin)."""
     require_root()
     lab = Lab(LabSpec(), unique_lab_name())
+    env = {"DIRECTOR_NO_EXTENSIONS": "1"} if request.param == "py" else {}
     try:
         lab.up(reals=3, ftp=True)
         digest = make_big_file(lab, ["real1", "real2", "real3"])
-        with LabDirector(lab, load_config(THESIS_CF)) as director:
+        with LabDirector(lab, load_config(THESIS_CF), env=env) as director:
+            assert director.status()["fastpath"] == request.param
             yield Cluster(lab, director, digest)
     finally:
         lab.down()
@@ -246,3 +250,19 @@ def test_passive_download_survives_kill_9_of_the_active_director(
     finally:
         pair.backup.stop()
         pair.primary.stop()
+
+
+def test_persistence_keeps_a_client_on_one_real_through_the_ftp_template(
+    lab_factory: LabFactory,
+) -> None:
+    """persistent = 300: port 21's template is <TCP, client, 0, VIP, 0> (vport 0, as the
+    kernel keys FTP), so every session of the client goes to one real, data included."""
+    lab = lab_factory(reals=3, ftp=True)
+    cfg = load_config(THESIS_CF)
+    cfg = replace(cfg, virtuals=(replace(cfg.virtuals[0], persistent=300),))
+    with LabDirector(lab, cfg) as director:
+        served = {ftplib_session(lab, mode, "name.txt")["real"] for mode in ("PASV", "PORT")}
+        served |= {ftplib_session(lab, "EPSV", "name.txt")["real"]}
+        assert len(served) == 1, served
+        [svc] = [s for s in director.status()["services"] if s["addr"] == f"{VIP}:21"]
+        assert sum(d["persist"] for d in svc["dests"]) == 1
