@@ -252,6 +252,72 @@ def test_passive_download_survives_kill_9_of_the_active_director(
         pair.primary.stop()
 
 
+# Log in, PASV (the 227 names the VIP; the director expects the data connection), say so
+# in `ready`, wait (bounded) for `go`, then open the data connection and fetch `name`.
+PASV_THEN_WAIT = """
+import ftplib, hashlib, json, os, socket, sys, time
+vip, name, ready, go = sys.argv[1:5]
+ftp = ftplib.FTP(vip, timeout=60)
+ftp.trust_server_pasv_ipv4_address = True
+ftp.login()
+ftp.voidcmd("TYPE I")
+host, port = ftp.makepasv()
+with open(ready + ".tmp", "w") as f:
+    f.write(host)
+os.rename(ready + ".tmp", ready)
+deadline = time.monotonic() + 60
+while not os.path.exists(go) and time.monotonic() < deadline:
+    time.sleep(0.05)
+conn = socket.create_connection((host, port), timeout=60)
+start = ftp.sendcmd("RETR " + name)
+h = hashlib.sha256(); got = 0
+while chunk := conn.recv(65536):
+    h.update(chunk); got += len(chunk)
+conn.close()
+done = ftp.voidresp()
+ftp.quit()
+print(json.dumps({"host": host, "start": start, "done": done, "bytes": got,
+                  "sha256": h.hexdigest()}))
+"""
+
+
+def test_a_takeover_between_227_and_the_data_connection_loses_nothing(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """The expected data connection and the control connection's offsets are synced: the
+    new active director lets the client's data connection in and keeps the control
+    connection's numbering."""
+    lab = lab_factory(reals=3, backup=True, ftp=True)
+    digest = make_big_file(lab, ["real1", "real2", "real3"])
+    pair = Pair(lab, cluster_config(tmp_path, 0.2, 1))
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    try:
+        pair.primary.start()
+        pair.backup.start()
+        pair.wait("primary active", lambda: pair.role(pair.primary) == "MASTER")
+        pair.wait("backup standby", lambda: pair.role(pair.backup) == "BACKUP")
+        argv = [sys.executable, "-c", PASV_THEN_WAIT, VIP, BIG, str(ready), str(go)]
+        client = lab.popen("client", argv, stdout=subprocess.PIPE, text=True)
+        pair.wait("the 227 reply", ready.exists)
+        assert ready.read_text() == VIP
+        # The control connection (ESTABLISHED) and the expected one (LISTEN).
+        pair.wait("the standby to hold both", lambda: pair.shadow(pair.backup) >= 2)
+        assert pair.primary.proc is not None
+        pair.primary.proc.kill()
+        pair.primary.proc.wait()
+        pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
+        go.touch()
+        out, _ = client.communicate(timeout=180)
+        assert client.returncode == 0, pair.backup.log()[-3000:]
+        r = json.loads(out)
+        assert r["start"].startswith("150")
+        assert r["done"].startswith("226")
+        assert r["sha256"] == digest
+    finally:
+        pair.backup.stop()
+        pair.primary.stop()
+
+
 def test_persistence_keeps_a_client_on_one_real_through_the_ftp_template(
     lab_factory: LabFactory,
 ) -> None:
