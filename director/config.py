@@ -236,6 +236,8 @@ class DirectorConfig:
     heartbeat_insecure: bool = False
     max_connections: int = 1048576
     drain_timeout: int = 60
+    # The ports of ip_vs_ftp's ``ports=``: TCP services on them get the FTP helper.
+    ftp_ports: tuple[int, ...] = (21,)
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
@@ -658,6 +660,21 @@ def _port_list(values: list[_Token]) -> tuple[int, ...]:
     return tuple(ports)
 
 
+FTP_MAX_PORTS = 8
+
+
+def _ftp_ports(values: list[_Token]) -> tuple[int, ...]:
+    """ip_vs_ftp's ``ports=``: up to 8 ports (IP_VS_APP_MAX_PORTS), each 2..65535 (an active
+    data connection comes from the port below)."""
+    ports = _port_list(values)
+    if len(ports) > FTP_MAX_PORTS:
+        raise _Bad(f"at most {FTP_MAX_PORTS} ports, got {len(ports)}")
+    for port in ports:
+        if port < 2:
+            raise _Bad(f"must be ports from 2 to 65535, got {port}")
+    return ports
+
+
 def _string(values: list[_Token]) -> str:
     return _one(values)
 
@@ -842,6 +859,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
+        ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
     )
     virtuals: list[VirtualConfig] = []
     failovers: list[FailoverConfig] = []
@@ -1181,6 +1199,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "max_connections", cfg.max_connections)
     _line(out, "", "state_dir", str(cfg.state_dir))
     _line(out, "", "drain_timeout", cfg.drain_timeout)
+    out.append(f"ftp_ports = {','.join(map(str, cfg.ftp_ports))}")
     for v in cfg.virtuals:
         out.append("")
         out.extend(_format_virtual(v))

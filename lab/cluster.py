@@ -471,6 +471,10 @@ class Lab:
         conf.write_text(NGINX_CONF.format(dir=conf_dir, name=node, port=self.spec.http_port))
         return ["nginx", "-c", str(conf), "-p", str(conf_dir), "-e", str(conf_dir / "error.log")]
 
+    def ftp_root(self, node: str) -> Path:
+        """The anonymous FTP root of real ``node`` (files put there are served at once)."""
+        return self._conf_dir(node) / "ftp"
+
     def _vsftpd_argv(self, node: str) -> list[str]:
         """Write ``<run_dir>/<node>/vsftpd.conf`` and an anonymous root holding ``name.txt``."""
         conf_dir = self._conf_dir(node)
@@ -732,14 +736,18 @@ anon_root={dir}/ftp
 local_enable=NO
 write_enable=NO
 pasv_enable=YES
-connect_from_port_20=NO
+connect_from_port_20=YES
 seccomp_sandbox=NO
 secure_chroot_dir={dir}/empty
 xferlog_enable=YES
 vsftpd_log_file={dir}/vsftpd.log
 xferlog_file={dir}/vsftpd.log
 """
-"""The vsftpd configuration of one real (``lvsd lab up --ftp``): anonymous and read-only."""
+"""The vsftpd configuration of one real (``lvsd lab up --ftp``): anonymous and read-only.
+
+No ``pasv_address``: the 227 reply names the real's own address, and the director's FTP
+helper rewrites it to the VIP. Active data connections leave from port 20, as the
+director's expected entry for them (VIP:20) requires."""
 
 
 # -- the ``lvsd lab`` command -----------------------------------------------------------

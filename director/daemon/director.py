@@ -31,6 +31,7 @@ from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
 from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
+from director.dataplane.ftp import FtpHelper
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
 from director.errors import ConfigError
@@ -63,7 +64,7 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
     as Piranha's lvs daemon added them with ipvsadm, so the kernel's list (and every
     scheduler's iteration) is the reverse. Inactive virtuals and servers are skipped.
     """
-    ipvs = IPVS(table)
+    ipvs = IPVS(table, app_ports=frozenset(cfg.ftp_ports))
     ipvs.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
     for v in cfg.virtuals:
         if not v.active:
@@ -147,6 +148,7 @@ class Director:
         self.plumbing = Plumbing(spec if failover is None else replace(spec, claim_on_setup=False))
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
+        self.ftp = FtpHelper(self.table)
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
@@ -257,6 +259,7 @@ class Director:
         then nanny's watch list; connections kept. Returns the number of events."""
         events = reload.diff(self.cfg, cfg)
         self.admin.drain_timeout = cfg.drain_timeout
+        self.ipvs.app_ports = frozenset(cfg.ftp_ports)
         for event in events:
             self.apply(event)
         self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
@@ -347,6 +350,9 @@ class Director:
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
+        if verdict == fastpath.APP:
+            verdict = fastpath.FORWARD
+            buf = self.ftp.handle(buf, now)
         if verdict == fastpath.FORWARD:
             self._write(buf)
 
@@ -464,6 +470,7 @@ class Director:
             "echo_replies": stats.echo_replies,
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
+            "ftp": asdict(self.ftp.statistics()),
             "services": services,
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),

@@ -377,9 +377,14 @@ class Pulse:
                     e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, dest.slot,
                     now, ctl,
                 )  # fmt: skip
+                if h >= 0:
+                    self._ipvs().bind_app(h, e.protocol, e.vport)
             if h >= 0 and e.protocol == sync.PROTO_TCP and e.state:
                 # Also when unchanged: re-arms the shadow's timer, as a packet would.
                 self.table.set_state(h, e.state, now)
+            if h >= 0 and e.seq is not None:
+                # The FTP helper's offsets: the control connection goes on after a takeover.
+                self.table.set_seq_state(h, *e.seq)
         if h < 0:
             return False
         self._shadow[e.key] = h
@@ -430,9 +435,14 @@ class Pulse:
                 continue
             # The service's own port; else a port-zero or FTP service (whose data
             # connections use other ports), or a template of port 0.
-            if svc.vport not in (e.vport, 0, _FTPPORT) and not (e.template and e.vport == 0):
+            if svc.vport not in (e.vport, 0, _FTPPORT, *ipvs.app_ports) and not (
+                e.template and e.vport == 0
+            ):
                 continue
             dest = svc.find_dest(e.daddr, e.dport) or svc.find_dest(e.daddr, 0)
+            if dest is None and svc.vport in ipvs.app_ports:
+                # An FTP data connection: on its control connection's real, another port.
+                dest = next((d for d in svc.dests if d.addr == e.daddr), None)
             if dest is not None:
                 return svc, dest
         return None

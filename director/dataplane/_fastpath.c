@@ -18,7 +18,7 @@ static const char *const verdict_names[V_COUNT] = {
     "FORWARD",         "NEW",          "LOCAL",           "FRAGMENT",
     "DROP_TRUNCATED",  "DROP_BAD_HEADER", "DROP_IP_OPTIONS", "DROP_UNKNOWN_PROTO",
     "DROP_NO_CONN",    "DROP_TABLE_FULL", "DROP_BAD_ICMP",   "DROP_TX",
-    "DROP_DEST_UNAVAILABLE",
+    "DROP_DEST_UNAVAILABLE", "APP",
 };
 static const char *const state_names[S_COUNT] = {
     "NONE",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT",
@@ -57,6 +57,8 @@ static int check_template(ConnTableObject *self, long long h) {
     }
     return 0;
 }
+
+#include "fastpath/app_methods.h"
 
 static int int64_array(PyObject **ba, Py_buffer *view, size_t n) {
     *ba = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(int64_t)));
@@ -243,6 +245,8 @@ static PyObject *ConnTable_drops(ConnTableObject *self, PyObject *unused) {
     if (!d)
         return NULL;
     for (int v = V_DROP_TRUNCATED; v < V_COUNT; v++) {
+        if (strncmp(verdict_names[v], "DROP_", 5) != 0)
+            continue;
         PyObject *n = PyLong_FromUnsignedLongLong(self->t.drops[v]);
         if (!n || PyDict_SetItemString(d, verdict_names[v], n) < 0) {
             Py_XDECREF(n);
@@ -329,6 +333,10 @@ static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *const *args,
     c->dport = (uint16_t)dport;
     c->dest = (int32_t)dest;
     c->flags = CONN_F_INACTIVE;
+    if (proto == PROTO_TCP && cport == 0) {
+        c->flags |= CONN_F_NO_CPORT;
+        t->no_cport++;
+    }
     c->ctl = (int32_t)ctl;
     c->state = proto == PROTO_TCP ? S_NONE : S_UDP;
     c->timeout_ms = proto == PROTO_TCP ? t->tcp_to[S_NONE] : t->udp_to;
@@ -613,7 +621,8 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
             if (verdict == V_FORWARD) {
                 if (write(write_fd, self->rx, (size_t)r) < 0)
                     self->t.drops[V_DROP_TX]++;
-            } else if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
+            } else if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT ||
+                       verdict == V_APP) {
                 break;
             }
         }
@@ -631,7 +640,7 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
         }
         if (r == 0)
             break;
-        if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT) {
+        if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT || verdict == V_APP) {
             PyObject *item = NULL;
             PyObject *pkt = PyByteArray_FromStringAndSize((const char *)self->rx, r);
             if (pkt)
@@ -641,6 +650,8 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
                 return NULL;
             }
             Py_DECREF(item);
+            if (verdict == V_APP)
+                break;
         }
     }
     return PyLong_FromLongLong(n);
@@ -677,6 +688,7 @@ static PyMethodDef ConnTable_methods[] = {
     {"process_vnet", (PyCFunction)ConnTable_process_vnet, METH_VARARGS, DOC_process_vnet},
     {"drain", (PyCFunction)(void (*)(void))ConnTable_drain, METH_VARARGS | METH_KEYWORDS,
      DOC_drain},
+    APP_METHODS,
     {NULL, NULL, 0, NULL},
 };
 
@@ -737,6 +749,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         {"CONN_F_HASHED", CONN_F_HASHED},
         {"CONN_F_INACTIVE", CONN_F_INACTIVE},
         {"CONN_F_TEMPLATE", CONN_F_TEMPLATE},
+        {"CONN_F_OUT_SEQ", CONN_F_OUT_SEQ},
+        {"CONN_F_IN_SEQ", CONN_F_IN_SEQ},
+        {"CONN_F_NO_CPORT", CONN_F_NO_CPORT},
+        {"CONN_F_APP", CONN_F_APP},
         {"DEST_ACTIVE", DEST_ACTIVE},
         {"DEST_INACTIVE", DEST_INACTIVE},
         {"DEST_PERSIST", DEST_PERSIST},

@@ -478,9 +478,12 @@ class IPVS:
         *,
         rand: Rand | None = None,
         expire_quiescent_template: bool = False,
+        app_ports: frozenset[int] = frozenset({FTPPORT}),
     ) -> None:
         self.table = table
         self.rand = rand
+        # ip_vs_ftp's ports: a TCP connection to one of them is bound to the FTP helper.
+        self.app_ports = app_ports
         self.expire_quiescent_template = expire_quiescent_template
         self.services: dict[tuple[int, int, int, int], VirtualService] = {}
         self.no_memory = 0
@@ -643,7 +646,14 @@ class IPVS:
         if h < 0:
             self.note_no_memory(svc)
             return None
+        self.bind_app(int(h), proto, vport)
         return int(h)
+
+    def bind_app(self, h: int, proto: int, vport: int) -> None:
+        """ip_vs_bind_app: a TCP connection whose vport is an FTP port gets the helper
+        (every lvsd connection is VS-NAT, the only method the helper serves)."""
+        if proto == IPPROTO_TCP and vport in self.app_ports:
+            self.table.bind_app(h)
 
     def one_packet_done(self, svc: VirtualService, proto: int, handle: int) -> None:
         """After a new connection's first datagram was forwarded: for a one-packet

@@ -2,9 +2,11 @@
 
 Brings the lab up, starts the director in the lab's director node on the thesis's
 lvs.cf (VIP 10.0.1.5, reals 192.168.1.10-12 with weights 2000/1000/1000, ports 80
-and 21, wlc), sends a few hundred HTTP requests from the client, prints the
-ipvsadm-style table with its counters and how often each real answered, and takes
-the lab down (``--keep`` leaves it up for exploring).
+and 21, wlc), sends a few hundred HTTP requests from the client, fetches a file over
+FTP through the VIP in passive mode (the reals' vsftpd names its private address; the
+director's FTP helper rewrites it), prints the ipvsadm-style table with its counters and
+how often each real answered, and takes the lab down (``--keep`` leaves it up for
+exploring).
 
 ``LabDirector`` — an ``lvsd run`` inside a lab node, ready when it says so through
 sd_notify — is shared with the tests and the benchmarks.
@@ -142,6 +144,28 @@ def run_load(lab: Lab, url: str, count: int) -> dict[str, Any]:
     return result
 
 
+FTP_FETCH = """
+import ftplib, json, sys
+ftp = ftplib.FTP(sys.argv[1], timeout=10)
+ftp.trust_server_pasv_ipv4_address = True
+ftp.login()
+got = []
+done = ftp.retrbinary("RETR name.txt", got.append)
+ftp.quit()
+print(json.dumps({"done": done, "real": b"".join(got).decode().strip()}))
+"""
+
+
+def fetch_ftp(lab: Lab, vip: str) -> dict[str, Any]:
+    """A passive FTP download of ``name.txt`` from the lab's client through ``vip``:
+    ``{"done": <226 reply>, "real": <real that served>}``, or ``{"error": ...}``."""
+    done = lab.run("client", [sys.executable, "-c", FTP_FETCH, vip], check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or ["no output"]}
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def add_command(sub: Any) -> None:
     p = sub.add_parser("demo", help="the thesis's cluster in a lab, serving a few hundred requests")
     p.add_argument("-c", "--config", default=str(THESIS_CF), help="the lvs.cf to serve")
@@ -166,6 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
         vip = cfg.virtuals[0].address
         print(f"lvsd demo: director serving; {args.requests} HTTP requests to {vip}:80")
         result = run_load(lab, f"http://{vip}/", args.requests)
+        ftp = fetch_ftp(lab, str(vip)) if 21 in cfg.virtuals[0].ports else None
         status = director.status()
         print()
         print(format_list(status))
@@ -174,7 +199,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"requests: {result['ok']} answered, {result['failed']} failed")
         for real, n in result["by_real"].items():
             print(f"  {real}: {n}")
-        ok = result["failed"] == 0
+        if ftp is not None:
+            if "error" in ftp:
+                print(f"FTP: passive download of name.txt from {vip} failed: {ftp['error']}")
+            else:
+                print(
+                    f"FTP: fetched name.txt from {vip}:21 in passive mode, served by "
+                    f"{ftp['real']} ({ftp['done']})"
+                )
+        ok = result["failed"] == 0 and (ftp is None or "error" not in ftp)
     except BaseException:
         director.stop()
         lab.down()

@@ -850,3 +850,24 @@ def test_any_text_parses_or_raises_config_error(text: str) -> None:
 def test_config_knows_exactly_the_registered_schedulers() -> None:
     assert sorted(config.SCHEDULER_NAMES) == sorted(SCHEDULERS)
     assert set(config.SCHED_FLAGS) == set().union(*SCHEDULER_FLAGS.values())
+
+
+def test_ftp_ports_default_to_21_and_take_a_list() -> None:
+    assert parse_config("").ftp_ports == (21,)
+    cfg = parse_config("ftp_ports = 21, 2121\n")
+    assert cfg.ftp_ports == (21, 2121)
+    assert "ftp_ports = 21,2121\n" in format_config(cfg)
+    assert parse_config(format_config(cfg)).ftp_ports == (21, 2121)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("1", "from 2 to 65535, got 1"),
+        ("21,21", "listed twice"),
+        ("1,2,3,4,5,6,7,8,9", "at most 8 ports, got 9"),
+        ("70000", "'70000'"),
+    ],
+)
+def test_bad_ftp_ports(value: str, fragment: str) -> None:
+    assert_error(f"ftp_ports = {value}\n", 1, "ftp_ports", fragment)

@@ -37,7 +37,9 @@
     "proto is 6 (TCP, starts in NONE) or 17 (UDP, state UDP); the connection starts\n" \
     "INACTIVE: dest inactconns++, dest and svc conns++, then OVERLOAD when u_threshold\n" \
     "!= 0 and active + inactive >= u_threshold. `ctl` is a template (or controlling\n" \
-    "connection) handle to attach to (its n_control++), or -1. -1 counts DROP_TABLE_FULL."
+    "connection) handle to attach to (its n_control++), or -1. -1 counts DROP_TABLE_FULL.\n" \
+    "A TCP connection inserted with cport 0 is CONN_F_NO_CPORT (an expected FTP data\n" \
+    "connection): the first client packet to vaddr:vport fills in its port."
 
 #define DOC_insert_template \
     "Create a persistence template <proto, snet, 0, vaddr, vport> bound to `dest`.\n" \
@@ -86,10 +88,11 @@
     "\n" \
     "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,\n" \
     "removed), the entry as it was at the event (fields in conn_info's order; dest is its\n" \
-    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE; removed is 1 for\n" \
-    "a removal (an invalidated template is removed under its old key), else 0. `lost`\n" \
-    "counts records dropped by a full log since the previous call: the log then misses\n" \
-    "changes, and the caller must resend everything."
+    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ |\n" \
+    "CONN_F_OUT_SEQ; removed is 1 for a removal (an invalidated template is removed under\n" \
+    "its old key), else 0. `seq_update` logs a record too, when it changes an offset (read\n" \
+    "them with `seq_state`). `lost` counts records dropped by a full log since the previous\n" \
+    "call: the log then misses changes, and the caller must resend everything."
 
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
@@ -110,7 +113,10 @@
     "Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without\n" \
     "RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL\n" \
     "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
-    "FRAGMENT (reassemble first) or a DROP_* verdict, which is also counted.\n" \
+    "FRAGMENT (reassemble first), APP (a TCP packet with payload of a connection bound\n" \
+    "to the application helper, rewritten but for its sequence numbers: see `bind_app`)\n" \
+    "or a DROP_* verdict, which is also counted. A client packet that matches no\n" \
+    "connection but an expected one (cport 0) to the same vaddr:vport fills it in.\n" \
     "A client-to-server packet of a connection whose dest is not AVAILABLE is\n" \
     "DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,\n" \
     "expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked."
@@ -127,10 +133,53 @@
     "Read vnet-headed packets from a non-blocking TUN fd until EAGAIN or max_packets.\n" \
     "\n" \
     "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
-    "default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL\n" \
-    "or FRAGMENT packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
+    "default: back to `fd`; a failed write counts DROP_TX and never raises); a NEW, LOCAL,\n" \
+    "FRAGMENT or APP packet is appended to `out` as (verdict, packet), the packet a bytearray\n" \
     "with its vnet header, so that the caller acts on the verdict without classifying it\n" \
-    "again; drops are counted. Returns packets read."
+    "again; drops are counted. An APP packet ends the call, so that the offsets the\n" \
+    "helper records for it apply to the packets read after it. Returns packets read."
+
+#define DOC_lookup \
+    "The handle of the connection a client packet caddr:cport -> vaddr:vport matches\n" \
+    "(the newest; an expected one with cport 0 is not tried), or -1."
+
+#define DOC_lookup_out \
+    "The handle of the connection a server packet daddr:dport -> caddr:cport matches,\n" \
+    "or -1."
+
+#define DOC_bind_app \
+    "Bind a TCP connection to the application helper (CONN_F_APP).\n" \
+    "\n" \
+    "From then on each of its packets that carries TCP payload is rewritten as usual\n" \
+    "(addresses, ports, state, counters) but its sequence numbers are left alone and\n" \
+    "the verdict is APP: the caller parses the payload, calls `seq_fix` (and after a\n" \
+    "change of length `seq_update`), and writes the packet out."
+
+#define DOC_seq_fix \
+    "The (seq, ack) a packet of this connection leaves with (ip_vs_app's fix-up).\n" \
+    "\n" \
+    "`inbound` is client to server. seq moves by the direction's delta when it is after\n" \
+    "that direction's init_seq, else by its previous_delta; ack moves back by the other\n" \
+    "direction's delta when ack - previous_delta is after its init_seq, else by its\n" \
+    "previous_delta (conntrack seqadj's test; ip_vs_app's init_seq + delta misplaces an\n" \
+    "ACK of the data just before a rewrite that shortened the payload)."
+
+#define DOC_seq_update \
+    "Record that a helper changed by `diff` bytes the payload of a packet whose\n" \
+    "original sequence number was `seq` (ip_vs_app's vs_seq_update).\n" \
+    "\n" \
+    "Unless the direction's flag is unset or `seq` is after its init_seq, nothing\n" \
+    "changes (a retransmission); else previous_delta = delta, delta += diff,\n" \
+    "init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set, and the sync\n" \
+    "log (when on) records the connection."
+
+#define DOC_seq_state \
+    "(in_init, in_delta, in_prev, out_init, out_delta, out_prev) of a connection;\n" \
+    "deltas signed, all zero for a direction whose flag is unset."
+
+#define DOC_set_seq_state \
+    "Install a connection's offsets as `seq_state` gives them (a synced copy); a\n" \
+    "direction with any non-zero value gets its flag, one of all zeros loses it."
 
 #define DOC_max_conns \
     "The capacity given at creation: connections plus templates."

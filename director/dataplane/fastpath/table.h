@@ -1,6 +1,6 @@
 /* The IPVS connection table of lvsd's C fast path.
  *
- * Entries. One flat array of `struct conn` (80 bytes) sized to max_conns, indexed by int32
+ * Entries. One flat array of `struct conn` (104 bytes) sized to max_conns, indexed by int32
  * handles; free slots form an intrusive LIFO list through `in_next`, so handles are reused
  * last-freed-first exactly as in the Python twin. Templates live in the same array.
  *
@@ -36,7 +36,7 @@
  * everything.
  * Hooked in tbl_set_state and tbl_release, which the packet path and expiry share.
  *
- * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 28 bytes per
+ * Memory: 104 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 28 bytes per
  * sync log slot when enabled.
  * Cost: insert, lookup, remove O(1) expected; a packet O(1); expire O(ticks elapsed, capped
  * at 65,536) + O(k log k) for k entries due or re-filed. Never a scan of the whole table.
@@ -69,6 +69,7 @@ enum verdict {
     V_DROP_BAD_ICMP,
     V_DROP_TX,
     V_DROP_DEST_UNAVAILABLE,
+    V_APP,
     V_COUNT
 };
 
@@ -90,7 +91,11 @@ enum state {
 
 #define CONN_F_HASHED 0x0040
 #define CONN_F_INACTIVE 0x0100
+#define CONN_F_OUT_SEQ 0x0200
+#define CONN_F_IN_SEQ 0x0400
+#define CONN_F_NO_CPORT 0x0800 /* an expected FTP data connection: cport filled in later */
 #define CONN_F_TEMPLATE 0x1000
+#define CONN_F_APP 0x4000 /* payload packets go to the application helper (verdict APP) */
 
 enum dest_field {
     DEST_ACTIVE,
@@ -135,6 +140,10 @@ struct conn {
     int64_t expires;
     int64_t slot_tick;
     uint64_t seq;
+    /* ip_vs_seq of each direction (ip_vs_app.c): in = client to server, out = server to
+     * client; meaningful while CONN_F_IN_SEQ / CONN_F_OUT_SEQ is set. */
+    uint32_t in_init, out_init;
+    int32_t in_delta, in_prev, out_delta, out_prev;
 };
 
 /* One change for connection sync; flags hold CONN_F_INACTIVE and CONN_F_TEMPLATE only. */
@@ -171,6 +180,7 @@ struct table {
     struct sync_rec *log;
     uint32_t log_cap, log_head, log_len;
     uint64_t log_lost;
+    int32_t no_cport; /* live CONN_F_NO_CPORT entries: a client miss retries with cport 0 */
 };
 
 static const uint32_t default_tcp_timeouts[S_SYNACK + 1] = {2,   900, 120, 60, 120, 120,
@@ -360,7 +370,8 @@ static void tbl_log(struct table *t, const struct conn *c, int removed) {
     r->dport = c->dport;
     r->dest = c->dest;
     r->state = c->state;
-    r->flags_hi = (uint8_t)((c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE)) >> 8);
+    r->flags_hi = (uint8_t)(
+        (c->flags & (CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ | CONN_F_OUT_SEQ)) >> 8);
     r->removed = (uint8_t)(removed != 0);
 }
 
@@ -429,6 +440,8 @@ static void tbl_release(struct table *t, int32_t h) {
     if (c->ctl >= 0)
         t->c[c->ctl].n_control--;
     tbl_unbind(t, c);
+    if (c->flags & CONN_F_NO_CPORT)
+        t->no_cport--;
     c->live = 0;
     c->in_next = t->free_head;
     t->free_head = h;
@@ -526,6 +539,7 @@ static void tbl_flush(struct table *t) {
     t->count = 0;
     t->next_unused = 0;
     t->free_head = -1;
+    t->no_cport = 0;
 }
 
 #ifdef DIRECTOR_DEBUG

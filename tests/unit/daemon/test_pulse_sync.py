@@ -201,3 +201,28 @@ def test_marked_entry_needs_the_dest_in_its_fwmark_service(fastpath: ModuleType)
     other = stray._replace(fwmark=MARK + 1)
     assert standby.apply_entry(other, 0)
     assert _keys(ipvs.table) == [(1000, ES)]
+
+
+def test_ftp_offsets_and_expected_connections_reach_the_standby(fastpath: ModuleType) -> None:
+    """After a rewritten 227 the standby holds the control connection, bound to the helper
+    with the same sequence offsets, and the expected data connection (cport 0, LISTEN)."""
+    ipvs = IPVS(fastpath.ConnTable(64, max_dests=8, max_svcs=4))
+    ipvs.add_service(IPPROTO_TCP, VIP, 21, "rr").add_dest(RIP, 21)
+    standby, _ = _pulse(fastpath)
+    standby._ipvs = lambda: ipvs
+    standby.table = ipvs.table
+    active = fastpath.ConnTable(64, 8, 4)
+    active.set_dest(0, 0, RIP, 21, 0, 0)
+    active.enable_sync_log(256)
+    ctl = active.insert(6, CLIENT, 40000, VIP, 21, RIP, 21, 0, 0)
+    active.bind_app(ctl)
+    active.set_state(ctl, ES, 0)
+    active.seq_update(ctl, False, 5001, -4)
+    data = active.insert(6, CLIENT, 0, VIP, 30000, RIP, 30000, 0, 0, ctl)
+    active.set_state(data, fastpath.LISTEN, 0)
+    _mirror(standby, sync.Streamer().tick(active, 0))
+    h = ipvs.table.lookup(6, CLIENT, 40000, VIP, 21)
+    assert ipvs.table.conn_info(h)[9] & fastpath.CONN_F_APP
+    assert ipvs.table.seq_state(h) == (0, 0, 0, 5001, -4, 0)
+    d = ipvs.table.lookup(6, CLIENT, 0, VIP, 30000)
+    assert ipvs.table.conn_info(d)[5:9] == (RIP, 30000, 0, fastpath.LISTEN)
