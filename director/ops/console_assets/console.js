@@ -69,9 +69,11 @@
     tr.appendChild(cell("Active", d.active, "num"));
     tr.appendChild(cell("Inactive", d.inactive, "num"));
     tr.appendChild(cell("Conn/s", d.cps, "num"));
-    const td = el("td", { "data-label": "Actions" });
-    if (actions) td.appendChild(controls(svc, d));
-    tr.appendChild(td);
+    if (actions) {
+      const td = el("td", { "data-label": "Actions" });
+      td.appendChild(controls(svc, d));
+      tr.appendChild(td);
+    }
     return tr;
   }
 
@@ -126,11 +128,12 @@
       section.appendChild(zero);
     }
     const wrap = el("div", { class: "scroll" });
-    const table = el("table", {});
+    const table = el("table", { class: "reals" });
     table.appendChild(el("caption", { class: "sr" }, "Real servers of " + svc.name));
     const head = el("tr", {});
-    for (const h of ["Real server", "Weight", "Health", "Last change", "Active", "Inactive",
-      "Conn/s", "Actions"]) head.appendChild(el("th", { scope: "col" }, h));
+    const columns = ["Real server", "Weight", "Health", "Last change", "Active", "Inactive",
+      "Conn/s"].concat(actions ? ["Actions"] : []);
+    for (const h of columns) head.appendChild(el("th", { scope: "col" }, h));
     const thead = el("thead", {});
     thead.appendChild(head);
     table.appendChild(thead);
@@ -198,6 +201,7 @@
     const log = $("log");
     log.replaceChildren();
     for (const entry of s.log) log.appendChild(el("li", {}, entry.at + " s: " + entry.what));
+    if (!s.log.length) log.appendChild(el("li", {}, "none since lvsd started"));
     const reals = s.services.reduce((n, svc) => n + svc.dests.length, 0);
     const down = s.services.reduce((n, svc) =>
       n + svc.dests.filter((d) => d.health === "down").length, 0);

@@ -1,0 +1,255 @@
+"""The operator's console in a real browser: headless Chromium on the lab's director.
+
+    client 10.0.1.100 --br-pub-- [director: lvsd, console on 127.0.0.1:9561 + chromium]
+      (loadgen)                    VIP 10.0.1.5 --br-priv-- real1 .10, real2 .11, real3 .12
+
+Chromium runs in the director's namespace (the console listens on its loopback) and is
+driven over the DevTools protocol (``tests/netns/browser.py``). The client keeps
+traffic flowing through the VIP throughout. Screenshots are kept under a temporary
+directory whose path the test prints. Every wait is a bounded poll of the DOM or of
+``lvsadm -L -n``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from director.config import parse_config
+from director.tools.demo import LabDirector
+from lab.cluster import Lab, namespace_pids
+from tests.netns.browser import Chromium, require_chromium
+from tests.netns.conftest import LabFactory
+
+pytestmark = pytest.mark.netns
+
+VIP = "10.0.1.5"
+REALS = {"real1": "192.168.1.10", "real2": "192.168.1.11", "real3": "192.168.1.12"}
+SERVICES = (f"TCP {VIP}:80", f"TCP {VIP}:8080")
+TIMEOUT, INTERVAL = 2, 1
+CONSOLE = "http://127.0.0.1:9561/"
+TOKEN = "console-token-of-the-lab-0123456789"
+# A scheme's URL, or a protocol-relative one in an attribute or a CSS url().
+EXTERNAL = re.compile(
+    rb"(?i)\b[a-z][a-z0-9+.-]*://|(?:src|href|action)\s*=\s*['\"]?//|url\(\s*['\"]?//"
+)
+ARTEFACTS = Path(tempfile.mkdtemp(prefix="lvsd-console-screens-"))
+
+
+def config(token_file: Path | None = None) -> str:
+    reals = "".join(
+        f"    server {name} {{\n        address = {addr}\n        port = 80\n"
+        f"        weight = {w}\n    }}\n"
+        for w, (name, addr) in enumerate(REALS.items(), start=1)
+    )
+    token = f"console_token_file = {token_file}\n" if token_file else ""
+    virtuals = "".join(
+        f"virtual {name} {{\n    address = {VIP}\n    port = {port}\n    scheduler = wrr\n"
+        f"    timeout = {TIMEOUT}\n    probe_interval = {INTERVAL}\n    reentry = 4\n"
+        f"    http_path = /stats\n{reals}}}\n"
+        for name, port in (("web", 80), ("alt", 8080))
+    )
+    return (
+        f"primary = 10.0.1.1\nnetwork = nat\nnat_router = 192.168.1.254 eth1:1\n{token}{virtuals}"
+    )
+
+
+def lvsadm_weights(director: LabDirector, service: str = SERVICES[0]) -> dict[str, int]:
+    """real:port -> weight as ``lvsadm -L -n`` prints them under ``service``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "director.ops.lvsadm", "--socket", str(director.socket_path)]
+        + ["-L", "-n"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    proto, addr = service.split()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == [proto, addr])
+    out = {}
+    for line in lines[start + 1 :]:
+        if not line.startswith("  ->"):
+            break
+        out[line.split()[1]] = int(line.split()[3])
+    return out
+
+
+def stop_http(lab: Lab, real: str) -> None:
+    """Kill ``real``'s lab HTTP server (the health probe's target)."""
+    for pid in namespace_pids(lab.ns(real)):
+        if b"lab.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_probed_up(director: LabDirector, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        health = director.status()["health"]
+        if health and all(h["health"] == "up" for h in health):
+            return
+        assert time.monotonic() < deadline, f"not all up within {within}s: {health}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def traffic_lab(lab_factory: LabFactory) -> Iterator[tuple[Lab, subprocess.Popen[bytes]]]:
+    """The lab, with the client sending requests to the VIP until the test ends."""
+    lab = lab_factory(reals=3)
+    load = lab.popen(
+        "client",
+        [sys.executable, "-m", "lab.loadgen", f"http://{VIP}/", "--count", "200000"]
+        + ["--concurrency", "2", "--timeout", "2", "--deadline", "240"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield lab, load
+    finally:
+        load.kill()
+        load.wait(timeout=30)
+
+
+def start(lab: Lab, token_file: Path | None = None) -> LabDirector:
+    cfg = parse_config(config(token_file), "console-lvs.cf")
+    director = LabDirector(lab, cfg).start()
+    wait_probed_up(director, within=30)
+    return director
+
+
+@pytest.fixture
+def browser_in(request: pytest.FixtureRequest) -> Iterator[list[Chromium]]:
+    require_chromium()
+    browsers: list[Chromium] = []
+    yield browsers
+    for b in browsers:
+        b.close()
+
+
+def open_console(lab: Lab, browsers: list[Chromium], width: int = 1280) -> Chromium:
+    browser = Chromium(lab, "director", width=width)
+    browsers.append(browser)
+    browser.navigate(CONSOLE)
+    return browser
+
+
+ROWS = """[...document.querySelectorAll('tr[data-real]')].map(tr => ({
+  service: tr.dataset.service, real: tr.dataset.real,
+  weight: tr.querySelector('.weight').textContent,
+  health: tr.querySelector('.health').textContent}))"""
+
+
+def rows(browser: Chromium) -> list[dict[str, str]]:
+    value: list[dict[str, str]] = browser.evaluate(ROWS)
+    return value
+
+
+def row(browser: Chromium, service: str, real: str) -> str:
+    return f'document.querySelector(\'tr[data-service="{service}"][data-real="{real}"]\')'
+
+
+def shot(browser: Chromium, name: str) -> Path:
+    path = browser.screenshot(ARTEFACTS / name)
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_the_page_shows_every_service_and_real_and_a_stopped_real_turns_down(
+    traffic_lab: tuple[Lab, subprocess.Popen[bytes]], browser_in: list[Chromium]
+) -> None:
+    lab, load = traffic_lab
+    director = start(lab)
+    try:
+        browser = open_console(lab, browser_in)
+        every = len(SERVICES) * len(REALS)
+        browser.wait_for(
+            f"document.querySelectorAll('tr[data-real] .health.up').length === {every}", 30
+        )
+        seen = rows(browser)
+        for service in SERVICES:
+            weights = lvsadm_weights(director, service)
+            assert browser.evaluate(
+                f"!!document.querySelector('section[data-service=\"{service}\"] h3')"
+            )
+            for addr in REALS.values():
+                [r] = [x for x in seen if x["service"] == service and x["real"] == f"{addr}:80"]
+                assert r["weight"] == str(weights[f"{addr}:80"]), (service, r)
+                assert r["health"] == "up", (service, r)
+        text = browser.evaluate("document.body.innerText")
+        assert "scheduler wrr" in text
+        assert "Fast path" in text and director.status()["fastpath"] in text
+        # Traffic is flowing and the page shows it: the web service has counted connections.
+        browser.wait_for(
+            "document.querySelector('section[data-service=\"TCP 10.0.1.5:80\"] p.meta')"
+            ".textContent.match(/(\\d+) connections/)[1] > 0",
+            30,
+        )
+        assert load.poll() is None, "the client's load ended early"
+        shot(browser, "console-all-up.png")
+
+        stop_http(lab, "real2")
+        stopped = time.monotonic()
+        real2 = f"{REALS['real2']}:80"
+        # nanny declares it down after a failed probe (timeout + interval); the page polls
+        # every two seconds: a bounded wait well beyond both.
+        took = browser.wait_for(
+            f"{row(browser, SERVICES[0], real2)}.querySelector('.health').textContent.startsWith('down')",
+            60,
+        )
+        on_page = time.monotonic() - stopped
+        down_at_director = next(
+            h for h in director.status()["health"] if h["target"].endswith(real2)
+        )
+        print(
+            f"real2 down on the page {on_page:.1f}s after it stopped (waited {took:.1f}s; "
+            f"probe interval {INTERVAL}s, timeout {TIMEOUT}s)"
+        )
+        assert down_at_director["health"] == "down"
+        assert real2 not in lvsadm_weights(director) or lvsadm_weights(director)[real2] == 0
+        shot(browser, "console-real2-down.png")
+
+        # A narrow screen: the same page, laid out for a phone.
+        browser.viewport(390, 844, mobile=True)
+        browser.wait_for("document.body.dataset.updated > 0", 10)
+        assert browser.evaluate("document.documentElement.scrollWidth <= 400")
+        shot(browser, "console-narrow.png")
+
+        # Read-only by default: the page offers no action, and one sent anyway is refused.
+        assert browser.evaluate("document.getElementById('auth').hidden")
+        assert not browser.evaluate("document.querySelector('button.drain')")
+        real1 = f"{REALS['real1']}:80"
+        before = lvsadm_weights(director)[real1]
+        answer = browser.evaluate(
+            "window.lvsdAction({action: 'drain', service: 'TCP 10.0.1.5:80', real: '"
+            + real1
+            + "'})"
+        )
+        assert answer["status"] == 403 and "actions are off" in answer["message"], answer
+        assert lvsadm_weights(director)[real1] == before
+
+        # Nothing served names an outside address: the page loaded its own files only.
+        resources = browser.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        assert resources and all(r.startswith(CONSOLE) for r in resources), resources
+        for path in ("/", "/console.css", "/console.js", "/console/state"):
+            conn = lab.http("director", "127.0.0.1", 9561)
+            try:
+                conn.request("GET", path)
+                body = conn.getresponse().read()
+            finally:
+                conn.close()
+            assert body, path
+            assert not EXTERNAL.search(body), (path, EXTERNAL.search(body))
+    finally:
+        director.stop()
