@@ -253,3 +253,83 @@ def test_the_page_shows_every_service_and_real_and_a_stopped_real_turns_down(
             assert not EXTERNAL.search(body), (path, EXTERNAL.search(body))
     finally:
         director.stop()
+
+
+def test_with_a_token_the_page_drains_a_real_and_a_cross_site_post_is_refused(
+    traffic_lab: tuple[Lab, subprocess.Popen[bytes]], browser_in: list[Chromium]
+) -> None:
+    lab, _load = traffic_lab
+    token_file = Path(tempfile.mkdtemp(prefix="lvsd-console-token-")) / "console.token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    director = start(lab, token_file)
+    try:
+        browser = open_console(lab, browser_in)
+        real1, real2 = f"{REALS['real1']}:80", f"{REALS['real2']}:80"
+        browser.wait_for("!document.getElementById('auth').hidden", 30)
+        browser.wait_for(f"!!{row(browser, SERVICES[0], real1)}?.querySelector('button.drain')", 30)
+        assert lvsadm_weights(director)[real1] == 1
+
+        # Without the token the page's own request is refused, and nothing changes.
+        browser.evaluate(
+            f"{row(browser, SERVICES[0], real1)}.querySelector('button.drain').click()"
+        )
+        browser.wait_for("document.getElementById('message').textContent.startsWith('Refused')", 10)
+        assert "token" in browser.evaluate("document.getElementById('message').textContent")
+        assert lvsadm_weights(director)[real1] == 1
+
+        # The operator types the token, then drains real1 with the keyboard.
+        browser.evaluate(
+            f"document.getElementById('token').value = {json.dumps(TOKEN)};"
+            "document.getElementById('token-form').requestSubmit()"
+        )
+        browser.evaluate(
+            f"{row(browser, SERVICES[0], real1)}.querySelector('button.drain').focus()"
+        )
+        browser.send(
+            "Input.dispatchKeyEvent",
+            {
+                "type": "keyDown",
+                "key": "Enter",
+                "code": "Enter",
+                "windowsVirtualKeyCode": 13,
+                "text": "\r",
+            },
+        )
+        browser.send(
+            "Input.dispatchKeyEvent",
+            {"type": "keyUp", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13},
+        )
+        browser.wait_for("document.getElementById('message').textContent.startsWith('Done')", 10)
+        deadline = time.monotonic() + 10
+        while lvsadm_weights(director)[real1] != 0:
+            assert time.monotonic() < deadline, lvsadm_weights(director)
+            time.sleep(0.1)
+        browser.wait_for(
+            f"{row(browser, SERVICES[0], real1)}.querySelector('.weight').textContent === '0'", 10
+        )
+        # The page re-rendered the row and kept the keyboard focus on the same button.
+        assert browser.evaluate("document.activeElement.dataset.key") == (
+            f"drain {real1} of {SERVICES[0]}"
+        )
+        assert "drained 192.168.1.10:80 of TCP 10.0.1.5:80" in director.log()
+        assert "from 127.0.0.1:" in director.log()
+        shot(browser, "console-drained.png")
+
+        # A cross-site form post (the classic JSON-in-text/plain forgery) from another
+        # origin is refused even though the token exists; real2 keeps its weight.
+        form = (
+            "<form method=post enctype=text/plain action='" + CONSOLE + "console/action'>"
+            '<input name=\'{"action":"drain","service":"TCP 10.0.1.5:80",'
+            f'"real":"{real2}","x":"\' value=\'"}}\'></form>'
+            "<script>document.forms[0].submit()</script>"
+        )
+        browser.navigate("data:text/html," + form)
+        browser.wait_for("location.href.startsWith('" + CONSOLE + "')", 10)
+        browser.wait_for("document.readyState === 'complete'", 10)
+        answer = browser.evaluate("document.body.innerText")
+        assert "refused" in answer, answer
+        assert lvsadm_weights(director)[real2] == 2
+        assert "cross-site request refused" in director.log()
+    finally:
+        director.stop()

@@ -82,23 +82,27 @@
     const who = d.addr + " of " + svc.name;
     const base = { service: svc.name, real: d.addr };
     if (d.weight !== null) {
-      const drain = el("button", { type: "button", class: "drain", "aria-label": "Drain " + who }, "Drain");
+      const drain = el("button", { type: "button", class: "drain", "data-key": "drain " + who,
+        "aria-label": "Drain " + who }, "Drain");
       drain.addEventListener("click", () => action({ ...base, action: "drain" }));
       box.appendChild(drain);
       const id = "w-" + svc.name.replace(/\W/g, "_") + "-" + d.addr.replace(/\W/g, "_");
       box.appendChild(el("label", { for: id, class: "sr" }, "New weight of " + who));
       const input = el("input", { id: id, type: "number", min: "0", max: "65535",
-        value: String(d.weight) });
+        value: String(d.weight), "data-key": "weight " + who });
       box.appendChild(input);
-      const set = el("button", { type: "button", "aria-label": "Set the weight of " + who }, "Set weight");
+      const set = el("button", { type: "button", "data-key": "set " + who,
+        "aria-label": "Set the weight of " + who }, "Set weight");
       set.addEventListener("click", () =>
         action({ ...base, action: "weight", weight: Number(input.value) }));
       box.appendChild(set);
-      const out = el("button", { type: "button", "aria-label": "Take " + who + " out" }, "Take out");
+      const out = el("button", { type: "button", "data-key": "out " + who,
+        "aria-label": "Take " + who + " out" }, "Take out");
       out.addEventListener("click", () => action({ ...base, action: "out" }));
       box.appendChild(out);
     } else {
-      const back = el("button", { type: "button", "aria-label": "Put " + who + " back" }, "Put back");
+      const back = el("button", { type: "button", "data-key": "back " + who,
+        "aria-label": "Put " + who + " back" }, "Put back");
       back.addEventListener("click", () =>
         action({ ...base, action: "back", weight: d.configured_weight || 1 }));
       box.appendChild(back);
@@ -122,7 +126,8 @@
     sparks.appendChild(spark("bytes/s", svc.history, 4));
     section.appendChild(sparks);
     if (actions) {
-      const zero = el("button", { type: "button", "aria-label": "Zero the counters of " + svc.name },
+      const zero = el("button", { type: "button", "data-key": "zero " + svc.name,
+        "aria-label": "Zero the counters of " + svc.name },
         "Zero counters");
       zero.addEventListener("click", () => action({ action: "zero", service: svc.name }));
       section.appendChild(zero);
@@ -157,17 +162,25 @@
     actions = s.actions;
     $("auth").hidden = !actions;
     const list = $("service-list");
-    // Keep the block that holds the keyboard focus; rebuild the others.
-    const focused = list.contains(document.activeElement) ?
-      document.activeElement.closest("section.service") : null;
+    // Rebuilding moves the keyboard focus nowhere: put it back on the same control,
+    // with what the operator was typing.
+    const active = document.activeElement;
+    const focusKey = list.contains(active) && active.dataset ? active.dataset.key : undefined;
+    const typed = focusKey && active.tagName === "INPUT" ? active.value : undefined;
     const keep = new Set();
     for (const svc of s.services) {
       keep.add(svc.name);
       const old = services.get(svc.name);
-      if (old && old === focused) continue;
       const block = serviceBlock(svc);
       if (old) old.replaceWith(block); else list.appendChild(block);
       services.set(svc.name, block);
+    }
+    if (focusKey) {
+      const again = [...list.querySelectorAll("[data-key]")].find((n) => n.dataset.key === focusKey);
+      if (again) {
+        if (typed !== undefined) again.value = typed;
+        again.focus();
+      }
     }
     for (const [name, block] of services) {
       if (!keep.has(name)) { block.remove(); services.delete(name); }
