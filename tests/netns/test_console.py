@@ -12,7 +12,6 @@ directory whose path the test prints. Every wait is a bounded poll of the DOM or
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -45,6 +43,8 @@ TOKEN = "console-token-of-the-lab-0123456789"
 EXTERNAL = re.compile(
     rb"(?i)\b[a-z][a-z0-9+.-]*://|(?:src|href|action)\s*=\s*['\"]?//|url\(\s*['\"]?//"
 )
+LVSADM = (sys.executable, "-m", "director.ops.lvsadm")
+LOADGEN = (sys.executable, "-m", "lab.loadgen", "--timeout", "2")
 ARTEFACTS = Path(tempfile.mkdtemp(prefix="lvsd-console-screens-"))
 
 
@@ -69,8 +69,7 @@ def config(token_file: Path | None = None) -> str:
 def lvsadm_weights(director: LabDirector, service: str = SERVICES[0]) -> dict[str, int]:
     """real:port -> weight as ``lvsadm -L -n`` prints them under ``service``."""
     done = subprocess.run(
-        [sys.executable, "-m", "director.ops.lvsadm", "--socket", str(director.socket_path)]
-        + ["-L", "-n"],
+        [*LVSADM, "--socket", str(director.socket_path), "-L", "-n"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -110,8 +109,16 @@ def traffic_lab(lab_factory: LabFactory) -> Iterator[tuple[Lab, subprocess.Popen
     lab = lab_factory(reals=3)
     load = lab.popen(
         "client",
-        [sys.executable, "-m", "lab.loadgen", f"http://{VIP}/", "--count", "200000"]
-        + ["--concurrency", "2", "--timeout", "2", "--deadline", "240"],
+        [
+            *LOADGEN,
+            f"http://{VIP}/",
+            "--count",
+            "200000",
+            "--concurrency",
+            "2",
+            "--deadline",
+            "240",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -189,7 +196,8 @@ def test_the_page_shows_every_service_and_real_and_a_stopped_real_turns_down(
                 assert r["health"] == "up", (service, r)
         text = browser.evaluate("document.body.innerText")
         assert "scheduler wrr" in text
-        assert "Fast path" in text and director.status()["fastpath"] in text
+        assert "Fast path" in text
+        assert director.status()["fastpath"] in text
         # Traffic is flowing and the page shows it: the web service has counted connections.
         browser.wait_for(
             "document.querySelector('section[data-service=\"TCP 10.0.1.5:80\"] p.meta')"
@@ -205,7 +213,8 @@ def test_the_page_shows_every_service_and_real_and_a_stopped_real_turns_down(
         # nanny declares it down after a failed probe (timeout + interval); the page polls
         # every two seconds: a bounded wait well beyond both.
         took = browser.wait_for(
-            f"{row(browser, SERVICES[0], real2)}.querySelector('.health').textContent.startsWith('down')",
+            f"{row(browser, SERVICES[0], real2)}.querySelector('.health')"
+            ".textContent.startsWith('down')",
             60,
         )
         on_page = time.monotonic() - stopped
@@ -236,12 +245,14 @@ def test_the_page_shows_every_service_and_real_and_a_stopped_real_turns_down(
             + real1
             + "'})"
         )
-        assert answer["status"] == 403 and "actions are off" in answer["message"], answer
+        assert answer["status"] == 403, answer
+        assert "actions are off" in answer["message"], answer
         assert lvsadm_weights(director)[real1] == before
 
         # Nothing served names an outside address: the page loaded its own files only.
         resources = browser.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
-        assert resources and all(r.startswith(CONSOLE) for r in resources), resources
+        assert resources
+        assert all(r.startswith(CONSOLE) for r in resources), resources
         for path in ("/", "/console.css", "/console.js", "/console/state"):
             conn = lab.http("director", "127.0.0.1", 9561)
             try:
