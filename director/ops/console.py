@@ -303,12 +303,12 @@ class Console:
             self._reload()
             return "reloaded lvs.cf"
         svc = _service_request(req)
-        name = f"{str(svc['proto']).upper()} {svc.get('addr')}:{svc.get('port')}"
-        if svc.get("fwmark"):
-            name = f"FWM {svc['fwmark']}"
+        if not svc and action != "zero":
+            raise Refused(400, f"{action}: names no service")
+        name = str(req.get("service"))
         if action == "zero":
-            self._run("zero", svc if req.get("service") else {})
-            what = f"zeroed the counters of {name}" if req.get("service") else "zeroed all counters"
+            self._run("zero", svc)
+            what = f"zeroed the counters of {name}" if svc else "zeroed all counters"
         else:
             daddr, _, dport = str(req.get("real", "")).rpartition(":")
             dest = {**svc, "daddr": daddr, "dport": int(dport) if dport.isdigit() else None}
