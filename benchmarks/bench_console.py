@@ -29,15 +29,20 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from benchmarks.peers import LvsdPeer
-from benchmarks.run import Results, conn_rate, latency, prepare_lab, udp_pps
+from benchmarks.run import BenchError, Results, conn_rate, latency, prepare_lab, udp_pps
 from lab.cluster import Lab, LabSpec
 
 CONSOLE = "http://127.0.0.1:9561"
 POLL_S = 2.0
 STATE = "/console/state"
+# A load generator that fails (iperf3 refused while its server ends the last test) is
+# run again; every failure is reported.
+TRIES = 3
 MODES = ("no pages", "pages")
 KEYS = (
     ("conn_per_s", "connection rate, conn/s"),
@@ -83,6 +88,17 @@ def poll(url: str, pages: int, seconds: float) -> dict[str, int]:
     return counts
 
 
+def _tests(
+    lab: Lab, target: IPv4Address, seconds: float, peer: LvsdPeer
+) -> dict[str, Callable[[], dict[str, float]]]:
+    """The data-plane tests of one run, in ``benchmarks.run``'s order."""
+    return {
+        "udp_pps": lambda: udp_pps(lab, target, seconds, peer),
+        "conn_rate": lambda: conn_rate(lab, target, seconds),
+        "latency": lambda: latency(lab, target, seconds),
+    }
+
+
 def _pollers(lab: Lab, pages: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "benchmarks.bench_console", "--poll", str(pages)]
     argv += ["--seconds", f"{seconds:g}"]
@@ -94,46 +110,59 @@ def run(rounds: int, seconds: float, pages: int, log: bool = True) -> str:
     results = {mode: Results() for mode in MODES}
     polled: list[dict[str, int]] = []
     cpu_with = cpu_without = 0.0
+    errors: list[str] = []
     with Lab(LabSpec(), f"bcon{os.getpid() % 100000}") as lab:
         prepare_lab(lab)
-        peer = LvsdPeer()
+        target = lab.spec.vip
         with tempfile.TemporaryDirectory(prefix="lvsbench-console-") as tmp:
-            peer.start(lab, Path(tmp))
-            try:
-                target = peer.target(lab)
-                for r in range(rounds):
-                    for mode in MODES:
-                        window = 3 * (seconds + 5)
-                        proc = None
+            for r in range(rounds):
+                for mode in MODES:
+                    # A fresh daemon for each run, as benchmarks.run starts each peer anew.
+                    peer = LvsdPeer()
+                    peer.start(lab, Path(tempfile.mkdtemp(dir=tmp)))
+                    proc = None
+                    try:
                         if mode == "pages":
+                            window = 3 * (seconds + 5)
                             proc = _pollers(lab, pages, window, Path(tmp) / f"poll{r}.json")
                             time.sleep(1.0)  # the pages have loaded
                         cpu0 = peer.cpu_seconds()
-                        got = {
-                            **conn_rate(lab, target, seconds),
-                            **latency(lab, target, seconds),
-                            **udp_pps(lab, target, seconds, peer),
-                        }
+                        got: dict[str, float] = {}
+                        tests = _tests(lab, target, seconds, peer)
+                        for name, test in tests.items():
+                            for attempt in range(TRIES):
+                                try:
+                                    got.update(test())
+                                    break
+                                except BenchError as e:
+                                    errors.append(f"round {r + 1} {mode} {name} #{attempt}: {e}")
+                                    time.sleep(2.0)
                         cpu = peer.cpu_seconds() - cpu0
                         if mode == "pages":
                             cpu_with += cpu
                         else:
                             cpu_without += cpu
                         results[mode].add("lvsd-c", got)
-                        if proc is not None:
-                            proc.kill()
-                            proc.wait(timeout=30)
                         if log:
                             print(
                                 f"round {r + 1} {mode}: "
                                 + ", ".join(f"{k}={v:.3g}" for k, v in got.items()),
                                 file=sys.stderr,
                             )
-                # A separate, complete poller run: what ten pages fetch in ``seconds``.
+                    finally:
+                        if proc is not None:
+                            proc.kill()
+                            proc.wait(timeout=30)
+                        peer.stop(lab)
+            # A separate, complete poller run: what the pages fetch in ``seconds``.
+            peer = LvsdPeer()
+            peer.start(lab, Path(tempfile.mkdtemp(dir=tmp)))
+            try:
                 polled.append(_count_polls(lab, pages, seconds, Path(tmp)))
             finally:
                 peer.stop(lab)
-    return report(results, rounds, seconds, pages, polled, cpu_with, cpu_without)
+    text = report(results, rounds, seconds, pages, polled, cpu_with, cpu_without)
+    return text + "".join(f"\nFAILED {e}" for e in errors)
 
 
 def _count_polls(lab: Lab, pages: int, seconds: float, tmp: Path) -> dict[str, int]:
