@@ -8,12 +8,12 @@ path (``benchmarks.peers.LvsdPeer``, its console on 127.0.0.1:9561 in the direct
 namespace). Each round runs the data-plane tests twice, alternately: with no page open,
 then with ``--pages`` pollers in the director's namespace, each doing what an open page
 does (fetch the page and its two assets, then ``/console/state`` every two seconds). The
-tests are ``benchmarks.run``'s ``conn_rate`` (wrk, a new connection per request),
-``latency`` (one keep-alive connection, p50/p99) and ``udp_pps`` (64-byte UDP, with lvsd's
-CPU per forwarded packet). The report gives each metric's median without and with pages,
-their ratio, and the spread (max/min) of the rounds without pages: the noise to compare
-the ratio with. It also gives what the pollers fetched and lvsd's CPU time over the
-rounds with pages.
+tests are ``benchmarks.run``'s ``conn_rate`` (wrk, a new connection per request) and
+``latency`` (one keep-alive connection, p50/p99). The report gives each metric's median
+without and with pages, their ratio, and the spread (max/min) of the rounds without
+pages: the noise to compare the ratio with. Then, with no traffic, lvsd's CPU time per
+second alone and with the pages polling: the console's own cost, free of the noise of
+the load generators.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from benchmarks.peers import LvsdPeer
-from benchmarks.run import BenchError, Results, conn_rate, latency, prepare_lab, udp_pps
+from benchmarks.run import BenchError, Results, conn_rate, latency, prepare_lab
 from lab.cluster import Lab, LabSpec
 
 CONSOLE = "http://127.0.0.1:9561"
@@ -48,8 +48,6 @@ KEYS = (
     ("conn_per_s", "connection rate, conn/s"),
     ("lat_p50_us", "request/response p50, µs"),
     ("lat_p99_us", "request/response p99, µs"),
-    ("udp_fwd_kpps", "64-byte UDP forwarded, kpps"),
-    ("cpu_us_per_pkt", "lvsd CPU per forwarded packet, µs"),
 )
 
 
@@ -93,7 +91,6 @@ def _tests(
 ) -> dict[str, Callable[[], dict[str, float]]]:
     """The data-plane tests of one run, in ``benchmarks.run``'s order."""
     return {
-        "udp_pps": lambda: udp_pps(lab, target, seconds, peer),
         "conn_rate": lambda: conn_rate(lab, target, seconds),
         "latency": lambda: latency(lab, target, seconds),
     }
@@ -106,8 +103,9 @@ def _pollers(lab: Lab, pages: int, seconds: float, out: Path) -> subprocess.Pope
         return lab.popen("director", argv, stdout=f, stderr=subprocess.STDOUT)
 
 
-def run(rounds: int, seconds: float, pages: int, log: bool = True) -> str:
+def run(rounds: int, seconds: float, pages: int, idle: float, log: bool = True) -> str:
     results = {mode: Results() for mode in MODES}
+    idle_cpu: dict[str, float] = {}
     polled: list[dict[str, int]] = []
     cpu_with = cpu_without = 0.0
     errors: list[str] = []
@@ -154,14 +152,26 @@ def run(rounds: int, seconds: float, pages: int, log: bool = True) -> str:
                             proc.kill()
                             proc.wait(timeout=30)
                         peer.stop(lab)
-            # A separate, complete poller run: what the pages fetch in ``seconds``.
+            # Without traffic: lvsd's CPU time over ``idle`` seconds alone, then while the
+            # pages poll (a complete poller run, whose counts are reported).
             peer = LvsdPeer()
             peer.start(lab, Path(tempfile.mkdtemp(dir=tmp)))
             try:
-                polled.append(_count_polls(lab, pages, seconds, Path(tmp)))
+                cpu0 = peer.cpu_seconds()
+                time.sleep(idle)
+                idle_cpu["no pages"] = (peer.cpu_seconds() - cpu0) / idle
+                cpu0 = peer.cpu_seconds()
+                polled.append(_count_polls(lab, pages, idle, Path(tmp)))
+                idle_cpu["pages"] = (peer.cpu_seconds() - cpu0) / idle
             finally:
                 peer.stop(lab)
     text = report(results, rounds, seconds, pages, polled, cpu_with, cpu_without)
+    if idle_cpu:
+        text += (
+            f"\nWithout traffic, lvsd's CPU over {idle:g} s: "
+            f"{idle_cpu['no pages'] * 1e3:.1f} ms/s alone, "
+            f"{idle_cpu['pages'] * 1e3:.1f} ms/s with {pages} pages polling."
+        )
     return text + "".join(f"\nFAILED {e}" for e in errors)
 
 
@@ -201,7 +211,7 @@ def report(
         p = polled[-1]
         lines += [
             "",
-            f"Ten pages for {seconds:g} s: {p['requests']} requests, {p['failed']} failed, "
+            f"The pages' requests in the idle run: {p['requests']}, {p['failed']} failed; "
             f"state document {p['state_bytes']} bytes. lvsd CPU over the tests: "
             f"{cpu_without:.2f} s without pages, {cpu_with:.2f} s with.",
         ]
@@ -213,12 +223,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--pages", type=int, default=10)
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of the idle cost")
     parser.add_argument("--poll", type=int, help=argparse.SUPPRESS)  # the pollers' child
     args = parser.parse_args()
     if args.poll is not None:
         print(json.dumps(poll(CONSOLE, args.poll, args.seconds)))
         return 0
-    print(run(args.rounds, args.seconds, args.pages))
+    print(run(args.rounds, args.seconds, args.pages, args.idle))
     return 0
 
 

@@ -45,7 +45,14 @@ EXTERNAL = re.compile(
 )
 LVSADM = (sys.executable, "-m", "director.ops.lvsadm")
 LOADGEN = (sys.executable, "-m", "lab.loadgen", "--timeout", "2")
-ARTEFACTS = Path(tempfile.mkdtemp(prefix="lvsd-console-screens-"))
+_artefacts: list[Path] = []
+
+
+def artefacts() -> Path:
+    """The directory of this run's screenshots, made at the first one."""
+    if not _artefacts:
+        _artefacts.append(Path(tempfile.mkdtemp(prefix="lvsd-console-screens-")))
+    return _artefacts[0]
 
 
 def config(token_file: Path | None = None) -> str:
@@ -168,7 +175,7 @@ def row(browser: Chromium, service: str, real: str) -> str:
 
 
 def shot(browser: Chromium, name: str) -> Path:
-    path = browser.screenshot(ARTEFACTS / name)
+    path = browser.screenshot(artefacts() / name)
     print(f"screenshot: {path}")
     return path
 
