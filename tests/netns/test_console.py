@@ -36,7 +36,7 @@ pytestmark = pytest.mark.netns
 VIP = "10.0.1.5"
 REALS = {"real1": "192.168.1.10", "real2": "192.168.1.11", "real3": "192.168.1.12"}
 SERVICES = (f"TCP {VIP}:80", f"TCP {VIP}:8080")
-TIMEOUT, INTERVAL = 2, 1
+TIMEOUT, INTERVAL = 2, 2
 CONSOLE = "http://127.0.0.1:9561/"
 TOKEN = "console-token-of-the-lab-0123456789"
 # A scheme's URL, or a protocol-relative one in an attribute or a CSS url().
@@ -217,22 +217,31 @@ def test_the_page_shows_every_service_and_real_and_a_stopped_real_turns_down(
         stop_http(lab, "real2")
         stopped = time.monotonic()
         real2 = f"{REALS['real2']}:80"
-        # nanny declares it down after a failed probe (timeout + interval); the page polls
-        # every two seconds: a bounded wait well beyond both.
-        took = browser.wait_for(
-            f"{row(browser, SERVICES[0], real2)}.querySelector('.health')"
-            ".textContent.startsWith('down')",
-            60,
-        )
-        on_page = time.monotonic() - stopped
-        down_at_director = next(
-            h for h in director.status()["health"] if h["target"].endswith(real2)
-        )
+        # nanny declares it down within timeout + interval of its stop (docs/nanny.md); the
+        # page polls every two seconds, which is the probe interval here: it must show
+        # the verdict within one interval of nanny's. Both are polled in one bounded loop.
+        shown = f"{row(browser, SERVICES[0], real2)}.querySelector('.health').textContent"
+        at_director = on_page = None
+        deadline = stopped + 60
+        while on_page is None or at_director is None:
+            assert time.monotonic() < deadline, (at_director, on_page, browser.evaluate(shown))
+            now = time.monotonic()
+            if at_director is None and any(
+                h["target"].endswith(real2) and h["health"] == "down"
+                for h in director.status()["health"]
+            ):
+                at_director = now
+            if on_page is None and browser.evaluate(f"{shown}.startsWith('down')"):
+                on_page = now
+            time.sleep(0.05)
         print(
-            f"real2 down on the page {on_page:.1f}s after it stopped (waited {took:.1f}s; "
-            f"probe interval {INTERVAL}s, timeout {TIMEOUT}s)"
+            f"real2 stopped; nanny's verdict down after {at_director - stopped:.1f}s, the "
+            f"page showed it after {on_page - stopped:.1f}s: {on_page - at_director:.1f}s "
+            f"later (probe interval {INTERVAL}s, timeout {TIMEOUT}s, page poll 2s)"
         )
-        assert down_at_director["health"] == "down"
+        # The page never shows down before lvsd decided it; within the interval is a figure
+        # printed above, not asserted (a loaded machine delays a poll).
+        assert on_page >= at_director - 0.1
         assert real2 not in lvsadm_weights(director) or lvsadm_weights(director)[real2] == 0
         shot(browser, "console-real2-down.png")
 
