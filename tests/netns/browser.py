@@ -10,6 +10,7 @@ while the test itself stays in the root namespace. Every read is bounded by a de
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -66,7 +67,7 @@ class Chromium:
         with self.log_path.open("wb") as log:
             self.proc = lab.popen(
                 node,
-                ["sh", "-c", shell, "sh", *argv],
+                ["bash", "-c", shell, "bash", *argv],  # dash takes single-digit fds only
                 pass_fds=(to_browser, from_browser),
                 start_new_session=True,  # the browser's helpers share its process group
                 stdin=subprocess.DEVNULL,
@@ -77,19 +78,22 @@ class Chromium:
         os.close(from_browser)
         self._next_id = 0
         self._buffer = b""
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        attached = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
-        self._session: str | None = attached["sessionId"]
-        self.send("Page.enable")
-        self.send("Runtime.enable")
+        self._session: str | None = None
+        try:
+            target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            attached = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
+            self._session = attached["sessionId"]
+            self.send("Page.enable")
+            self.send("Runtime.enable")
+        except BaseException:
+            self.close()
+            raise
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One DevTools command (on the page once attached); its result."""
         self._next_id += 1
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
-        if getattr(self, "_session", None) is not None and not method.startswith(
-            ("Target.", "Browser.")
-        ):
+        if self._session is not None and not method.startswith(("Target.", "Browser.")):
             msg["sessionId"] = self._session
         os.write(self._in, json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + REPLY_TIMEOUT_S
@@ -165,8 +169,11 @@ class Chromium:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()
             self.proc.wait(timeout=10)
+        # Its helpers (zygote, renderer) are in the session the browser led.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         os.close(self._in)
         os.close(self._out)
         shutil.rmtree(self.dir / "profile", ignore_errors=True)

@@ -218,8 +218,9 @@
     const reals = s.services.reduce((n, svc) => n + svc.dests.length, 0);
     const down = s.services.reduce((n, svc) =>
       n + svc.dests.filter((d) => d.health === "down").length, 0);
-    $("summary").textContent = s.services.length + " services, " + reals + " real servers, " +
-      down + " down";
+    const summary = s.services.length + " services, " + reals + " real servers, " + down + " down";
+    // A live region: written only when it changes, so a screen reader speaks news only.
+    if ($("summary").textContent !== summary) $("summary").textContent = summary;
   }
 
   let timer = 0;
