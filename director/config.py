@@ -233,6 +233,7 @@ class DirectorConfig:
     metrics_address: HostPort | None = HostPort(IPv4Address("127.0.0.1"), 9561)
     control_socket: Path = Path("/run/lvsd.sock")
     heartbeat_key_file: Path | None = None
+    console_token_file: Path | None = None
     heartbeat_insecure: bool = False
     max_connections: int = 1048576
     drain_timeout: int = 60
@@ -855,6 +856,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         metrics_address=g.get("metrics_address", _host_port, defaults.metrics_address),
         control_socket=g.get("control_socket", _path, defaults.control_socket),
         heartbeat_key_file=g.get("heartbeat_key_file", _path, None),
+        console_token_file=g.get("console_token_file", _path, None),
         heartbeat_insecure=g.get("heartbeat_insecure", _boolean, defaults.heartbeat_insecure),
         max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
@@ -1195,6 +1197,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "metrics_address", str(cfg.metrics_address) if cfg.metrics_address else "none")
     _line(out, "", "control_socket", str(cfg.control_socket))
     _line(out, "", "heartbeat_key_file", _path_text(cfg.heartbeat_key_file))
+    _line(out, "", "console_token_file", _path_text(cfg.console_token_file))
     _line(out, "", "heartbeat_insecure", cfg.heartbeat_insecure)
     _line(out, "", "max_connections", cfg.max_connections)
     _line(out, "", "state_dir", str(cfg.state_dir))

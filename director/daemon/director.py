@@ -39,6 +39,7 @@ from director.ipvs.estimator import INTERVAL_S, RateEstimator
 from director.ipvs.service import IPVS, IPVSError, VirtualService, format_addr
 from director.ops import metrics, watchdog
 from director.ops.admin import Admin
+from director.ops.console import Console, read_token
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
@@ -165,6 +166,9 @@ class Director:
             cfg.drain_timeout,
             fwmarks=frozenset(spec.fwmarks),
         )
+        self.console = Console(
+            self, self.admin.commands(), self.reload, read_token(cfg.console_token_file)
+        )
         self.pulse = (
             None
             if failover is None
@@ -210,7 +214,10 @@ class Director:
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
                     if self.cfg.metrics_address is not None:
-                        tg.create_task(metrics.serve(self, self.cfg.metrics_address))
+                        tg.create_task(self.console.sample_forever())
+                        tg.create_task(
+                            metrics.serve(self, self.cfg.metrics_address, self.console.route)
+                        )
                     if (interval := watchdog.interval_from_environment()) is not None:
                         tg.create_task(watchdog.keep_alive(self._notifier, interval))
                     log.info(

@@ -69,6 +69,7 @@ LOCAL_KEYS = (
     "control_socket",
     "heartbeat_key_file",
     "heartbeat_insecure",
+    "console_token_file",
     "max_connections",
     "state_dir",
 )

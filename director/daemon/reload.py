@@ -41,6 +41,7 @@ _RESTART_FIELDS = (
     "max_connections",
     "control_socket",
     "metrics_address",
+    "console_token_file",
     "state_dir",
     "heartbeat",
     "heartbeat_port",

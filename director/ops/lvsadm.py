@@ -309,6 +309,65 @@ _LONG = {
     "stop-daemon": "stop-daemon",
     "daemon": "daemon",
 }
+# What each option of ``_LONG`` does, with its argument's name: the manual page's text
+# (``director.ops.manpage``), one entry per option key, commands first.
+OPTION_HELP: dict[str, tuple[str | None, str]] = {
+    "A": (None, "Add a virtual service (with -t, -u or -f)."),
+    "E": (None, "Edit a virtual service: its scheduler, flags, persistence, netmask."),
+    "D": (None, "Delete a virtual service and its real servers."),
+    "C": (None, "Clear the table: delete every virtual service."),
+    "R": (None, "Restore the rules read on standard input (the output of -S)."),
+    "S": (None, "Save the rules to standard output, in a form -R reads back."),
+    "a": (None, "Add a real server to a virtual service (with -r)."),
+    "e": (None, "Edit a real server: its weight and thresholds."),
+    "d": (None, "Delete a real server from a virtual service; its connections are cut."),
+    "L": (None, "List the virtual services and their real servers (-l is the same)."),
+    "Z": (None, "Zero the counters of one virtual service, or of all."),
+    "set": (None, "Set the TCP, TCP FIN and UDP timeouts, in seconds (0 keeps one)."),
+    "h": (None, "Print the usage and exit."),
+    "v": (None, "Print the version and exit."),
+    "start-daemon": ("STATE", "Refused: lvsd runs no separate synchronization daemon."),
+    "stop-daemon": ("STATE", "Refused: lvsd runs no separate synchronization daemon."),
+    "t": ("ADDR:PORT", "The TCP virtual service at ADDR:PORT."),
+    "u": ("ADDR:PORT", "The UDP virtual service at ADDR:PORT."),
+    "f": ("MARK", "The virtual service of firewall mark MARK."),
+    "s": (
+        "SCHEDULER",
+        "The scheduler: rr, wrr, lc, wlc (the default), lblc, lblcr, dh, sh, "
+        "sed, nq, fo, ovf, mh or twos.",
+    ),
+    "b": (
+        "FLAGS",
+        "Scheduler flags, comma separated: flag-1..3, sh-fallback, sh-port, mh-fallback, mh-port.",
+    ),
+    "p": (
+        "[TIMEOUT]",
+        "Persistent service: a client keeps its real server for TIMEOUT "
+        "seconds (360 without a value).",
+    ),
+    "M": ("NETMASK", "The netmask that groups clients of a persistent service."),
+    "r": ("ADDR[:PORT]", "The real server (its port defaults to the service's)."),
+    "m": (None, "Masquerading (NAT): lvsd's only forwarding method, and the default."),
+    "o": (None, "One-packet scheduling: each UDP datagram is scheduled on its own."),
+    "pe": ("ENGINE", "A persistence engine: refused, lvsd has none."),
+    "i": (None, "Tunnelling: refused, lvsd forwards by masquerading only."),
+    "g": (None, "Direct routing: refused, lvsd forwards by masquerading only."),
+    "w": ("WEIGHT", "The real server's weight, 0 to 65535 (0: no new connections)."),
+    "x": ("UPPER", "The connection count above which the real server gets no new one."),
+    "y": ("LOWER", "The connection count below which an overloaded real server is used again."),
+    "n": (None, "Numeric output: addresses and ports, no name look-ups."),
+    "c": (None, "List the connection table."),
+    "timeout": (None, "List the TCP, TCP FIN and UDP timeouts."),
+    "stats": (None, "List with counters: connections, packets and bytes."),
+    "rate": (None, "List with rates: connections, packets and bytes per second."),
+    "thresholds": (None, "List with the upper and lower connection thresholds."),
+    "persistent-conn": (None, "List with the persistent connections of each real server."),
+    "nosort": (None, "List in the table's order, not sorted."),
+    "sort": (None, "List sorted (the default)."),
+    "X": (None, "Exact numbers: no K/M/G rounding of counters."),
+    "daemon": (None, "List the synchronization daemon's state (none in lvsd)."),
+    "socket": ("PATH", "lvsd's control socket (default /run/lvsd.sock, or $LVSD_CONTROL_SOCKET)."),
+}
 _WITH_ARG = frozenset("tufsbMrwxy") | {"start-daemon", "stop-daemon", "pe"}
 _COMMAND_OPTS = frozenset("AEDCLlZaedRShv") | {"set", "start-daemon", "stop-daemon"}
 

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -534,13 +534,21 @@ def registry_for(director: Observed) -> CollectorRegistry:
     return registry
 
 
-async def serve(director: Observed, address: HostPort) -> None:
-    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup)."""
+Route = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+
+
+async def serve(director: Observed, address: HostPort, route: Route | None = None) -> None:
+    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup).
+
+    ``route`` (the console) sees each request's head first and answers it when it
+    returns True."""
     registry = registry_for(director)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            if route is not None and await route(head, reader, writer):
+                return
             parts = head.split(b"\r\n", 1)[0].split()
             path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
             if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
