@@ -44,3 +44,16 @@ test-debug:
 
 bench:
 	$(PY) -m benchmarks.run
+
+# Line coverage of the whole suite, netns tests and every Python process they start
+# included (pyproject.toml's [tool.coverage.*]); needs root like `make test`. Not part of
+# `make check`: tracing makes the run slower. The .pth exists only during the run.
+COVERAGE_PTH = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lvsd-coverage.pth
+coverage:
+	rm -f .coverage .coverage.*
+	@trap 'rm -f $(COVERAGE_PTH)' EXIT && \
+	echo 'import coverage; coverage.process_startup()' > $(COVERAGE_PTH) && \
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
+		$(PY) -m pytest -q -p no:cacheprovider $(COVERAGE_TESTS); status=$$?; \
+	rm -f $(COVERAGE_PTH); \
+	$(PY) -m coverage combine -q && $(PY) -m coverage report && exit $$status
