@@ -327,3 +327,35 @@ def test_quiesced_real_finishes_a_long_download(
                 proc.kill()
                 proc.wait()
         assert "192.168.1.11:80 down, quiesced (weight 0): program probe" in director.log()
+
+
+def test_sorry_server_serves_while_every_real_is_down(lab: Lab, implementation: str) -> None:
+    servers = "".join(
+        f"    server {name} {{\n        address = {REALS[name]}\n        weight = 64\n    }}\n"
+        for name in ("real1", "real2")
+    )
+    sorry = f"    sorry_server = {REALS['real3']}\n"
+    cfg = parse_config(config(sorry, servers=servers))
+    server: subprocess.Popen[bytes] | None = None
+    with director_on(lab, cfg, implementation) as director:
+        assert director.status()["fastpath"] == implementation
+        wait_until(director, lambda d: d == {"real1": 64, "real2": 64}, 10)
+        wait_probed_up(director, 10)
+        assert set(run_load(lab, f"http://{VIP}/", 30)["by_real"]) == {"real1", "real2"}
+        try:
+            stop_http(lab, "real1")
+            stop_http(lab, "real2")
+            wait_until(director, lambda d: d == {"real3": 1}, 2 * (TIMEOUT + INTERVAL) + 10)
+            result = run_load(lab, f"http://{VIP}/", 30)
+            assert (result["failed"], result["by_real"]) == (0, {"real3": 30}), result
+            server = start_http(lab, "real1")
+            wait_until(director, lambda d: "real3" not in d and "real1" in d, REENTRY + 15)
+            result = run_load(lab, f"http://{VIP}/", 30)
+            assert (result["failed"], set(result["by_real"])) == (0, {"real1"}), result
+        finally:
+            if server is not None:
+                server.kill()
+                server.wait()
+    log = director.log()
+    assert "TCP 10.0.1.5:80: no real server up, sorry server 192.168.1.12 in" in log
+    assert "TCP 10.0.1.5:80: a real server is back, sorry server 192.168.1.12 out" in log
