@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.fastpath_ref import standard_table, syn
-from tests.unit.test_director_loop import VIP as LOOP_VIP
-from tests.unit.test_director_loop import loop_director
+from tests.unit.daemon.test_director_loop import VIP as LOOP_VIP
+from tests.unit.daemon.test_director_loop import loop_director
+from tests.unit.dataplane.fastpath_ref import standard_table, syn
 from tests.vectors.nat_vectors import VECTORS, Vector
 
 FORWARD = [v for v in VECTORS if v.verdict == "FORWARD"]
