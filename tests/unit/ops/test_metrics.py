@@ -311,12 +311,14 @@ async def test_served_over_http(director: Director) -> None:
     port = free_port()
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(metrics.serve(director, HostPort(IPv4Address("127.0.0.1"), port)))
-        for _ in range(100):  # the server binds in its first steps
+        for _ in range(500):  # the server binds in its first steps
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 break
             except ConnectionRefusedError:
                 await asyncio.sleep(0.01)
+        else:
+            pytest.fail(f"nothing listens on 127.0.0.1:{port} for the metrics")
         writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         response = await reader.read()
         writer.close()
