@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from director.config import DirectorConfig, parse_config
+from director.ops import control
 from director.tools.demo import THESIS_CF, LabDirector, run_load
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
@@ -221,6 +222,12 @@ send(IP(src='192.168.1.10', dst='10.0.1.100') / error / bytes(inner)[:28])
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "sent"
+        # The error only translates once lvsd has the flow: wait for its connection (the
+        # twin on a loaded machine may not have read the datagram yet).
+        deadline = time.monotonic() + 30
+        while not any(c["source"] == "10.0.1.100:40123" for c in connections(cluster.director)):
+            assert time.monotonic() < deadline, "no connection for the client's datagram"
+            time.sleep(0.05)
         cluster.lab.run("real1", [sys.executable, "-c", sender], timeout=60)
         out, _ = proc.communicate(timeout=90)
     finally:
@@ -236,6 +243,12 @@ send(IP(src='192.168.1.10', dst='10.0.1.100') / error / bytes(inner)[:28])
     assert struct.unpack("!H", pkt[26:28])[0] == 1400  # next-hop MTU kept
     assert _inet_checksum(pkt[20:]) == 0
     assert _inet_checksum(inner[:20]) == 0
+
+
+def connections(director: LabDirector) -> list[dict[str, str]]:
+    conns = control.request(director.socket_path, "connections")
+    assert isinstance(conns, list)
+    return conns
 
 
 def _inet_checksum(data: bytes) -> int:
