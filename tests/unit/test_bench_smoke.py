@@ -3,11 +3,15 @@ and a ``median (ratio)`` cell per peer. No load is generated here (tests/netns d
 
 from __future__ import annotations
 
+import importlib
 import re
+from pathlib import Path
 
 import pytest
 
 from benchmarks.run import BASELINE, BenchError, Results, format_table, parse_wrk
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 WRK_LATENCY = """\
 Running 2s test @ http://10.0.1.5:80/
@@ -58,3 +62,11 @@ def test_table_gives_medians_and_ratios_to_the_baseline() -> None:
     assert "| connection rate, conn/s | n/a | 1,000 |" in lines
     # Metrics nobody measured get no row.
     assert not any("UDP" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "module", sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
+)
+def test_every_benchmark_module_imports(module: str) -> None:
+    # make bench imports them; a test module they borrow from may move.
+    importlib.import_module(f"benchmarks.{module}")

@@ -836,15 +836,14 @@ LVSCF_PIECES = st.sampled_from(
 @settings(deadline=None, max_examples=300)
 @given(st.lists(LVSCF_PIECES | st.text(max_size=5), max_size=40).map("".join))
 def test_any_text_parses_or_raises_config_error(text: str) -> None:
-    message = ""
     try:
         cfg = parse_config(text)
     except ConfigError as e:
         message = str(e)
-    if message:
-        assert message.startswith("<string>:")
     else:
         assert parse_config(format_config(cfg)) == cfg
+        return
+    assert message.startswith("<string>:")
 
 
 def test_config_knows_exactly_the_registered_schedulers() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -80,23 +81,43 @@ async def watch_three(hang: Path, slow_port: int, ok_port: int) -> None:
     assert queue.empty()  # all were healthy or undecided: nothing for the director
 
 
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (the kernel's pick, released again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
 async def test_a_refused_server_is_reported_down_then_up() -> None:
-    closed = ProbeSpec(ProbeKind.TCP, "127.0.0.1", 1, timeout=1)
+    port = free_port()
+    closed = ProbeSpec(ProbeKind.TCP, "127.0.0.1", port, timeout=1)
     queue: asyncio.Queue[Event] = asyncio.Queue()
     runner = Runner([target(closed)], queue)
     task = asyncio.create_task(runner.run())
     try:
         async with asyncio.timeout(10):
-            event = await queue.get()
+            down = await queue.get()
+        [state] = runner.states()
+        assert (state.health, state.in_service, state.weight) == ("down", False, 0)
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(accept, "127.0.0.1", port)
+        async with server, asyncio.timeout(10):
+            up = await queue.get()
+            [state] = runner.states()
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert isinstance(event, HealthChanged)
-    assert (event.up, event.addr, event.port) == (False, "127.0.0.1", 1)
-    assert event.reason.startswith("connection refused")
-    [state] = runner.states()
-    assert (state.health, state.in_service, state.weight) == ("down", False, 0)
+    assert isinstance(down, HealthChanged)
+    assert (down.up, down.addr, down.port) == (False, "127.0.0.1", port)
+    assert down.reason.startswith("connection refused")
+    assert isinstance(up, HealthChanged)
+    assert (up.up, up.addr, up.port) == (True, "127.0.0.1", port)
+    assert (state.health, state.in_service) == ("up", True)
 
 
 async def test_a_load_reading_that_fails_says_why(tmp_path: Path) -> None:

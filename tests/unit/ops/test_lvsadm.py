@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -470,3 +471,118 @@ async def test_a_zeroed_destination_deleted_and_revived_stays_zeroed(daemon: Dae
     # The connection keeps the destination in the trash; -a revives that object.
     assert (await daemon.run(*RULES[2])).status == 0
     assert (await daemon.run("-L", "-n", "--stats")).out == STATS
+async def test_nosort_lists_in_the_tables_order_and_sort_is_the_default(daemon: Daemon) -> None:
+    await load(daemon)
+    services = [line for line in LIST.splitlines() if line[:3] in ("TCP", "UDP")]
+    listed = cast(list[dict[str, Any]], daemon.admin.listing()["services"])
+    in_table_order = [f"{s['proto']}  {s['addr']}" for s in listed]
+    assert [s[:17].rstrip() for s in services] != in_table_order  # sorting changes it
+    nosort = (await daemon.run("-L", "-n", "--nosort")).out
+    assert [
+        line.split(" ", 3)[0] + "  " + line.split()[1]
+        for line in nosort.splitlines()
+        if line[:3] in ("TCP", "UDP")
+    ] == in_table_order
+    assert sorted(nosort.splitlines()) == sorted(LIST.splitlines())
+    assert (await daemon.run("-L", "-n", "--sort")).out == LIST
+
+
+async def test_help_and_version_answer_without_a_daemon(tmp_path: Path) -> None:
+    nobody = Daemon(tmp_path / "absent.sock")
+    for flag in ("-h", "--help"):
+        r = await nobody.run(flag)
+        assert (r.status, r.err) == (0, "")
+        assert r.out.startswith("lvsadm v1.31 (ipvsadm's command line for lvsd)\nUsage:\n")
+        assert "  lvsadm -L|l [virtual-service] [options]\n" in r.out
+    for flag in ("-v", "--version"):
+        r = await nobody.run(flag)
+        assert (r.status, r.out, r.err) == (0, lvsadm.VERSION + "\n", "")
+
+
+async def test_list_one_fwmark_service(daemon: Daemon) -> None:
+    await load(daemon)
+    daemon.admin.fwmarks = frozenset({7})
+    assert (await daemon.run("-A", "-f", "7", "-s", "rr")).status == 0
+    assert (await daemon.run("-a", "-f", "7", "-r", "192.168.1.10", "-m", "-w", "3")).status == 0
+    one = await daemon.run("-L", "-n", "-f", "7")
+    assert (one.status, one.err) == (0, "")
+    assert one.out == (
+        "Prot LocalAddress:Port Scheduler Flags\n"
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+        "FWM  7 rr\n"
+        "  -> 192.168.1.10:0               Masq    3      0          0         \n"
+    )
+    missing = await daemon.run("-L", "-n", "-f", "8")
+    assert (missing.status, missing.out, missing.err) == (1, "", "No such service\n")
+
+
+async def test_exact_prints_large_counters_in_full(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "lvsd.sock")
+    svc = d.ipvs.add_service(6, 0x0A000105, 80, "wlc")
+    svc.add_dest(0xC0A8010A, 80, 1)
+    big = 123_456_789_012
+
+    def listing(req: object) -> object:
+        # The fast path's counters are read-only; a listing as a long-running director's.
+        out = d.admin.listing()
+        for s in cast(list[dict[str, Any]], out["services"]):
+            s["inbytes"] = big
+            for dest in s["dests"]:
+                dest["inbytes"] = big
+        return out
+
+    server = ControlServer(d.path, d, commands={**d.admin.commands(), "list": listing})
+    await server.start()
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(server.serve())
+        rounded = (await d.run("-L", "-n", "--stats")).out.splitlines()
+        exact = (await d.run("-L", "-n", "--stats", "-X")).out.splitlines()
+        task.cancel()
+    assert rounded[3].split()[5] == "123G"
+    assert exact[3].split()[5] == str(big)
+    assert exact[4].split()[5] == str(big)
+    assert exact[:3] == rounded[:3]
+
+
+async def test_the_control_socket_from_the_environment(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load(daemon)
+    monkeypatch.setenv("LVSD_CONTROL_SOCKET", str(daemon.path))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = await asyncio.to_thread(lvsadm.main, ["-L", "-n"])
+    assert (status, out.getvalue()) == (0, LIST)
+    monkeypatch.setenv("LVSD_CONTROL_SOCKET", str(daemon.path.with_name("elsewhere.sock")))
+    r = await daemon.run("-L", "-n")  # --socket wins over the environment
+    assert (r.status, r.out) == (0, LIST)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = await asyncio.to_thread(lvsadm.main, ["-L", "-n"])
+    assert status == 2
+    assert "elsewhere.sock" in err.getvalue()
+
+
+async def test_restore_goes_on_past_bad_lines_and_fails_at_the_end(daemon: Daemon) -> None:
+    rules = (
+        "# a comment, then a blank line\n"
+        "\n"
+        "-A -t 10.0.1.5:80 -s wlc\n"
+        "-A -t 10.0.1.5:80 -s rr\n"  # refused: the service exists
+        "-a -t 10.0.1.5:80 -r 192.168.1.10:80 -m -w 70000\n"  # bad: the weight
+        "--bogus\n"  # bad: no such option
+        "ipvsadm -a -t 10.0.1.5:80 -r 192.168.1.11:80 -m -w 2\n"  # the program name is skipped
+        "-R\n"  # no restore inside a restore
+        "-a -t 10.0.1.5:80 -r 192.168.1.12:80 -m 'unterminated\n"
+    )
+    r = await daemon.run("-R", stdin=rules)
+    assert r.status != 0
+    errors = r.err.splitlines()
+    assert "Service already exists" in errors
+    assert "illegal weight specified" in errors
+    assert any("bogus" in e for e in errors), errors
+    assert "Try `lvsadm -h' or 'lvsadm --help' for more information." in errors
+    # The good lines were applied, each bad one skipped.
+    svc = daemon.ipvs.get_service(6, 0x0A000105, 80)
+    assert svc.sched_name == "wlc"
+    assert [(str(d), d.weight) for d in svc.dests] == [("192.168.1.11:80", 2)]

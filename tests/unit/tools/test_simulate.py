@@ -1,8 +1,9 @@
 """``lvsd simulate``: the hand-checked traces, the protocol's edges and the crafted packets.
 
 Each tests/vectors/traces/NAME.jsonl is replayed on both fast paths and must print exactly
-NAME.expected.jsonl; NAME.md beside them works each expected line out from
-IPVS-SEMANTICS.md (list order, wrr's cw, lc/wlc overheads, TCP states, timers).
+NAME.expected.jsonl; NAME.md beside them works each expected line out by hand from the
+kernel's rules (list order, wrr's cw, lc/wlc overheads, TCP states, timers: ip_vs_ctl.c,
+ip_vs_wrr.c, ip_vs_wlc.c, ip_vs_proto_tcp.c); docs/simulate.md lists them.
 """
 
 from __future__ import annotations
