@@ -23,7 +23,7 @@ from director.errors import ConfigError
 from director.ops import console as console_mod
 from director.ops import metrics
 from director.ops.console import Console, assets, read_token
-from tests.unit.ops.test_metrics import FakeDirector, FakePulse, director
+from tests.unit.ops.console_fakes import FakeDirector, FakePulse, director
 
 TOKEN = b"0123456789abcdef-token"
 # A scheme's URL, or a protocol-relative one in an attribute or a CSS url().

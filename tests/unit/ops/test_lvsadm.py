@@ -471,6 +471,8 @@ async def test_a_zeroed_destination_deleted_and_revived_stays_zeroed(daemon: Dae
     # The connection keeps the destination in the trash; -a revives that object.
     assert (await daemon.run(*RULES[2])).status == 0
     assert (await daemon.run("-L", "-n", "--stats")).out == STATS
+
+
 async def test_nosort_lists_in_the_tables_order_and_sort_is_the_default(daemon: Daemon) -> None:
     await load(daemon)
     services = [line for line in LIST.splitlines() if line[:3] in ("TCP", "UDP")]
