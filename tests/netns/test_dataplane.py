@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from director.config import DirectorConfig, parse_config
-from director.ops import control
+from director.ops import client
 from director.tools.demo import THESIS_CF, LabDirector, run_load
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
@@ -262,7 +262,7 @@ send(IP(src='192.168.1.10', dst='10.0.1.100') / error / bytes(inner)[:28])
 
 
 def connections(director: LabDirector) -> list[dict[str, str]]:
-    conns = control.request(director.socket_path, "connections")
+    conns = client.request(director.socket_path, "connections")
     assert isinstance(conns, list)
     return conns
 
