@@ -50,6 +50,12 @@ NAT_NMASK = IPv4Address("255.255.255.0")
 U32_MAX = 2**32 - 1
 S32_MAX = 2**31 - 1
 IFNAMSIZ = 16  # the kernel's limit, terminating NUL included
+# The fast path's fixed slot arrays (the connection table is sized from max_connections):
+# configurations beyond them are refused here, so that check, run and reload agree.
+MAX_DESTINATIONS = 4096
+MAX_SERVICES = 1024
+# 16M entries is about 1.5 GB of table; more is a typing error, not a plan.
+MAX_CONNECTIONS = 1 << 24
 
 
 class Service(StrEnum):
@@ -830,7 +836,9 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
         control_socket=g.get("control_socket", _path, defaults.control_socket),
         heartbeat_key_file=g.get("heartbeat_key_file", _path, None),
         heartbeat_insecure=g.get("heartbeat_insecure", _boolean, defaults.heartbeat_insecure),
-        max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
+        max_connections=g.get(
+            "max_connections", _integer(1, MAX_CONNECTIONS), defaults.max_connections
+        ),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
     )
@@ -839,6 +847,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
     names: dict[tuple[str, str], int] = {}
     services: dict[tuple[Protocol, IPv4Address, int], tuple[str, int]] = {}
     marks: dict[int, tuple[str, int]] = {}
+    n_services = n_dests = 0
     for child in root.children:
         if (child.kind, child.name) in names:
             raise ConfigError(
@@ -872,6 +881,22 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
             services[svc] = (v.name, child.line)
         if cfg.network is Network.NAT:
             _check_nat(cfg, v, child, filename)
+        if v.active:
+            ports = 1 if v.fwmark else len(v.ports)
+            n_services += ports
+            n_dests += ports * sum(1 for s in v.servers if s.active)
+            if n_services > MAX_SERVICES:
+                raise f.error(
+                    "port",
+                    f"the fast path holds at most {MAX_SERVICES} services; this virtual "
+                    f"brings the active ones to {n_services}",
+                )
+            if n_dests > MAX_DESTINATIONS:
+                raise ConfigError(
+                    f"{filename}:{child.line}: server: the fast path holds at most "
+                    f"{MAX_DESTINATIONS} destinations (one per server and port); "
+                    f"{child.describe()} brings the active ones to {n_dests}"
+                )
         virtuals.append(v)
     return replace(cfg, virtuals=tuple(virtuals), failovers=tuple(failovers))
 
@@ -1017,6 +1042,16 @@ def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: s
 
 
 # --------------------------------------------------------------------------- entry points
+
+
+def check_runnable(cfg: DirectorConfig) -> None:
+    """Refuse, as ``lvsd run`` would, a valid configuration the daemon cannot serve:
+    ``network`` other than nat, or no active virtual server. ``lvsd check`` and the
+    daemon both call this, so that they agree."""
+    if cfg.network is not Network.NAT:
+        raise ConfigError(f"network = {cfg.network}: lvsd serves network = nat only")
+    if not any(v.active for v in cfg.virtuals):
+        raise ConfigError("no active virtual server: nothing to direct")
 
 
 def parse_config(text: str, filename: str = "<string>") -> DirectorConfig:

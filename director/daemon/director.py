@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import struct
 import time
@@ -24,8 +25,14 @@ from dataclasses import asdict, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from director.config import DirectorConfig, Network, Protocol
-from director.daemon import reload
+from director.config import (
+    MAX_DESTINATIONS,
+    MAX_SERVICES,
+    DirectorConfig,
+    Protocol,
+    check_runnable,
+)
+from director.daemon import limits, reload
 from director.daemon.nanny import Nanny
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
@@ -97,11 +104,8 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
 
 def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
     """What the director's namespace needs for ``cfg`` (network = nat only)."""
-    if cfg.network is not Network.NAT:
-        raise ConfigError(f"network = {cfg.network}: lvsd serves network = nat only")
+    check_runnable(cfg)
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
-    if not vips:
-        raise ConfigError("no active virtual server: nothing to direct")
     reals = tuple(
         dict.fromkeys(s.address for v in cfg.virtuals if v.active for s in v.servers if s.active)
     )
@@ -139,9 +143,16 @@ class Director:
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
-        self.table = fastpath.ConnTable(cfg.max_connections)
+        try:
+            self.table = fastpath.ConnTable(cfg.max_connections, MAX_DESTINATIONS, MAX_SERVICES)
+        except MemoryError:
+            raise ConfigError(
+                f"max_connections = {cfg.max_connections}: not enough memory for the "
+                "connection table"
+            ) from None
         self.ipvs = build_ipvs(cfg, self.table)
-        self.nanny = Nanny(cfg, self.ipvs)
+        self.budget = limits.budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self.nanny = Nanny(cfg, self.ipvs, max_probes=self.budget.probes)
         failover = failover_settings(cfg) if wants_failover(cfg) else None
         # With failover, Pulse claims the VIPs when this director becomes active.
         spec = plumbing_spec(cfg, tun)
@@ -174,6 +185,29 @@ class Director:
         self._stop.set()
 
     async def run(self) -> None:
+        # Listening first, before the host is touched: a busy metrics port or a live
+        # daemon's socket is a one-line DirectorError and changes nothing.
+        control = ControlServer(
+            self.cfg.control_socket,
+            self,
+            commands=self.admin.commands(),
+            max_clients=self.budget.control_clients,
+        )
+        await control.start()
+        scrapes = None
+        try:
+            if self.cfg.metrics_address is not None:
+                scrapes = metrics.MetricsServer(
+                    self, self.cfg.metrics_address, max_clients=self.budget.metrics_clients
+                )
+                await scrapes.start()
+            await self._run(control, scrapes)
+        finally:
+            control.close()
+            if scrapes is not None:
+                scrapes.close()
+
+    async def _run(self, control: ControlServer, scrapes: metrics.MetricsServer | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -201,22 +235,23 @@ class Director:
                     tg.create_task(self._expiry())
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
-                    control = ControlServer(
-                        self.cfg.control_socket, self, commands=self.admin.commands()
-                    )
-                    await control.start()
                     tg.create_task(control.serve())
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
-                    if self.cfg.metrics_address is not None:
-                        tg.create_task(metrics.serve(self, self.cfg.metrics_address))
+                    if scrapes is not None:
+                        tg.create_task(scrapes.serve())
                     if (interval := watchdog.interval_from_environment()) is not None:
                         tg.create_task(watchdog.keep_alive(self._notifier, interval))
                     log.info(
-                        "serving %d services with the %s fast path (table limit %d)",
+                        "serving %d services with the %s fast path (table limit %d, "
+                        "%d descriptors: %d probes, %d scrapers, %d control clients at once)",
                         len(self.ipvs.services),
                         fastpath.IMPLEMENTATION,
                         self.table.max_conns,
+                        self.budget.nofile,
+                        self.budget.probes,
+                        self.budget.metrics_clients,
+                        self.budget.control_clients,
                     )
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()

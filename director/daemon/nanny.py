@@ -161,10 +161,12 @@ class _Watch:
 class Nanny:
     """The probes of ``cfg`` and the bridge that applies their events to ``ipvs``."""
 
-    def __init__(self, cfg: DirectorConfig, ipvs: IPVS) -> None:
+    def __init__(self, cfg: DirectorConfig, ipvs: IPVS, *, max_probes: int = 1024) -> None:
         self.cfg = cfg
         self.ipvs = ipvs
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        # Shared by every target's runner: at most this many probes at once.
+        self._limit = asyncio.Semaphore(max_probes)
         self._watches = {target_id(t): self._watch(t) for t in targets(cfg)}
         self._services: dict[ServiceKey, _ServiceState] = {}
         for key, v, vport, svc in self._configured(cfg):
@@ -176,7 +178,7 @@ class Nanny:
         self._tg: asyncio.TaskGroup | None = None
 
     def _watch(self, target: Target) -> _Watch:
-        return _Watch(target, Runner([target], self.queue))
+        return _Watch(target, Runner([target], self.queue, limit=self._limit))
 
     def _configured(
         self, cfg: DirectorConfig

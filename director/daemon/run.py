@@ -12,6 +12,7 @@ import uvloop
 
 from director import logsetup
 from director.config import load_config
+from director.daemon import limits
 from director.daemon.director import Director
 from director.errors import DirectorError
 
@@ -29,6 +30,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
         logsetup.setup(cfg.debug_level, verbose=getattr(args, "verbose", False))
+        limits.raise_nofile_limit()
         director = Director(cfg, tun=args.tun, config_path=Path(args.config))
         uvloop.run(director.run())
     except DirectorError as e:

@@ -36,6 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from director.config import DirectorConfig, HostPort
+from director.errors import DirectorError
 from director.ops.admin import Admin
 
 if TYPE_CHECKING:
@@ -308,6 +309,12 @@ def health_families(stats: NannyStats, targets: Iterable[TargetHealth]) -> Itera
     ):
         changes.add_metric([change], float(n))
     yield changes
+    yield _counter(
+        "lvsd_health_internal_errors",
+        "Probes that failed for the director's own reasons (out of descriptors, buffers "
+        "or memory); they never take a real server out.",
+        float(stats.runner.internal_errors),
+    )
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -529,13 +536,71 @@ def registry_for(director: Observed) -> CollectorRegistry:
     return registry
 
 
-async def serve(director: Observed, address: HostPort) -> None:
-    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup)."""
-    registry = registry_for(director)
+READ_TIMEOUT_S = 5.0
+MAX_CLIENTS = 64
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class MetricsServer:
+    """Answers ``GET /metrics`` on ``address``. Event-loop thread only.
+
+    At most ``max_clients`` scrapers at once (one more is hung up on at once), each
+    hung up on if its request head takes longer than ``read_timeout`` seconds: idle
+    clients must not hold the descriptors the probes need.
+    """
+
+    def __init__(
+        self,
+        director: Observed,
+        address: HostPort,
+        *,
+        max_clients: int = MAX_CLIENTS,
+        read_timeout: float = READ_TIMEOUT_S,
+    ) -> None:
+        self.address = address
+        self.max_clients = max_clients
+        self.read_timeout = read_timeout
+        self.refused = 0
+        self._registry = registry_for(director)
+        self._clients = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen; DirectorError naming ``metrics_address`` if that is not possible."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            self._server = await asyncio.start_server(
+                self._handle,
+                str(self.address.host),
+                self.address.port,
+                limit=MAX_REQUEST_HEAD,
+            )
+        except OSError as e:
+            # asyncio rewords bind errors; the errno's own text is the one-line reason.
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise DirectorError(
+                f"metrics_address {self.address}: cannot listen: {reason}"
+            ) from None
+        log.info("metrics on http://%s/metrics", self.address)
+
+    async def serve(self) -> None:
+        """Serve until cancelled (a task of the TaskGroup)."""
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._clients >= self.max_clients:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self._clients += 1
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
             parts = head.split(b"\r\n", 1)[0].split()
             path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
             if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
@@ -544,7 +609,7 @@ async def serve(director: Observed, address: HostPort) -> None:
                 status, ctype, body = (
                     b"200 OK",
                     CONTENT_TYPE_LATEST.encode(),
-                    generate_latest(registry),
+                    generate_latest(self._registry),
                 )
             else:
                 status, ctype, body = b"404 Not Found", b"text/plain", b"see /metrics\n"
@@ -559,14 +624,20 @@ async def serve(director: Observed, address: HostPort) -> None:
                 + (body if parts[:1] != [b"HEAD"] else b"")
             )
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # a client that hangs up or sends an oversized head
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+            TimeoutError,
+        ):
+            pass  # a client that hangs up, stays silent or sends an oversized head
         finally:
+            self._clients -= 1
             writer.close()
 
-    server = await asyncio.start_server(
-        handle, str(address.host), address.port, limit=MAX_REQUEST_HEAD
-    )
-    log.info("metrics on http://%s/metrics", address)
-    async with server:
-        await server.serve_forever()
+
+async def serve(director: Observed, address: HostPort) -> None:
+    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup)."""
+    server = MetricsServer(director, address)
+    await server.start()
+    await server.serve()

@@ -1,4 +1,8 @@
-"""``lvsd check``: validate an lvs.cf and print it normalized."""
+"""``lvsd check``: validate an lvs.cf and print it normalized.
+
+Refuses everything ``lvsd run`` refuses before it touches the host: the parser's rules
+(capacity limits included) and ``check_runnable``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from director.config import format_config, load_config
+from director.config import check_runnable, format_config, load_config
 from director.errors import ConfigError
 
 
@@ -19,6 +23,7 @@ def add_command(sub: Any) -> None:
 def run_check(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
+        check_runnable(cfg)
     except ConfigError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -10,11 +11,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from director.config import DirectorConfig, HostPort
 from director.dataplane import fastpath
+from director.errors import DirectorError
 from director.ipvs.estimator import RateEstimator
 from director.ipvs.service import IPVS
 from director.ops import metrics
@@ -330,3 +333,50 @@ def test_dashboard_queries_only_exported_samples(tmp_path: Path) -> None:
     assert queried - exported == set()
     for family in ("lvsd_backend_health", "lvsd_failover_role", "lvsd_failover_sync_lag_seconds"):
         assert family in queried
+
+
+async def test_a_busy_port_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = HostPort(IPv4Address("127.0.0.1"), busy.getsockname()[1])
+        server = metrics.MetricsServer(director(tmp_path), address)
+        with pytest.raises(DirectorError) as e:
+            await server.start()
+    assert str(e.value) == f"metrics_address {address}: cannot listen: Address already in use"
+
+
+async def test_idle_scrapers_are_capped_and_hung_up_on(tmp_path: Path) -> None:
+    server = metrics.MetricsServer(
+        director(tmp_path), HostPort(IPv4Address("127.0.0.1"), 0), max_clients=2, read_timeout=0.5
+    )
+    await server.start()
+    assert server._server is not None
+    port = server._server.sockets[0].getsockname()[1]
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(server.serve())
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _ in range(1000):  # until the server has taken both in
+            if server._clients == 2:
+                break
+            await asyncio.sleep(0.001)
+        # One more while two idle ones are held: hung up on at once.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(10):
+            with contextlib.suppress(ConnectionResetError):
+                assert await reader.read() == b""
+        writer.close()
+        # The idle ones are hung up on after the read timeout...
+        for r, w in idle:
+            async with asyncio.timeout(10):
+                assert await r.read() == b""
+            w.close()
+        # ... after which a scraper is served again.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        async with asyncio.timeout(10):
+            response = await reader.read()
+        writer.close()
+        task.cancel()
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    assert server.refused == 1
