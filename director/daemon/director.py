@@ -380,6 +380,9 @@ class Director:
             verdict = self.table.process_vnet(buf, now)
             if verdict == fastpath.NEW:
                 verdict = self._new_connection(buf, now, fwmark)
+            elif verdict == fastpath.LOCAL:  # a fragmented echo request to a VIP
+                self._local(buf)
+                return
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
@@ -432,7 +435,9 @@ class Director:
     # --- reporting -------------------------------------------------------------------
 
     def statistics(self) -> DirectorStats:
-        drops = self.table.drops()
+        drops = dict(self.table.drops())
+        for reason, n in self.reassembler.statistics().drops.items():
+            drops[f"fragment_{reason}"] = n
         return DirectorStats(
             implementation=fastpath.IMPLEMENTATION,
             connections=len(self.table),
