@@ -159,6 +159,7 @@ class Director:
         self.plumbing = Plumbing(spec if failover is None else replace(spec, claim_on_setup=False))
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
+        self._icmp_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
@@ -399,7 +400,13 @@ class Director:
             self._counts["no_service"] += 1
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
+        full = self.ipvs.no_memory
         if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc) is None:
+            if self.ipvs.no_memory != full:
+                # The table is full of entries past their handshake: dropped silently, as
+                # the kernel does, and counted once (DROP_TABLE_FULL, by the table).
+                self._counts["table_full"] += 1
+                return fastpath.DROP_TABLE_FULL
             self._counts["no_dest"] += 1
             self._log_no_dest(svc)
             self._unreachable(buf)
@@ -422,6 +429,8 @@ class Director:
                 self._write(bytearray(_VNET_PLAIN + reply))
 
     def _unreachable(self, buf: bytearray) -> None:
+        if not self._icmp_limit.allow(now_ms()):
+            return
         err = icmp.port_unreachable(buf[fastpath.VNET_HDR_LEN :])
         if err is not None:
             self._write(bytearray(_VNET_PLAIN + err))
@@ -447,6 +456,9 @@ class Director:
             no_dest=self._counts["no_dest"],
             echo_replies=self._counts["echo_replies"],
             drops=dict(drops),
+            table_full=self._counts["table_full"],
+            evicted_half_open=int(self.table.evictions()),
+            icmp_suppressed=self._icmp_limit.suppressed,
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -500,6 +512,9 @@ class Director:
             "no_service": stats.no_service,
             "no_dest": stats.no_dest,
             "echo_replies": stats.echo_replies,
+            "table_full": stats.table_full,
+            "evicted_half_open": stats.evicted_half_open,
+            "icmp_suppressed": stats.icmp_suppressed,
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "services": services,

@@ -227,11 +227,22 @@ class DirectorCollector(Collector):
             "New connections the director was asked to schedule, by outcome.",
             labels=("outcome",),
         )
-        decided = stats.decided - stats.no_service - stats.no_dest
+        decided = stats.decided - stats.no_service - stats.no_dest - stats.table_full
         decisions.add_metric(["scheduled"], float(max(0, decided)))
         decisions.add_metric(["no_service"], float(stats.no_service))
         decisions.add_metric(["no_destination"], float(stats.no_dest))
+        decisions.add_metric(["table_full"], float(stats.table_full))
         yield decisions
+        yield _counter(
+            "lvsd_connection_table_evictions",
+            "Half-open (SYN_RECV) entries evicted to make room in a full table.",
+            float(stats.evicted_half_open),
+        )
+        yield _counter(
+            "lvsd_icmp_errors_suppressed",
+            "ICMP errors not sent because of the rate limit (icmp_msgs_per_sec).",
+            float(stats.icmp_suppressed),
+        )
         echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
         echo.add_metric([], float(stats.echo_replies))
         yield echo

@@ -162,3 +162,55 @@ def test_a_fragmented_echo_request_to_the_vip_is_answered(
     assert reply[28:] == data
     assert ones_sum(reply[20:]) == 0xFFFF
     assert d.statistics().echo_replies == 1
+
+
+def test_a_full_table_drops_a_new_syn_silently_and_counts_it_once(fastpath: ModuleType) -> None:
+    d = loop_director(fastpath.ConnTable(2))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    peer.setblocking(False)
+    d._fd = ours.fileno()
+    try:
+        for cport in (4000, 4001):
+            peer.send(syn(CLIENT, cport, VIP, 80))
+        d._on_readable(d._fd, 0)
+        for _ in range(2):
+            peer.recv(2048)
+        # Both past their handshake: nothing to evict.
+        for h in range(2):
+            d.table.set_state(h, 1, 0)
+        peer.send(syn(CLIENT, 4002, VIP, 80))
+        d._on_readable(d._fd, 0)
+        with pytest.raises(BlockingIOError):
+            peer.recv(2048)  # no ICMP error, nothing forwarded
+        stats = d.statistics()
+        assert (stats.table_full, stats.no_dest, stats.no_service) == (1, 0, 0)
+        assert stats.drops["DROP_TABLE_FULL"] == 1
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_a_syn_flood_in_a_full_table_evicts_half_open_entries_not_established_ones(
+    fastpath: ModuleType,
+) -> None:
+    d = loop_director(fastpath.ConnTable(8))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    peer.settimeout(5)
+    d._fd = ours.fileno()
+    try:
+        peer.send(syn(CLIENT, 5000, VIP, 80))
+        d._on_readable(d._fd, 0)
+        peer.recv(2048)
+        d.table.set_state(0, 1, 0)  # the legitimate client completed its handshake
+        for i in range(100):  # spoofed SYNs, each from a new source
+            peer.send(syn(0xCB007100 + i, 1024 + i, VIP, 80))
+            d._on_readable(d._fd, 1 + i)
+            peer.recv(2048)
+        assert d.table.conn_info(0)[2] == 5000
+        assert d.table.evictions() == 100 - 7
+        assert d.statistics().table_full == 0
+    finally:
+        ours.close()
+        peer.close()

@@ -180,7 +180,12 @@ def test_lvsd_families(tmp_path: Path) -> None:
     drops = {s[1]["reason"]: s[2] for s in fams["lvsd_drops"]}
     assert (drops["truncated"], drops["no_service"]) == (2.0, 1.0)
     outcomes = {s[1]["outcome"]: s[2] for s in fams["lvsd_scheduling_decisions"]}
-    assert outcomes == {"scheduled": 2.0, "no_service": 1.0, "no_destination": 0.0}
+    assert outcomes == {
+        "scheduled": 2.0,
+        "no_service": 1.0,
+        "no_destination": 0.0,
+        "table_full": 0.0,
+    }
     assert {s[1]["state"]: s[2] for s in fams["lvsd_service_backends"]} == {
         "configured": 2.0,
         "schedulable": 1.0,
