@@ -244,6 +244,11 @@ class Runner:
             for t, tr in self.trackers.items()
         )
 
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """The counts behind ``statistics()`` (a live view; ``targets`` excluded)."""
+        return self._counts
+
     def statistics(self) -> RunnerStats:
         c = self._counts
         return RunnerStats(

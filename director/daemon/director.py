@@ -56,6 +56,8 @@ _VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we buil
 # proto, saddr, daddr, sport, dport of a vnet-headed IPv4 packet without options.
 _FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
+# Seconds of work per slice when a reload is applied on the event loop.
+SLICE_S = 0.005
 
 
 def now_ms() -> int:
@@ -163,6 +165,9 @@ class Director:
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._reloading = False
+        self._reload_again = False
         self._fd = -1
         self._pending: list[tuple[int, bytearray]] = []
         self._counts: Counter[str] = Counter()
@@ -233,6 +238,7 @@ class Director:
                 loop.add_reader(fd, self._on_readable, fd, mark)
             try:
                 async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
                     tg.create_task(self._expiry())
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
@@ -262,6 +268,7 @@ class Director:
             except* _Stopped:
                 pass
             finally:
+                self._tg = None
                 for fd, _ in readers:
                     loop.remove_reader(fd)
         finally:
@@ -275,19 +282,46 @@ class Director:
 
     def reload(self) -> None:
         """SIGHUP: apply the configuration file's changes (director.daemon.reload); a broken
-        file changes nothing."""
+        file changes nothing. While the daemon runs, the file is read and checked in a
+        worker thread and the changes applied in slices (``_reload``), so that a big reload
+        never holds up the packets; a SIGHUP during a reload runs another after it."""
         if self.config_path is None:
             log.warning("reload: no configuration file to re-read")
             return
-        self._notifier.reloading()
-        reload.reload_file(
-            self.config_path,
-            self.cfg,
-            self.plumbing.spec,
-            lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
-            self._apply_config,
-        )
-        self._notifier.ready(f"{len(self.ipvs.services)} services")
+        if self._tg is None:
+            self._notifier.reloading()
+            reload.reload_file(
+                self.config_path,
+                self.cfg,
+                self.plumbing.spec,
+                lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
+                self._apply_config,
+            )
+            self._notifier.ready(f"{len(self.ipvs.services)} services")
+            return
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+        self._tg.create_task(self._reload(self.config_path))
+
+    async def _reload(self, path: Path) -> None:
+        tun = self.plumbing.spec.tun
+        try:
+            while True:
+                self._reload_again = False
+                self._notifier.reloading()
+                running = self.cfg
+                cfg = await asyncio.to_thread(
+                    reload.prepare, path, self.plumbing.spec, lambda c: plumbing_spec(c, tun)
+                )
+                if cfg is not None:
+                    reload.finish(path, running, cfg, await self._apply_config_sliced(cfg))
+                self._notifier.ready(f"{len(self.ipvs.services)} services")
+                if not self._reload_again:
+                    return
+        finally:
+            self._reloading = False
 
     def _apply_config(self, cfg: DirectorConfig) -> int:
         """Run ``cfg`` from now on: its differences from ``self.cfg`` applied as events,
@@ -296,10 +330,27 @@ class Director:
         self.admin.drain_timeout = cfg.drain_timeout
         for event in events:
             self.apply(event)
+        self._configured(cfg)
+        return len(events)
+
+    async def _apply_config_sliced(self, cfg: DirectorConfig) -> int:
+        """``_apply_config`` letting the event loop run every ``SLICE_S`` seconds of work
+        (each event is one service with its destinations)."""
+        events = reload.diff(self.cfg, cfg)
+        self.admin.drain_timeout = cfg.drain_timeout
+        deadline = time.perf_counter() + SLICE_S
+        for event in events:
+            self.apply(event)
+            if time.perf_counter() >= deadline:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + SLICE_S
+        self._configured(cfg)
+        return len(events)
+
+    def _configured(self, cfg: DirectorConfig) -> None:
         self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
         self.nanny.reconfigure(cfg)
         self.cfg = cfg
-        return len(events)
 
     def apply(self, event: ConfigEvent) -> None:
         """The single writer of configuration changes to the service layer."""

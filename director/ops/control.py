@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,41 @@ MAX_REQUEST = 64 * 1024
 # holds a descriptor the probes may need.
 IDLE_TIMEOUT_S = 10.0
 MAX_CLIENTS = 64
+
+
+# A big answer (a listing of 4,000 destinations, a million connections) is built and
+# encoded this many seconds at a time, the event loop running in between.
+SLICE_S = 0.005
+
+
+class Sliced:
+    """A result too big to build in one go: JSON ``prefix``, then ``items`` encoded as
+    a comma-separated sequence, then ``suffix``. The server iterates ``items`` in slices
+    of ``SLICE_S`` seconds, letting the event loop run between them."""
+
+    __slots__ = ("items", "prefix", "suffix")
+
+    def __init__(self, prefix: str, items: Iterator[object], suffix: str) -> None:
+        self.prefix = prefix
+        self.items = items
+        self.suffix = suffix
+
+    async def encode(self) -> str:
+        """The result as JSON text, built in slices."""
+        parts: list[str] = []
+        batch: list[object] = []
+        deadline = time.perf_counter() + SLICE_S
+        for item in self.items:
+            batch.append(item)
+            if len(batch) >= 64:
+                parts.append(json.dumps(batch)[1:-1])
+                batch.clear()
+                if time.perf_counter() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = time.perf_counter() + SLICE_S
+        if batch:
+            parts.append(json.dumps(batch)[1:-1])
+        return self.prefix + ",".join(parts) + self.suffix
 
 
 class Controlled(Protocol):
@@ -125,7 +161,11 @@ class ControlServer:
                 if line is None:
                     break
                 answer = self._answer(line) if line else _TOO_LONG
-                writer.write(_encode(answer))
+                if isinstance(answer, Sliced):
+                    text = await answer.encode()
+                    writer.write(b'{"ok": true, "result": ' + text.encode() + b"}\n")
+                else:
+                    writer.write(_encode(answer))
                 await writer.drain()
         except (ConnectionError, TimeoutError):
             pass  # a client that hangs up, or stays silent
@@ -133,7 +173,7 @@ class ControlServer:
             self._clients -= 1
             writer.close()
 
-    def _answer(self, line: bytes) -> dict[str, object]:
+    def _answer(self, line: bytes) -> dict[str, object] | Sliced:
         try:
             req = json.loads(line)
         except (ValueError, RecursionError) as e:
@@ -146,7 +186,8 @@ class ControlServer:
             names = ", ".join(sorted(self._commands))
             return {"ok": False, "error": f"unknown command {cmd!r}; expected one of: {names}"}
         try:
-            return {"ok": True, "result": handler(req)}
+            result = handler(req)
+            return result if isinstance(result, Sliced) else {"ok": True, "result": result}
         except DirectorError as e:
             # IPVSError and ConfigError: refusals the client reports; anything else
             # is a bug and reaches the TaskGroup.

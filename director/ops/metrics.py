@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,9 +40,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from director.config import DirectorConfig, HostPort
 from director.errors import DirectorError
 from director.ops.admin import Admin
+from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
 
 if TYPE_CHECKING:
-    from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
     from healthcheck.specs import ServiceKey
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ _COUNTER_FIELDS = (
     ("outgoing_bytes", "outbytes", "The total amount of outgoing data."),
 )
 MAX_REQUEST_HEAD = 16 * 1024
+# Seconds of work per slice when a scrape's data is gathered on the event loop.
+SLICE_S = 0.005
 STATE_DIR_MAX_FILES = 10_000
 
 
@@ -75,6 +79,8 @@ class HealthReport(Protocol):
     def statistics(self) -> NannyStats: ...
 
     def health(self) -> tuple[TargetHealth, ...]: ...
+
+    def iter_health(self) -> Iterator[TargetHealth]: ...
 
 
 class FailoverReport(Protocol):
@@ -118,22 +124,93 @@ def _backend_labels(svc: Mapping[str, Any], dest: Mapping[str, Any]) -> list[str
     return [local_address, local_port, host, port, proto, mark]
 
 
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """Everything one scrape reports, taken from the director on the event loop; the
+    text is then made from it in a worker thread (``render``)."""
+
+    services: list[Mapping[str, Any]]
+    stats: DirectorStats
+    nanny: NannyStats
+    health: tuple[TargetHealth, ...]
+    pulse: PulseStats | None
+    state_dir: Path
+
+
+def take(director: Observed) -> Scrape:
+    """A scrape in one go (tests, and small configurations)."""
+    return Scrape(
+        list(director.admin.iter_services(raw=True)),
+        director.statistics(),
+        director.nanny.statistics(),
+        tuple(director.nanny.iter_health()),
+        None if director.pulse is None else director.pulse.statistics(),
+        director.cfg.state_dir,
+    )
+
+
+async def take_sliced(director: Observed, slice_s: float = SLICE_S) -> Scrape:
+    """``take``, a slice of at most about ``slice_s`` seconds at a time: the event loop
+    (and the packets) run between slices. Event-loop thread only."""
+    deadline = time.perf_counter() + slice_s
+
+    async def pace() -> None:
+        nonlocal deadline
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + slice_s
+
+    services: list[Mapping[str, Any]] = []
+    for svc in director.admin.iter_services(raw=True):
+        services.append(svc)
+        await pace()
+    health: list[TargetHealth] = []
+    for h in director.nanny.iter_health():
+        health.append(h)
+        await pace()
+    return Scrape(
+        services,
+        director.statistics(),
+        director.nanny.statistics(),
+        tuple(health),
+        None if director.pulse is None else director.pulse.statistics(),
+        director.cfg.state_dir,
+    )
+
+
+def render(scrape: Scrape) -> bytes:
+    """The exposition text of ``scrape`` and of this process (CPU, memory). Touches no
+    live state: any thread."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeCollector(scrape))
+    ProcessCollector(registry=registry)
+    return generate_latest(registry)
+
+
 class DirectorCollector(Collector):
-    """Builds every family from one director's live state at each scrape."""
+    """Builds every family from one director's live state at each scrape (in one go)."""
 
     def __init__(self, director: Observed) -> None:
         self._director = director
 
     def collect(self) -> Iterator[Metric]:
-        d = self._director
-        listing = d.admin.listing(raw=True)
-        services: list[Mapping[str, Any]] = listing["services"]  # type: ignore[assignment]
-        yield from self._node_ipvs(services)
-        yield from self._lvsd_services(services)
-        yield from self._lvsd_director(d.statistics())
-        yield from health_families(d.nanny.statistics(), d.nanny.health())
-        yield from failover_families(None if d.pulse is None else d.pulse.statistics())
-        yield from host_families(d.cfg.state_dir)
+        yield from ScrapeCollector(take(self._director)).collect()
+
+
+class ScrapeCollector(Collector):
+    """Builds every family from one ``Scrape``."""
+
+    def __init__(self, scrape: Scrape) -> None:
+        self._scrape = scrape
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._scrape
+        yield from self._node_ipvs(s.services)
+        yield from self._lvsd_services(s.services)
+        yield from self._lvsd_director(s.stats)
+        yield from health_families(s.nanny, s.health)
+        yield from failover_families(s.pulse)
+        yield from host_families(s.state_dir)
 
     @staticmethod
     def _node_ipvs(services: list[Mapping[str, Any]]) -> Iterator[Metric]:
@@ -571,8 +648,10 @@ class MetricsServer:
         self.max_clients = max_clients
         self.read_timeout = read_timeout
         self.refused = 0
-        self._registry = registry_for(director)
+        self._director = director
         self._clients = 0
+        # One scrape rendered at a time: back-to-back scrapers queue, not pile up.
+        self._rendering = asyncio.Lock()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -617,11 +696,10 @@ class MetricsServer:
             if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
                 status, ctype, body = b"405 Method Not Allowed", b"text/plain", b"GET only\n"
             elif path in (b"/metrics", b"/"):
-                status, ctype, body = (
-                    b"200 OK",
-                    CONTENT_TYPE_LATEST.encode(),
-                    generate_latest(self._registry),
-                )
+                async with self._rendering:
+                    scrape = await take_sliced(self._director)
+                    body = await asyncio.to_thread(render, scrape)
+                status, ctype = b"200 OK", CONTENT_TYPE_LATEST.encode()
             else:
                 status, ctype, body = b"404 Not Found", b"text/plain", b"see /metrics\n"
             writer.write(
@@ -632,8 +710,9 @@ class MetricsServer:
                 + b"\r\nContent-Length: "
                 + str(len(body)).encode()
                 + b"\r\nConnection: close\r\n\r\n"
-                + (body if parts[:1] != [b"HEAD"] else b"")
             )
+            if parts[:1] != [b"HEAD"]:
+                writer.write(body)  # apart: no copy of a 10 MB body on the loop
             await writer.drain()
         except (
             asyncio.IncompleteReadError,
