@@ -33,7 +33,7 @@ from director.config import (
     check_runnable,
 )
 from director.daemon import limits, reload
-from director.daemon.nanny import Nanny
+from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
 from director.daemon.reload import ConfigEvent
@@ -48,6 +48,7 @@ from director.ops.admin import Admin
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
+from healthcheck.specs import Target
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,9 @@ class Director:
                     reload.prepare, path, self.plumbing.spec, lambda c: plumbing_spec(c, tun)
                 )
                 if cfg is not None:
-                    reload.finish(path, running, cfg, await self._apply_config_sliced(cfg))
+                    wanted = await asyncio.to_thread(wanted_targets, cfg)
+                    changes = await self._apply_config_sliced(cfg, wanted)
+                    reload.finish(path, running, cfg, changes)
                 self._notifier.ready(f"{len(self.ipvs.services)} services")
                 if not self._reload_again:
                     return
@@ -333,18 +336,28 @@ class Director:
         self._configured(cfg)
         return len(events)
 
-    async def _apply_config_sliced(self, cfg: DirectorConfig) -> int:
+    async def _apply_config_sliced(
+        self, cfg: DirectorConfig, wanted: dict[TargetId, Target] | None = None
+    ) -> int:
         """``_apply_config`` letting the event loop run every ``SLICE_S`` seconds of work
-        (each event is one service with its destinations)."""
+        (a step is one service with its destinations, or one probe target)."""
         events = reload.diff(self.cfg, cfg)
         self.admin.drain_timeout = cfg.drain_timeout
         deadline = time.perf_counter() + SLICE_S
-        for event in events:
-            self.apply(event)
+
+        async def pace() -> None:
+            nonlocal deadline
             if time.perf_counter() >= deadline:
                 await asyncio.sleep(0)
                 deadline = time.perf_counter() + SLICE_S
-        self._configured(cfg)
+
+        for event in events:
+            self.apply(event)
+            await pace()
+        self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+        for _ in self.nanny.reconfigure_steps(cfg, wanted or wanted_targets(cfg)):
+            await pace()
+        self.cfg = cfg
         return len(events)
 
     def _configured(self, cfg: DirectorConfig) -> None:

@@ -136,6 +136,11 @@ def target_id(t: Target) -> TargetId:
     return (t.key, t.addr, t.port)
 
 
+def wanted_targets(cfg: DirectorConfig) -> dict[TargetId, Target]:
+    """Every target ``cfg`` asks nanny to watch, by id. Pure: any thread."""
+    return {target_id(t): t for t in targets(cfg)}
+
+
 @dataclass(slots=True)
 class _ServiceState:
     svc: VirtualService
@@ -224,7 +229,15 @@ class Nanny:
         (health, ramp, agent state) with the new settings, and a new configured weight
         reaches the table at once when the server is in and not ramping.
         """
-        wanted = {target_id(t): t for t in targets(cfg)}
+        for _ in self.reconfigure_steps(cfg, wanted_targets(cfg)):
+            pass
+
+    def reconfigure_steps(
+        self, cfg: DirectorConfig, wanted: dict[TargetId, Target]
+    ) -> Iterator[None]:
+        """``reconfigure`` as steps (a yield per target started or changed) for a caller
+        that lets the event loop run between them; ``wanted`` is ``wanted_targets(cfg)``,
+        which any thread may compute. The steps must be run to the end."""
         for tid in [tid for tid in self._watches if tid not in wanted]:
             self._stop(self._watches.pop(tid))
         added: set[TargetId] = set()
@@ -235,6 +248,7 @@ class Nanny:
                 added.add(tid)
                 self._watches[tid] = w = self._watch(t)
                 self._start(w)
+                yield
             elif old.target != t:
                 tracker = old.tracker
                 _retune(tracker, old.target, t)
@@ -243,10 +257,15 @@ class Nanny:
                 w.runner.trackers = {t: tracker}
                 self._start(w)
                 retuned.append(w)
+                yield
         before, self._services = self._services, {}
+        # Grouped once: a lookup per service, not a walk of every added target.
+        added_to: dict[ServiceKey, set[tuple[int, int]]] = {}
+        for k, addr, port in added:
+            added_to.setdefault(k, set()).add((int(IPv4Address(addr)), port))
         for key, v, vport, svc in self._configured(cfg):
             old_state = before.get(key)
-            new_here = {(int(IPv4Address(addr)), port) for k, addr, port in added if k == key}
+            new_here = added_to.get(key, set())
             if old_state is None:
                 self._services[key] = _ServiceState(svc, v, vport, new_here)
                 continue
