@@ -25,10 +25,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from tests.unit.fastpath_ref import standard_table, syn
 from tests.unit.test_director_loop import VIP as LOOP_VIP
 from tests.unit.test_director_loop import loop_director
-
 from tests.vectors.nat_vectors import VECTORS, Vector
 
 FORWARD = [v for v in VECTORS if v.verdict == "FORWARD"]
