@@ -110,7 +110,11 @@ async def main(conns: int) -> None:
             ("lvsadm -L -n -c (connections)", lambda: listing("connections")),
         ):
             worst, took = await stall(op)
-            print(f"{name:32} stall {worst * 1000:7.1f} ms   (operation {took:6.2f} s)")
+            dests = sum(len(s.dests) for s in director.ipvs.services.values())
+            print(
+                f"{name:32} stall {worst * 1000:7.1f} ms   (operation {took:6.2f} s, "
+                f"{dests:,} destinations)"
+            )
 
 
 if __name__ == "__main__":
