@@ -19,13 +19,6 @@ from director.errors import DirectorError
 
 log = logging.getLogger(__name__)
 
-# The collector's thresholds while the daemon runs. A scrape or a listing of thousands
-# of destinations allocates hundreds of thousands of short-lived objects; with the
-# default first threshold (700) many of them live through a young collection and pile
-# up until a full collection, which holds the interpreter (and the packet loop) for
-# tens of milliseconds. Rarer young collections let them die first.
-GC_THRESHOLDS = (50_000, 20, 20)
-
 
 def add_command(sub: Any) -> None:
     p = sub.add_parser("run", help="run the director daemon")
@@ -40,9 +33,10 @@ def run_daemon(args: argparse.Namespace) -> int:
         logsetup.setup(cfg.debug_level, verbose=getattr(args, "verbose", False))
         limits.raise_nofile_limit()
         director = Director(cfg, tun=args.tun, config_path=Path(args.config))
-        # What start-up built lives as long as the daemon: out of the collector's sight.
+        # What start-up built lives as long as the daemon: out of the collector's sight,
+        # so that a full collection (which holds the packet loop) walks only what a
+        # scrape or a listing made since.
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
         uvloop.run(director.run())
     except DirectorError as e:
         print(f"lvsd: {e}", file=sys.stderr)

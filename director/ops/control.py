@@ -67,13 +67,14 @@ class Sliced:
         deadline = time.perf_counter() + SLICE_S
         for item in self.items:
             batch.append(item)
-            if len(batch) >= 256:
+            late = time.perf_counter() >= deadline
+            if len(batch) >= 256 or late:
                 out((b"" if first else b",") + json.dumps(batch)[1:-1].encode())
                 first = False
                 batch.clear()
-                if time.perf_counter() >= deadline:
-                    await asyncio.sleep(0)
-                    deadline = time.perf_counter() + SLICE_S
+            if late:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + SLICE_S
         if batch:
             out((b"" if first else b",") + json.dumps(batch)[1:-1].encode())
         out(self.suffix.encode())

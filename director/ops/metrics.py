@@ -178,13 +178,59 @@ async def take_sliced(director: Observed, slice_s: float = SLICE_S) -> Scrape:
     )
 
 
-def render(scrape: Scrape) -> bytes:
-    """The exposition text of ``scrape`` and of this process (CPU, memory). Touches no
-    live state: any thread."""
+def render(scrape: Scrape, pid: int | None = None) -> bytes:
+    """The exposition text of ``scrape`` and of process ``pid`` (CPU, memory; default this
+    one). Touches no live state: any thread, or a forked child."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ScrapeCollector(scrape))
-    ProcessCollector(registry=registry)
+    who = os.getpid() if pid is None else pid
+    ProcessCollector(pid=lambda: who, registry=registry)
     return generate_latest(registry)
+
+
+async def render_apart(scrape: Scrape) -> bytes:
+    """``render`` in a forked child, which has its own interpreter lock: seconds of
+    formatting then take nothing from the event loop (a worker thread would share the
+    lock, and under CPU contention hold the loop up while descheduled with it). The child
+    sees the scrape copy-on-write, writes the text to a pipe and exits; it touches no
+    descriptor it inherited. Falls back to a worker thread if the fork fails."""
+    parent = os.getpid()
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return await asyncio.to_thread(render, scrape, parent)
+    if pid == 0:  # the child: render, write, exit; never return into the event loop
+        status = 1
+        try:
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(render(scrape, parent))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    try:
+        pipe = os.fdopen(read_fd, "rb")
+        reader = asyncio.StreamReader(limit=1 << 20)
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe
+            )
+        except BaseException:
+            pipe.close()
+            raise
+        try:
+            body = await reader.read()
+        finally:
+            transport.close()  # and with it the pipe
+    finally:
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    if status != 0:
+        raise RuntimeError(f"metrics: the rendering child failed (wait status {status})")
+    return body
 
 
 class DirectorCollector(Collector):
@@ -698,7 +744,7 @@ class MetricsServer:
             elif path in (b"/metrics", b"/"):
                 async with self._rendering:
                     scrape = await take_sliced(self._director)
-                    body = await asyncio.to_thread(render, scrape)
+                    body = await render_apart(scrape)
                 status, ctype = b"200 OK", CONTENT_TYPE_LATEST.encode()
             else:
                 status, ctype, body = b"404 Not Found", b"text/plain", b"see /metrics\n"
