@@ -23,7 +23,9 @@ from pathlib import Path
 import uvloop
 
 from director.config import parse_config
+from director.daemon import reload as reload_
 from director.daemon.director import Director
+from director.daemon.nanny import wanted_targets
 from director.ops import control, metrics
 
 TICK_S = 0.001
@@ -84,7 +86,8 @@ async def main(conns: int) -> None:
     async def listing(name: str) -> None:
         result = commands[name]({})
         assert isinstance(result, control.Sliced)
-        await result.encode()
+        sink: list[bytes] = []  # as the control socket's transport takes the chunks
+        await result.write(sink.append)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lvs.cf"
@@ -95,7 +98,10 @@ async def main(conns: int) -> None:
 
         async def reload() -> None:
             cfg = await asyncio.to_thread(lambda: parse_config(path.read_text(), str(path)))
-            await director._apply_config_sliced(cfg)
+            events, wanted = await asyncio.to_thread(
+                lambda: (reload_.diff(director.cfg, cfg), wanted_targets(cfg))
+            )
+            await director._apply_config_sliced(cfg, wanted, events)
 
         print(f"{len(director.table):,} connections")
         for name, op in (

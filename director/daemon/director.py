@@ -43,7 +43,7 @@ from director.dataplane.reassembly import Reassembler
 from director.errors import ConfigError
 from director.ipvs.estimator import INTERVAL_S, RateEstimator
 from director.ipvs.service import IPVS, IPVSError, VirtualService, format_addr
-from director.ops import metrics, watchdog
+from director.ops import control, metrics, watchdog
 from director.ops.admin import Admin
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
@@ -317,8 +317,11 @@ class Director:
                     reload.prepare, path, self.plumbing.spec, lambda c: plumbing_spec(c, tun)
                 )
                 if cfg is not None:
-                    wanted = await asyncio.to_thread(wanted_targets, cfg)
-                    changes = await self._apply_config_sliced(cfg, wanted)
+                    # Pure work on immutable configurations: off the loop too.
+                    events, wanted = await asyncio.to_thread(_plan, running, cfg)
+                    if self.cfg is not running:  # a failover sync got in meanwhile
+                        events = reload.diff(self.cfg, cfg)
+                    changes = await self._apply_config_sliced(cfg, wanted, events)
                     reload.finish(path, running, cfg, changes)
                 self._notifier.ready(f"{len(self.ipvs.services)} services")
                 if not self._reload_again:
@@ -337,18 +340,24 @@ class Director:
         return len(events)
 
     async def _apply_config_sliced(
-        self, cfg: DirectorConfig, wanted: dict[TargetId, Target] | None = None
+        self,
+        cfg: DirectorConfig,
+        wanted: dict[TargetId, Target] | None = None,
+        events: list[ConfigEvent] | None = None,
     ) -> int:
         """``_apply_config`` letting the event loop run every ``SLICE_S`` seconds of work
-        (a step is one service with its destinations, or one probe target)."""
-        events = reload.diff(self.cfg, cfg)
+        (a step is one service with its destinations, or one probe target); ``wanted``
+        and ``events`` may come precomputed (``wanted_targets(cfg)``,
+        ``reload.diff(self.cfg, cfg)``)."""
+        if events is None:
+            events = reload.diff(self.cfg, cfg)
         self.admin.drain_timeout = cfg.drain_timeout
         deadline = time.perf_counter() + SLICE_S
 
         async def pace() -> None:
             nonlocal deadline
             if time.perf_counter() >= deadline:
-                await asyncio.sleep(0)
+                await asyncio.sleep(control.PAUSE_S)
                 deadline = time.perf_counter() + SLICE_S
 
         for event in events:
@@ -585,6 +594,13 @@ class Director:
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),
         }
+
+
+def _plan(
+    running: DirectorConfig, cfg: DirectorConfig
+) -> tuple[list[ConfigEvent], dict[TargetId, Target]]:
+    """A reload's events and nanny's targets: pure, so a worker thread computes them."""
+    return reload.diff(running, cfg), wanted_targets(cfg)
 
 
 class _Stopped(Exception):

@@ -37,6 +37,9 @@ MAX_CLIENTS = 64
 # A big answer (a listing of 4,000 destinations, a million connections) is built and
 # encoded this many seconds at a time, the event loop running in between.
 SLICE_S = 0.005
+# Between slices: a real (if short) sleep, so that the loop polls its descriptors and
+# runs its timers. Under uvloop a zero sleep can leave both waiting for many slices.
+PAUSE_S = 0.0005
 
 
 class Sliced:
@@ -73,7 +76,7 @@ class Sliced:
                 first = False
                 batch.clear()
             if late:
-                await asyncio.sleep(0)
+                await asyncio.sleep(PAUSE_S)
                 deadline = time.perf_counter() + SLICE_S
         if batch:
             out((b"" if first else b",") + json.dumps(batch)[1:-1].encode())

@@ -39,6 +39,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from director.config import DirectorConfig, HostPort
 from director.errors import DirectorError
+from director.ops import control
 from director.ops.admin import Admin
 from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
 
@@ -157,7 +158,7 @@ async def take_sliced(director: Observed, slice_s: float = SLICE_S) -> Scrape:
     async def pace() -> None:
         nonlocal deadline
         if time.perf_counter() >= deadline:
-            await asyncio.sleep(0)
+            await asyncio.sleep(control.PAUSE_S)
             deadline = time.perf_counter() + slice_s
 
     services: list[Mapping[str, Any]] = []
