@@ -1,8 +1,8 @@
 # One entry point for development. `make check` is what CI runs (through ./bootstrap test).
 PY ?= .venv/bin/python
-PACKAGES = director scheduling healthcheck failover lab
+PACKAGES = director scheduling healthcheck failover lab fuzz
 
-.PHONY: check lint typecheck test test-unit test-debug test-netns bench build coverage man
+.PHONY: check lint typecheck test test-unit test-debug test-netns bench build coverage man fuzz
 
 check: lint typecheck test test-debug
 
@@ -62,3 +62,11 @@ coverage:
 		$(PY) -m pytest -q -p no:cacheprovider $(COVERAGE_TESTS); status=$$?; \
 	rm -f $(COVERAGE_PTH); \
 	$(PY) -m coverage combine -q && $(PY) -m coverage report && exit $$status
+# Coverage-guided fuzzing (atheris), FUZZ_SECONDS per target, against a debug build of
+# the C extension with AddressSanitizer and UBSan made apart in build/asan (the installed
+# build is left alone). Crashing inputs land in fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	DIRECTOR_DEBUG_BUILD=1 DIRECTOR_ASAN=1 $(PY) setup.py -q build_ext \
+		--build-lib build/asan --build-temp build/asan-tmp
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) --asan build/asan

@@ -50,6 +50,12 @@ NAT_NMASK = IPv4Address("255.255.255.0")
 U32_MAX = 2**32 - 1
 S32_MAX = 2**31 - 1
 IFNAMSIZ = 16  # the kernel's limit, terminating NUL included
+# The fast path's fixed slot arrays (the connection table is sized from max_connections):
+# configurations beyond them are refused here, so that check, run and reload agree.
+MAX_DESTINATIONS = 4096
+MAX_SERVICES = 1024
+# 16M entries is about 1.5 GB of table; more is a typing error, not a plan.
+MAX_CONNECTIONS = 1 << 24
 
 
 class Service(StrEnum):
@@ -858,7 +864,9 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         heartbeat_key_file=g.get("heartbeat_key_file", _path, None),
         console_token_file=g.get("console_token_file", _path, None),
         heartbeat_insecure=g.get("heartbeat_insecure", _boolean, defaults.heartbeat_insecure),
-        max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
+        max_connections=g.get(
+            "max_connections", _integer(1, MAX_CONNECTIONS), defaults.max_connections
+        ),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
         ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
@@ -868,6 +876,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
     names: dict[tuple[str, str], int] = {}
     services: dict[tuple[Protocol, IPv4Address, int], tuple[str, int]] = {}
     marks: dict[int, tuple[str, int]] = {}
+    n_services = n_dests = 0
     for child in root.children:
         if (child.kind, child.name) in names:
             raise ConfigError(
@@ -901,6 +910,22 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
             services[svc] = (v.name, child.line)
         if cfg.network is Network.NAT:
             warnings.extend(_check_nat(cfg, v, child, filename))
+        if v.active:
+            ports = 1 if v.fwmark else len(v.ports)
+            n_services += ports
+            n_dests += ports * sum(1 for s in v.servers if s.active)
+            if n_services > MAX_SERVICES:
+                raise f.error(
+                    "port",
+                    f"the fast path holds at most {MAX_SERVICES} services; this virtual "
+                    f"brings the active ones to {n_services}",
+                )
+            if n_dests > MAX_DESTINATIONS:
+                raise ConfigError(
+                    f"{filename}:{child.line}: server: the fast path holds at most "
+                    f"{MAX_DESTINATIONS} destinations (one per server and port); "
+                    f"{child.describe()} brings the active ones to {n_dests}"
+                )
         virtuals.append(v)
     return replace(
         cfg, virtuals=tuple(virtuals), failovers=tuple(failovers), warnings=tuple(warnings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from healthcheck.outcome import Outcome, describe_error, expect_matches, printable
+from healthcheck.outcome import Outcome, expect_matches, failure, printable
 from healthcheck.specs import ProbeSpec
 
 
@@ -38,7 +38,7 @@ async def probe(spec: ProbeSpec) -> Outcome:
     try:
         reply = await exchange(spec.host, spec.port, payload, spec.timeout)
     except (OSError, TimeoutError) as e:
-        return Outcome(False, describe_error(e))
+        return failure(e)
     if spec.expect is None or expect_matches(spec.expect, reply, spec.use_regex):
         return Outcome(True, f"replied {printable(reply, 20)}")
     return Outcome(False, f"unexpected reply {printable(reply)}")

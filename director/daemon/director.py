@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import struct
 import time
@@ -24,9 +25,9 @@ from dataclasses import asdict, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from director.config import DirectorConfig, Protocol
-from director.daemon import reload
-from director.daemon.nanny import Nanny
+from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Protocol
+from director.daemon import limits, reload
+from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
 from director.daemon.reload import ConfigEvent
@@ -37,12 +38,13 @@ from director.dataplane.reassembly import Reassembler
 from director.errors import ConfigError
 from director.ipvs.estimator import INTERVAL_S, RateEstimator
 from director.ipvs.service import IPVS, IPVSError, VirtualService, format_addr
-from director.ops import metrics, watchdog
+from director.ops import control, metrics, watchdog
 from director.ops.admin import Admin
 from director.ops.console import Console, read_token
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
+from healthcheck.specs import Target
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ _VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we buil
 # proto, saddr, daddr, sport, dport of a vnet-headed IPv4 packet without options.
 _FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
+# Seconds of work per slice when a reload is applied on the event loop.
+SLICE_S = 0.005
 
 
 def now_ms() -> int:
@@ -101,8 +105,6 @@ def plumbing_spec(cfg: DirectorConfig, tun: str = "lvs0") -> PlumbingSpec:
     """What the director's namespace needs for ``cfg`` (network = nat only: a servable
     configuration, ``load_config(..., serve=True)``)."""
     vips = tuple(dict.fromkeys(v.address for v in cfg.virtuals if v.active))
-    if not vips:
-        raise ConfigError("no active virtual server: nothing to direct")
     reals = tuple(
         dict.fromkeys(s.address for v in cfg.virtuals if v.active for s in v.servers if s.active)
     )
@@ -140,9 +142,16 @@ class Director:
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
-        self.table = fastpath.ConnTable(cfg.max_connections)
+        try:
+            self.table = fastpath.ConnTable(cfg.max_connections, MAX_DESTINATIONS, MAX_SERVICES)
+        except MemoryError:
+            raise ConfigError(
+                f"max_connections = {cfg.max_connections}: not enough memory for the "
+                "connection table"
+            ) from None
         self.ipvs = build_ipvs(cfg, self.table)
-        self.nanny = Nanny(cfg, self.ipvs)
+        self.budget = limits.budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self.nanny = Nanny(cfg, self.ipvs, max_probes=self.budget.probes)
         failover = failover_settings(cfg) if wants_failover(cfg) else None
         # With failover, Pulse claims the VIPs when this director becomes active.
         spec = plumbing_spec(cfg, tun)
@@ -150,9 +159,13 @@ class Director:
         self.vips = {int(a).to_bytes(4, "big") for a in self.plumbing.spec.vips}
         self.reassembler = Reassembler()
         self.ftp = FtpHelper(self.table)
+        self._icmp_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._reloading = False
+        self._reload_again = False
         self._fd = -1
         self._pending: list[tuple[int, bytearray]] = []
         self._counts: Counter[str] = Counter()
@@ -179,6 +192,32 @@ class Director:
         self._stop.set()
 
     async def run(self) -> None:
+        # Listening first, before the host is touched: a busy metrics port or a live
+        # daemon's socket is a one-line DirectorError and changes nothing.
+        control = ControlServer(
+            self.cfg.control_socket,
+            self,
+            commands=self.admin.commands(),
+            max_clients=self.budget.control_clients,
+        )
+        await control.start()
+        scrapes = None
+        try:
+            if self.cfg.metrics_address is not None:
+                scrapes = metrics.MetricsServer(
+                    self,
+                    self.cfg.metrics_address,
+                    max_clients=self.budget.metrics_clients,
+                    route=self.console.route,
+                )
+                await scrapes.start()
+            await self._run(control, scrapes)
+        finally:
+            control.close()
+            if scrapes is not None:
+                scrapes.close()
+
+    async def _run(self, control: ControlServer, scrapes: metrics.MetricsServer | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -203,28 +242,28 @@ class Director:
                 loop.add_reader(fd, self._on_readable, fd, mark)
             try:
                 async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
                     tg.create_task(self._expiry())
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
-                    control = ControlServer(
-                        self.cfg.control_socket, self, commands=self.admin.commands()
-                    )
-                    await control.start()
                     tg.create_task(control.serve())
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
-                    if self.cfg.metrics_address is not None:
+                    if scrapes is not None:
                         tg.create_task(self.console.sample_forever())
-                        tg.create_task(
-                            metrics.serve(self, self.cfg.metrics_address, self.console.route)
-                        )
+                        tg.create_task(scrapes.serve())
                     if (interval := watchdog.interval_from_environment()) is not None:
                         tg.create_task(watchdog.keep_alive(self._notifier, interval))
                     log.info(
-                        "serving %d services with the %s fast path (table limit %d)",
+                        "serving %d services with the %s fast path (table limit %d, "
+                        "%d descriptors: %d probes, %d scrapers, %d control clients at once)",
                         len(self.ipvs.services),
                         fastpath.IMPLEMENTATION,
                         self.table.max_conns,
+                        self.budget.nofile,
+                        self.budget.probes,
+                        self.budget.metrics_clients,
+                        self.budget.control_clients,
                     )
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
@@ -234,6 +273,7 @@ class Director:
             except* _Stopped:
                 pass
             finally:
+                self._tg = None
                 for fd, _ in readers:
                     loop.remove_reader(fd)
         finally:
@@ -247,19 +287,51 @@ class Director:
 
     def reload(self) -> None:
         """SIGHUP: apply the configuration file's changes (director.daemon.reload); a broken
-        file changes nothing."""
+        file changes nothing. While the daemon runs, the file is read and checked in a
+        worker thread and the changes applied in slices (``_reload``), so that a big reload
+        never holds up the packets; a SIGHUP during a reload runs another after it."""
         if self.config_path is None:
             log.warning("reload: no configuration file to re-read")
             return
-        self._notifier.reloading()
-        reload.reload_file(
-            self.config_path,
-            self.cfg,
-            self.plumbing.spec,
-            lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
-            self._apply_config,
-        )
-        self._notifier.ready(f"{len(self.ipvs.services)} services")
+        if self._tg is None:
+            self._notifier.reloading()
+            reload.reload_file(
+                self.config_path,
+                self.cfg,
+                self.plumbing.spec,
+                lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
+                self._apply_config,
+            )
+            self._notifier.ready(f"{len(self.ipvs.services)} services")
+            return
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+        self._tg.create_task(self._reload(self.config_path))
+
+    async def _reload(self, path: Path) -> None:
+        tun = self.plumbing.spec.tun
+        try:
+            while True:
+                self._reload_again = False
+                self._notifier.reloading()
+                running = self.cfg
+                cfg = await asyncio.to_thread(
+                    reload.prepare, path, self.plumbing.spec, lambda c: plumbing_spec(c, tun)
+                )
+                if cfg is not None:
+                    # Pure work on immutable configurations: off the loop too.
+                    events, wanted = await asyncio.to_thread(_plan, running, cfg)
+                    if self.cfg is not running:  # a failover sync got in meanwhile
+                        events = reload.diff(self.cfg, cfg)
+                    changes = await self._apply_config_sliced(cfg, wanted, events)
+                    reload.finish(path, running, cfg, changes)
+                self._notifier.ready(f"{len(self.ipvs.services)} services")
+                if not self._reload_again:
+                    return
+        finally:
+            self._reloading = False
 
     def _apply_config(self, cfg: DirectorConfig) -> int:
         """Run ``cfg`` from now on: its differences from ``self.cfg`` applied as events,
@@ -269,10 +341,43 @@ class Director:
         self.ipvs.app_ports = frozenset(cfg.ftp_ports)
         for event in events:
             self.apply(event)
+        self._configured(cfg)
+        return len(events)
+
+    async def _apply_config_sliced(
+        self,
+        cfg: DirectorConfig,
+        wanted: dict[TargetId, Target] | None = None,
+        events: list[ConfigEvent] | None = None,
+    ) -> int:
+        """``_apply_config`` letting the event loop run every ``SLICE_S`` seconds of work
+        (a step is one service with its destinations, or one probe target); ``wanted``
+        and ``events`` may come precomputed (``wanted_targets(cfg)``,
+        ``reload.diff(self.cfg, cfg)``)."""
+        if events is None:
+            events = reload.diff(self.cfg, cfg)
+        self.admin.drain_timeout = cfg.drain_timeout
+        deadline = time.perf_counter() + SLICE_S
+
+        async def pace() -> None:
+            nonlocal deadline
+            if time.perf_counter() >= deadline:
+                await asyncio.sleep(control.PAUSE_S)
+                deadline = time.perf_counter() + SLICE_S
+
+        for event in events:
+            self.apply(event)
+            await pace()
+        self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+        for _ in self.nanny.reconfigure_steps(cfg, wanted or wanted_targets(cfg)):
+            await pace()
+        self.cfg = cfg
+        return len(events)
+
+    def _configured(self, cfg: DirectorConfig) -> None:
         self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
         self.nanny.reconfigure(cfg)
         self.cfg = cfg
-        return len(events)
 
     def apply(self, event: ConfigEvent) -> None:
         """The single writer of configuration changes to the service layer."""
@@ -354,6 +459,9 @@ class Director:
             verdict = self.table.process_vnet(buf, now)
             if verdict == fastpath.NEW:
                 verdict = self._new_connection(buf, now, fwmark)
+            elif verdict == fastpath.LOCAL:  # a fragmented echo request to a VIP
+                self._local(buf)
+                return
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
@@ -373,8 +481,14 @@ class Director:
             self._counts["no_service"] += 1
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
+        full = self.ipvs.no_memory
         handle = self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc)
         if handle is None:
+            if self.ipvs.no_memory != full:
+                # The table is full of entries past their handshake: dropped silently, as
+                # the kernel does, and counted once (DROP_TABLE_FULL, by the table).
+                self._counts["table_full"] += 1
+                return fastpath.DROP_TABLE_FULL
             self._counts["no_dest"] += 1
             self._log_no_dest(svc)
             self._unreachable(buf)
@@ -399,6 +513,8 @@ class Director:
                 self._write(bytearray(_VNET_PLAIN + reply))
 
     def _unreachable(self, buf: bytearray) -> None:
+        if not self._icmp_limit.allow(now_ms()):
+            return
         err = icmp.port_unreachable(buf[fastpath.VNET_HDR_LEN :])
         if err is not None:
             self._write(bytearray(_VNET_PLAIN + err))
@@ -412,7 +528,9 @@ class Director:
     # --- reporting -------------------------------------------------------------------
 
     def statistics(self) -> DirectorStats:
-        drops = self.table.drops()
+        drops = dict(self.table.drops())
+        for reason, n in self.reassembler.statistics().drops.items():
+            drops[f"fragment_{reason}"] = n
         return DirectorStats(
             implementation=fastpath.IMPLEMENTATION,
             connections=len(self.table),
@@ -422,6 +540,9 @@ class Director:
             no_dest=self._counts["no_dest"],
             echo_replies=self._counts["echo_replies"],
             drops=dict(drops),
+            table_full=self._counts["table_full"],
+            evicted_half_open=int(self.table.evictions()),
+            icmp_suppressed=self._icmp_limit.suppressed,
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -475,6 +596,9 @@ class Director:
             "no_service": stats.no_service,
             "no_dest": stats.no_dest,
             "echo_replies": stats.echo_replies,
+            "table_full": stats.table_full,
+            "evicted_half_open": stats.evicted_half_open,
+            "icmp_suppressed": stats.icmp_suppressed,
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "ftp": asdict(self.ftp.statistics()),
@@ -482,6 +606,13 @@ class Director:
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),
         }
+
+
+def _plan(
+    running: DirectorConfig, cfg: DirectorConfig
+) -> tuple[list[ConfigEvent], dict[TargetId, Target]]:
+    """A reload's events and nanny's targets: pure, so a worker thread computes them."""
+    return reload.diff(running, cfg), wanted_targets(cfg)
 
 
 class _Stopped(Exception):

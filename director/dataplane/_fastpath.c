@@ -239,6 +239,11 @@ static PyObject *ConnTable_clear_dest(ConnTableObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *ConnTable_evictions(ConnTableObject *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(self->t.evicted);
+}
+
 static PyObject *ConnTable_drops(ConnTableObject *self, PyObject *unused) {
     (void)unused;
     PyObject *d = PyDict_New();
@@ -320,7 +325,7 @@ static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *const *args,
         return NULL;
     if (ctl != -1 && check_handle(self, ctl) < 0)
         return NULL;
-    int32_t h = tbl_alloc(t);
+    int32_t h = tbl_alloc(t, (int32_t)ctl);
     if (h < 0)
         return PyLong_FromLong(-1);
     struct conn *c = &t->c[h];
@@ -368,7 +373,7 @@ static PyObject *ConnTable_insert_template(ConnTableObject *self, PyObject *args
     if (timeout_s * 1000 > UINT32_MAX)
         return PyErr_Format(PyExc_ValueError, "timeout_s: must be <= %u, got %lld",
                             UINT32_MAX / 1000, timeout_s);
-    int32_t h = tbl_alloc(t);
+    int32_t h = tbl_alloc(t, -1);
     if (h < 0)
         return PyLong_FromLong(-1);
     struct conn *c = &t->c[h];
@@ -666,6 +671,7 @@ static PyMethodDef ConnTable_methods[] = {
      DOC_set_dest_available},
     {"clear_dest", (PyCFunction)ConnTable_clear_dest, METH_O, DOC_clear_dest},
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
+    {"evictions", (PyCFunction)ConnTable_evictions, METH_NOARGS, DOC_evictions},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
     {"insert_template", (PyCFunction)ConnTable_insert_template, METH_VARARGS,

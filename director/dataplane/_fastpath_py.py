@@ -41,7 +41,7 @@ import heapq
 import os
 import struct
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 
 __all__ = [
     "APP",
@@ -426,6 +426,9 @@ class ConnTable:
         self._dests = array("q", bytes(8 * DEST_FIELDS * max_dests))
         self._svcs = array("q", bytes(8 * SVC_FIELDS * max_svcs))
         self._drops = dict.fromkeys(_DROPS, 0)
+        # TCP entries in SYN_RECV, in the order they entered it: the eviction order.
+        self._half_open: OrderedDict[int, None] = OrderedDict()
+        self._evicted = 0
         self._tcp_timeouts = [t * 1000 for t in _DEFAULT_TCP_TIMEOUTS]
         self._udp_timeout = _DEFAULT_UDP_TIMEOUT * 1000
         self._log: deque[tuple[int, ...]] = deque()
@@ -507,16 +510,29 @@ class ConnTable:
         for i in range(b, b + DEST_FIELDS):
             d[i] = 0
 
+    def evictions(self) -> int:
+        """Half-open (SYN_RECV) entries evicted so far to make room in a full table."""
+        return self._evicted
+
     def drops(self) -> dict[str, int]:
         """Packets dropped so far, by verdict name (every DROP_* name present)."""
         return {VERDICT_NAMES[v]: n for v, n in self._drops.items()}
 
     # -- connections ----------------------------------------------------------------------
 
-    def _alloc(self) -> int:
+    def _alloc(self, keep: int = -1) -> int:
         if self._count >= self._max:
-            self._drops[DROP_TABLE_FULL] += 1
-            return -1
+            # Evict the oldest half-open entry that controls nothing and is not `keep`.
+            for v in self._half_open:
+                c = self._conns[v]
+                assert c is not None
+                if c.n_control == 0 and v != keep:
+                    self._release(v, c)
+                    self._evicted += 1
+                    break
+            else:
+                self._drops[DROP_TABLE_FULL] += 1
+                return -1
         self._count += 1
         if self._free:
             return self._free.pop()
@@ -607,6 +623,7 @@ class ConnTable:
         self._log.append((*c.binding(), c.state, flags, removed))
 
     def _release(self, h: int, c: _Conn) -> None:
+        self._half_open.pop(h, None)
         self._log_event(c, 1)
         self._unhash(h, c)
         if c.ctl >= 0:
@@ -638,6 +655,9 @@ class ConnTable:
     ) -> int:
         """Create a connection bound to `dest`; returns its handle, or -1 when the table is full.
 
+        A full table first evicts its oldest half-open (SYN_RECV) entry that controls nothing
+        and is not `ctl`; -1 only when there is none.
+
         proto is 6 (TCP, starts in NONE) or 17 (UDP, state UDP); the connection starts
         INACTIVE: dest inactconns++, dest and svc conns++, then OVERLOAD when u_threshold
         != 0 and active + inactive >= u_threshold. `ctl` is a template (or controlling
@@ -654,7 +674,7 @@ class ConnTable:
         self._check_dest(dest)
         if ctl != -1:
             self._get(ctl)
-        h = self._alloc()
+        h = self._alloc(ctl)
         if h < 0:
             return -1
         c = _Conn(proto, caddr, cport, vaddr, vport)
@@ -693,7 +713,8 @@ class ConnTable:
 
         daddr:dport come from the dest slot; persistconns++ (OVERLOAD is set if the dest's
         total is already >= u_threshold). proto 0 stands for a fwmark service. Returns the
-        handle, or -1 (and counts DROP_TABLE_FULL) when the table is full.
+        handle, or -1 (and counts DROP_TABLE_FULL) when the table is full (after evicting
+        a half-open entry if it can, as insert does).
         """
         if proto not in (0, PROTO_TCP, PROTO_UDP):
             raise ValueError(f"insert_template: proto must be 0, 6 or 17, got {proto}")
@@ -943,6 +964,7 @@ class ConnTable:
                 self._log_event(c, 1)
                 self._unbind(c)
         self._conns.clear()
+        self._half_open.clear()
         self._free.clear()
         self._count = 0
         self._no_cport = 0
@@ -1000,6 +1022,10 @@ class ConnTable:
 
     def _set_state(self, h: int, c: _Conn, new: int, now: int) -> None:
         if new != c.state:
+            if c.state == SYN_RECV:
+                self._half_open.pop(h, None)
+            elif new == SYN_RECV and c.proto == PROTO_TCP and not c.flags & CONN_F_TEMPLATE:
+                self._half_open[h] = None
             was_active = not c.flags & CONN_F_INACTIVE
             active = new in _ACTIVE_STATES
             if active != was_active:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from director.ipvs.service import (
     VirtualService,
     format_addr,
 )
+from director.ops.control import Sliced
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ _STATE_NAMES = {
 }
 _COUNTERS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
 MAX_CONN_ENTRIES = 1 << 20
+CONN_SLICE = 4096
+LISTING_SIZE = 4096  # the "size" ipvsadm -L prints (the kernel's connection hash size)
 
 Handler = Callable[[Mapping[str, Any]], object]
 NowMs = Callable[[], int]
@@ -158,7 +161,9 @@ class Admin:
     def commands(self) -> dict[str, Handler]:
         """The control protocol's commands this object answers (see docs/control.md)."""
         return {
-            "list": lambda req: self.listing(),
+            "list": lambda req: Sliced(
+                f'{{"size": {LISTING_SIZE}, "services": [', self.iter_services(), "]}"
+            ),
             "add_service": self._add_service,
             "edit_service": self._edit_service,
             "del_service": self._del_service,
@@ -169,7 +174,7 @@ class Admin:
             "zero": self._zero_cmd,
             "set_timeouts": self._set_timeouts_cmd,
             "timeouts": lambda req: list(self.timeouts),
-            "connections": lambda req: self.connections(),
+            "connections": lambda req: Sliced("[", self.iter_connections(), "]"),
         }
 
     # --- services --------------------------------------------------------------------
@@ -398,8 +403,15 @@ class Admin:
         go back); rates are the estimator's. Services and destinations come in the
         kernel's list order (listings sort them).
         """
-        services: list[dict[str, object]] = []
-        for svc in self.ipvs.services.values():
+        return {"size": LISTING_SIZE, "services": list(self.iter_services(raw=raw))}
+
+    def iter_services(self, *, raw: bool = False) -> Iterator[dict[str, object]]:
+        """``listing()``'s services one at a time, so that a caller can build a big
+        listing in slices; services removed meanwhile are skipped, added ones are not
+        seen. Event-loop thread only."""
+        for svc in list(self.ipvs.services.values()):
+            if self.ipvs.services.get(svc.key) is not svc:
+                continue  # removed since the walk began
             dests: list[dict[str, object]] = []
             for d in svc.dests:
                 dests.append(
@@ -415,22 +427,19 @@ class Admin:
                         "rates": asdict(self.estimator.rates(("dest", d.slot))),
                     }
                 )
-            services.append(
-                {
-                    "proto": PROTOCOL_NAMES.get(svc.protocol, str(svc.protocol)),
-                    "addr": format_addr(svc.vaddr, svc.vport),
-                    "fwmark": svc.fwmark,
-                    "scheduler": svc.sched_name,
-                    "flags": sorted(svc.sched_flags),
-                    "ops": svc.one_packet,
-                    "persistent": svc.timeout,
-                    "netmask": str(ipaddress.IPv4Address(svc.netmask)),
-                    **self._counters(svc.stats, None if raw else svc.zero_base),
-                    "rates": asdict(self.estimator.rates(("svc", svc.index))),
-                    "dests": dests,
-                }
-            )
-        return {"size": 4096, "services": services}
+            yield {
+                "proto": PROTOCOL_NAMES.get(svc.protocol, str(svc.protocol)),
+                "addr": format_addr(svc.vaddr, svc.vport),
+                "fwmark": svc.fwmark,
+                "scheduler": svc.sched_name,
+                "flags": sorted(svc.sched_flags),
+                "ops": svc.one_packet,
+                "persistent": svc.timeout,
+                "netmask": str(ipaddress.IPv4Address(svc.netmask)),
+                **self._counters(svc.stats, None if raw else svc.zero_base),
+                "rates": asdict(self.estimator.rates(("svc", svc.index))),
+                "dests": dests,
+            }
 
     @staticmethod
     def _counters(now: tuple[int, ...], base: tuple[int, ...] | None) -> dict[str, int]:
@@ -440,13 +449,24 @@ class Admin:
 
     def connections(self) -> list[dict[str, object]]:
         """The connection table as ``ipvsadm -lnc`` lists it, templates included."""
-        now = self._now_ms()
-        out: list[dict[str, object]] = []
-        for e in self.ipvs.table.entries(MAX_CONN_ENTRIES):
-            _, proto, caddr, cport, vaddr, vport, daddr, dport, _d, state, flags, expires = e[:12]
-            template = bool(flags & fastpath.CONN_F_TEMPLATE)
-            out.append(
-                {
+        return list(self.iter_connections())
+
+    def iter_connections(self) -> Iterator[dict[str, object]]:
+        """``connections()`` one entry at a time, read from the table in slices of
+        ``CONN_SLICE`` entries: a caller may yield to the event loop between entries, and
+        sees once every entry that lives throughout the walk. At most
+        ``MAX_CONN_ENTRIES``. Event-loop thread only."""
+        table = self.ipvs.table
+        start, n = 0, 0
+        while start >= 0 and n < MAX_CONN_ENTRIES:
+            now = self._now_ms()
+            rows, start = table.entries_from(start, min(CONN_SLICE, MAX_CONN_ENTRIES - n))
+            n += len(rows)
+            for e in rows:
+                _, proto, caddr, cport, vaddr, vport, daddr, dport, _d, state, flags = e[:11]
+                expires = e[11]
+                template = bool(flags & fastpath.CONN_F_TEMPLATE)
+                yield {
                     "proto": PROTOCOL_NAMES.get(proto, "IP"),
                     "expire": max(0, (expires - now) // 1000),
                     "state": "NONE" if template else _STATE_NAMES.get(state, "ERR!"),
@@ -454,8 +474,6 @@ class Admin:
                     "virtual": format_addr(vaddr, vport),
                     "destination": format_addr(daddr, dport),
                 }
-            )
-        return out
 
     # --- the protocol's argument handling --------------------------------------------
 

@@ -1,4 +1,8 @@
-"""``lvsd check``: validate an lvs.cf and print it normalized."""
+"""``lvsd check``: validate an lvs.cf and print it normalized.
+
+Refuses everything ``lvsd run`` refuses before it touches the host: the parser's rules
+(capacity limits included) and what ``load_config(..., serve=True)`` adds for a daemon.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -47,6 +48,8 @@ class LabDirector:
     polls or sleeps. ``stop()`` sends SIGTERM to the daemon's PID and waits for it.
     ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``ssh`` gives the daemon
     the lab's ssh client settings (a lab up with ``sshd=True``).
+    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``nofile`` sets the
+    daemon's descriptor limit, soft and hard (what ``ulimit -n`` gives a shell).
     """
 
     def __init__(
@@ -57,8 +60,10 @@ class LabDirector:
         node: str = "director",
         env: dict[str, str] | None = None,
         ssh: bool = False,
+        nofile: int | None = None,
     ) -> None:
         self.lab = lab
+        self.nofile = nofile
         self.node = node
         self.dir = Path(tempfile.mkdtemp(prefix=f"lvsd-{lab.name}-{node}-"))
         self.socket_path = self.dir / "lvsd.sock"
@@ -86,6 +91,7 @@ class LabDirector:
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=None if self.nofile is None else self._limit_nofile,
                 )
             deadline = time.monotonic() + READY_TIMEOUT_S
             while True:
@@ -99,6 +105,10 @@ class LabDirector:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise LabError(f"lvsd run did not get ready: {self.log()}")
+
+    def _limit_nofile(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def status(self) -> dict[str, Any]:
         result = client.request(self.socket_path, "status")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from director import config
 from director.config import (
+    MAX_CONNECTIONS,
     SCHED_FLAGS,
     SCHEDULER_NAMES,
     DirectorConfig,
@@ -784,7 +785,7 @@ def configs(draw: st.DrawFn) -> DirectorConfig:
         metrics_address=draw(st.none() | st.builds(HostPort, ADDRESSES, st.integers(1, 65535))),
         control_socket=draw(PATHS),
         heartbeat_key_file=draw(st.none() | PATHS),
-        max_connections=draw(st.integers(1, 2**31 - 1)),
+        max_connections=draw(st.integers(1, MAX_CONNECTIONS)),
         state_dir=draw(PATHS),
         virtuals=tuple(vs),
         failovers=tuple(fos),
@@ -870,3 +871,41 @@ def test_ftp_ports_default_to_21_and_take_a_list() -> None:
 )
 def test_bad_ftp_ports(value: str, fragment: str) -> None:
     assert_error(f"ftp_ports = {value}\n", 1, "ftp_ports", fragment)
+
+
+def many_virtuals(n_virtuals: int, ports: str, servers: int) -> str:
+    """``n_virtuals`` virtuals on distinct VIPs of 10.0.1.0/24 and 10.0.2.0/24..., each
+    with ``ports`` and ``servers`` reals on 192.168.1.0/24."""
+    out = ["primary = 10.0.1.1\nnetwork = nat\nnat_router = 192.168.1.254 eth1:1\n"]
+    for i in range(n_virtuals):
+        out.append(f"virtual v{i} {{\n address = 10.{1 + i // 250}.{i % 250}.5\n port = {ports}\n")
+        for j in range(servers):
+            out.append(f" server r{j} {{\n  address = 192.168.1.{10 + j}\n }}\n")
+        out.append("}\n")
+    return "".join(out)
+
+
+def test_max_connections_beyond_the_table_limit_is_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("max_connections = 2147483647\n" + GOOD, "lvs.cf")
+    assert str(e.value) == (
+        "lvs.cf:1: max_connections: must be an integer from 1 to 16777216, got '2147483647'"
+    )
+
+
+def test_more_services_than_the_fast_path_holds_are_refused() -> None:
+    parse_config(many_virtuals(512, "80,443", 1), "lvs.cf")  # 1,024: the limit
+    with pytest.raises(ConfigError) as e:
+        parse_config(many_virtuals(513, "80,443", 1), "lvs.cf")
+    assert "port: the fast path holds at most 1024 services" in str(e.value)
+    assert "brings the active ones to 1026" in str(e.value)
+
+
+def test_more_destinations_than_the_fast_path_holds_are_refused() -> None:
+    parse_config(many_virtuals(400, "80", 10), "lvs.cf")  # 4,000
+    with pytest.raises(ConfigError) as e:
+        parse_config(many_virtuals(410, "80", 10), "lvs.cf")
+    message = str(e.value)
+    assert message.startswith("lvs.cf:")
+    assert "server: the fast path holds at most 4096 destinations" in message
+    assert "brings the active ones to 4100" in message

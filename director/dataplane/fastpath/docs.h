@@ -31,8 +31,14 @@
 #define DOC_drops \
     "Packets dropped so far, by verdict name (every DROP_* name present)."
 
+#define DOC_evictions \
+    "Half-open (SYN_RECV) entries evicted so far to make room in a full table."
+
 #define DOC_insert \
     "Create a connection bound to `dest`; returns its handle, or -1 when the table is full.\n" \
+    "\n" \
+    "A full table first evicts its oldest half-open (SYN_RECV) entry that controls nothing\n" \
+    "and is not `ctl`; -1 only when there is none.\n" \
     "\n" \
     "proto is 6 (TCP, starts in NONE) or 17 (UDP, state UDP); the connection starts\n" \
     "INACTIVE: dest inactconns++, dest and svc conns++, then OVERLOAD when u_threshold\n" \
@@ -46,7 +52,8 @@
     "\n" \
     "daddr:dport come from the dest slot; persistconns++ (OVERLOAD is set if the dest's\n" \
     "total is already >= u_threshold). proto 0 stands for a fwmark service. Returns the\n" \
-    "handle, or -1 (and counts DROP_TABLE_FULL) when the table is full."
+    "handle, or -1 (and counts DROP_TABLE_FULL) when the table is full (after evicting\n" \
+    "a half-open entry if it can, as insert does)."
 
 #define DOC_lookup_template \
     "The handle of the newest findable template for this key, or -1."

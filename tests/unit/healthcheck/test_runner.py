@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -190,3 +193,91 @@ async def test_failing_load_readings_are_counted_and_logged(
         f"'{failing} 127.0.0.1 uptime': exit status 255 ({n} in a row)"
         for n in (1, 2, 4)
     ]
+
+
+# In a child process (its own descriptor limit): descriptors exhausted, a probe of a
+# closed port fails with EMFILE, which judges nothing; freed, the same probe judges.
+EXHAUSTED = """
+import asyncio, resource, socket, sys
+from healthcheck.outcome import Outcome
+from healthcheck.runner import Runner
+from healthcheck.specs import ProbeKind, ProbeSpec, ServiceKey, Target, TrackerSpec
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+spec = ProbeSpec(ProbeKind.TCP, "127.0.0.1", 1, timeout=1)
+target = Target(ServiceKey(6, "10.0.1.5", 80), "127.0.0.1", 1, spec,
+                TrackerSpec(timeout=1, reentry=0), 0.01)
+
+async def main() -> None:
+    queue = asyncio.Queue()
+    runner = Runner([target], queue)
+    hog = []
+    try:
+        while True:
+            hog.append(socket.socket())
+    except OSError as e:
+        print("exhausted", e.errno)
+    task = asyncio.create_task(runner.run())
+    for _ in range(1000):
+        await asyncio.sleep(0.01)
+        if runner.statistics().internal_errors >= 5:
+            break
+    stats = runner.statistics()
+    print("internal", stats.internal_errors >= 5, "judged", stats.probes, "events", queue.qsize())
+    for s in hog:
+        s.close()
+    event = await asyncio.wait_for(queue.get(), 10)
+    print("after", event.up, event.reason)
+    task.cancel()
+
+asyncio.run(main())
+"""
+
+
+def test_a_probe_failing_for_the_directors_own_reasons_never_judges_the_server() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXHAUSTED], capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = done.stdout.splitlines()
+    assert lines == [
+        f"exhausted {errno.EMFILE}",
+        "internal True judged 0 events 0",
+        "after False connection refused",
+    ], done.stdout + done.stderr
+    assert "short of resources: too many open files" in done.stderr
+
+
+async def test_the_shared_limit_bounds_probes_running_at_once() -> None:
+    running = peak = 0
+    started = asyncio.Event()
+
+    async def slow(spec: ProbeSpec) -> Outcome:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if peak >= 3:
+            started.set()
+        await asyncio.sleep(0.01)
+        running -= 1
+        return Outcome(True, "ok")
+
+    limit = asyncio.Semaphore(3)
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    probes = {ProbeKind.TCP: slow}
+    runners = [
+        Runner(
+            [target(ProbeSpec(ProbeKind.TCP, "127.0.0.1", port, timeout=1), 0.001)],
+            queue,
+            probes=probes,
+            limit=limit,
+        )
+        for port in range(1000, 1010)
+    ]
+    async with asyncio.timeout(30), asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(r.run()) for r in runners]
+        await started.wait()
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        for t in tasks:
+            t.cancel()
+    assert peak == 3

@@ -503,10 +503,23 @@ def test_full_table_is_none_and_counted(fastpath: ModuleType) -> None:
     ipvs = IPVS(fastpath.ConnTable(2, max_dests=2, max_svcs=1))
     svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
     svc.add_dest(A, 80)
-    assert connect(ipvs, CLIENT, 1) is not None
-    assert connect(ipvs, CLIENT, 2) is not None
+    handles = [connect(ipvs, CLIENT, 1), connect(ipvs, CLIENT, 2)]
+    # Half-open entries would be evicted to make room; established ones are not.
+    for h in handles:
+        assert h is not None
+        ipvs.table.set_state(h, 1, 0)
     assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 3, VIP, 80, 0) is None
     assert ipvs.no_memory == 1
+
+
+def test_full_table_of_half_open_entries_evicts_the_oldest(fastpath: ModuleType) -> None:
+    ipvs = IPVS(fastpath.ConnTable(2, max_dests=2, max_svcs=1))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    first = connect(ipvs, CLIENT, 1)
+    assert connect(ipvs, CLIENT, 2) is not None
+    assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 3, VIP, 80, 0) == first
+    assert (ipvs.no_memory, ipvs.table.evictions()) == (0, 1)
 
 
 def test_set_timeouts_changes_established(ipvs: IPVS) -> None:

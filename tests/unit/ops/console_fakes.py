@@ -8,6 +8,7 @@ the console's pages deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -45,6 +46,9 @@ class FakeNanny:
             TargetHealth(WEB, "192.168.1.10", 80, "http", up, runner_stats(6, 0, agent=4)),
             TargetHealth(WEB, "192.168.1.11", 8080, "http", down, runner_stats(3, 3)),
         )
+
+    def iter_health(self) -> Iterator[TargetHealth]:
+        return iter(self.health())
 
 
 @dataclass

@@ -27,6 +27,7 @@ from director.daemon import reload
 from director.daemon.director import Director, now_ms
 from director.daemon.pulse import Pulse
 from director.dataplane import fastpath
+from director.errors import DirectorError
 from director.ops import metrics
 from director.ops.admin import ServiceSpec
 from director.tools.simulate import craft_packet
@@ -290,7 +291,12 @@ def test_lvsd_families(director: Director) -> None:
     drops = {s[1]["reason"]: s[2] for s in fams["lvsd_drops"]}
     assert (drops["DROP_TRUNCATED"], drops["no_service"]) == (1.0, 1.0)
     outcomes = {s[1]["outcome"]: s[2] for s in fams["lvsd_scheduling_decisions"]}
-    assert outcomes == {"scheduled": 1.0, "no_service": 1.0, "no_destination": 0.0}
+    assert outcomes == {
+        "scheduled": 1.0,
+        "no_service": 1.0,
+        "no_destination": 0.0,
+        "table_full": 0.0,
+    }
     assert fams["lvsd_echo_replies"] == [("lvsd_echo_replies_total", {}, 1.0)]
     assert {s[1]["state"]: s[2] for s in fams["lvsd_service_backends"]} == {
         "configured": 1.0,
@@ -499,3 +505,50 @@ def test_node_ipvs_totals_never_decrease_across_deletes_and_reloads(director: Di
     assert all(s == seen[0] for s in seen), seen
     admin.zero()
     assert node_totals(d) == {"connections": 0.0, "incoming_packets": 0.0, "incoming_bytes": 0.0}
+
+
+async def test_a_busy_port_is_one_line_naming_the_setting(director: Director) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = HostPort(IPv4Address("127.0.0.1"), busy.getsockname()[1])
+        server = metrics.MetricsServer(director, address)
+        with pytest.raises(DirectorError) as e:
+            await server.start()
+    assert str(e.value) == f"metrics_address {address}: cannot listen: Address already in use"
+
+
+async def test_idle_scrapers_are_capped_and_hung_up_on(director: Director) -> None:
+    server = metrics.MetricsServer(
+        director, HostPort(IPv4Address("127.0.0.1"), 0), max_clients=2, read_timeout=0.5
+    )
+    await server.start()
+    assert server._server is not None
+    port = server._server.sockets[0].getsockname()[1]
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(server.serve())
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _ in range(1000):  # until the server has taken both in
+            if server._clients == 2:
+                break
+            await asyncio.sleep(0.001)
+        # One more while two idle ones are held: hung up on at once.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(10):
+            with contextlib.suppress(ConnectionResetError):
+                assert await reader.read() == b""
+        writer.close()
+        # The idle ones are hung up on after the read timeout...
+        for r, w in idle:
+            async with asyncio.timeout(10):
+                assert await r.read() == b""
+            w.close()
+        # ... after which a scraper is served again.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        async with asyncio.timeout(10):
+            response = await reader.read()
+        writer.close()
+        task.cancel()
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    assert server.refused == 1
