@@ -29,6 +29,7 @@ from failover.events import (
     ConfigRequested,
     DumpRequested,
     FailoverEvent,
+    PeerYielded,
     Role,
     RoleChanged,
     SyncReceived,
@@ -310,9 +311,15 @@ class Peer:
         if sent is not None and now - sent >= hb.echo_held_ms:
             self._rtts.append(now - sent - hb.echo_held_ms)
         before = self.fsm.role
+        peer_before = self.fsm.peer(now)
         self._apply(self.fsm.heard(now, Role(hb.role), hb.wants_active))
         role = self.fsm.role
         if role is Role.MASTER and before is Role.MASTER:
+            if hb.role != Role.MASTER and (
+                peer_before.role is Role.MASTER or not peer_before.alive
+            ):
+                was = "active" if peer_before.role is Role.MASTER else "silent"
+                self.events.put_nowait(PeerYielded(f"the peer was {was} and is now standby"))
             keepalive_ms = int(self.settings.keepalive_s * 1000)
             if hb.need_dump and now - self._last_dump_ms > 2 * keepalive_ms:
                 self._last_dump_ms = now

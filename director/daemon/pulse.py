@@ -49,6 +49,7 @@ from failover.events import (
     ConfigRequested,
     DumpRequested,
     FailoverEvent,
+    PeerYielded,
     Role,
     RoleChanged,
     SyncReceived,
@@ -237,6 +238,11 @@ class Pulse:
                     await self._role_changed(event)
                 case SyncReceived():
                     self._sync_received(event)
+                case PeerYielded():
+                    # keepalived's vrrp_garp_lower_prio_repeat: after a split brain the
+                    # clients and reals may still hold the peer's MAC for the VIPs.
+                    log.info("failover: %s; announcing the VIPs again", event.reason)
+                    self._spawn(self._announce())
                 case DumpRequested():
                     if not self.streamer.dumping:
                         log.info("failover: the standby asks for the whole table")
