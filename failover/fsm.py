@@ -8,13 +8,16 @@ Piranha's pulse semantics, with keepalived's role numbering (``events.Role``):
 * The primary becomes MASTER as soon as it hears its peer in standby (BACKUP or INIT).
 * Both MASTER (a healed partition): the primary wins, the backup yields at once.
 * **Preemption.** A primary that comes back while the backup is MASTER stays BACKUP until
-  it holds the backup's whole connection table (``table_synced``); it then announces
+  it holds the backup's whole connection table (``table_synced``; at once without
+  connection sync) and can serve (``set_ready``: the director says whether its services
+  have the real servers its configuration names); it then announces
   ``wants_active``, the backup yields (releases the VIPs and says so), and the primary,
   hearing it in standby, becomes MASTER. Established connections therefore go on across
   the hand-back. The primary never takes the VIPs from a live MASTER peer: if the peer
   never yields, the primary waits (no split brain), and takes over only on its silence.
-* FAULT: the driver reports that this director cannot reach its networks (every send
-  fails); a FAULT director releases the VIPs, and leaves FAULT for BACKUP on ``recover``.
+* FAULT: the driver reports that this director cannot reach its networks (a send fails, or
+  a watched link lost its carrier); a FAULT director releases the VIPs, and leaves FAULT
+  for BACKUP on ``recover``.
 
 Times are integer milliseconds of a monotonic clock supplied by the caller.
 """
@@ -38,14 +41,16 @@ class PeerState:
 class Failover:
     """One director's role. Call ``start`` once, then ``tick``/``heard`` as time passes."""
 
-    def __init__(self, *, primary: bool, deadtime_ms: int) -> None:
+    def __init__(self, *, primary: bool, deadtime_ms: int, sync: bool = True) -> None:
         if deadtime_ms <= 0:
             raise ValueError(f"Failover.deadtime_ms: must be > 0, got {deadtime_ms}")
         self.primary = primary
         self.deadtime_ms = deadtime_ms
+        self.sync = sync
         self.role = Role.INIT
         self.peer_role = Role.INIT
         self.synced = False
+        self.ready = True
         self._since_ms = 0
         self._heard_ms: int | None = None
         self._faulty = False
@@ -91,6 +96,11 @@ class Failover:
         self.synced = True
         return []
 
+    def set_ready(self, now: int, ready: bool) -> list[RoleChanged]:
+        """Whether this director could serve now (its services have their real servers)."""
+        self.ready = ready
+        return []
+
     def fault(self, now: int, reason: str) -> list[RoleChanged]:
         self._faulty = True
         return self._become(Role.FAULT, reason)
@@ -107,12 +117,13 @@ class Failover:
 
     @property
     def wants_active(self) -> bool:
-        """A primary standby that holds the table and waits for the peer to yield."""
-        return self.primary and self.role is Role.BACKUP and self.synced
+        """A primary standby that holds the table, can serve, and waits for the peer to yield."""
+        held = self.synced or not self.sync
+        return self.primary and self.role is Role.BACKUP and held and self.ready
 
     @property
     def need_dump(self) -> bool:
-        return self.role is Role.BACKUP and not self.synced
+        return self.sync and self.role is Role.BACKUP and not self.synced
 
     def peer(self, now: int) -> PeerState:
         alive = self._heard_ms is not None and now - self._heard_ms < self.deadtime_ms

@@ -41,6 +41,7 @@ from director.ops.admin import Admin
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
+from failover.events import Role
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ _VNET_PLAIN = bytes(fastpath.VNET_HDR_LEN)  # no offload flags: a packet we buil
 # proto, saddr, daddr, sport, dport of a vnet-headed IPv4 packet without options.
 _FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
+_DISCARD_BATCH = 256
 
 
 def now_ms() -> int:
@@ -318,6 +320,9 @@ class Director:
 
     def _on_readable(self, fd: int, fwmark: int) -> None:
         """Drain TUN ``fd``, whose packets carry firewall mark ``fwmark`` (0: none)."""
+        if self.pulse is not None and self.pulse.role is not Role.MASTER:
+            self._discard(fd)
+            return
         now = now_ms()
         pending = self._pending
         self.table.drain(fd, now, pending, write_fd=self._fd)
@@ -331,6 +336,17 @@ class Director:
                     verdict = self.table.process_vnet(buf, now)
                 self._decide(verdict, buf, now, fwmark)
             pending.clear()
+
+    def _discard(self, fd: int) -> None:
+        """A standby forwards nothing: what reaches its TUNs (a client or a real that still
+        holds its MAC for a VIP or nat_router) is dropped and counted; the active
+        director's gratuitous ARPs move the sender (docs/failover.md)."""
+        for _ in range(_DISCARD_BATCH):
+            try:
+                os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._counts["standby"] += 1
 
     def _decide(self, verdict: int, buf: bytearray, now: int, fwmark: int = 0) -> None:
         """A packet the fast path could not forward alone, with its current verdict: schedule,
@@ -397,7 +413,8 @@ class Director:
     # --- reporting -------------------------------------------------------------------
 
     def statistics(self) -> DirectorStats:
-        drops = self.table.drops()
+        drops = dict(self.table.drops())
+        drops["standby"] = self._counts["standby"]
         return DirectorStats(
             implementation=fastpath.IMPLEMENTATION,
             connections=len(self.table),
