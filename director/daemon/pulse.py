@@ -284,11 +284,11 @@ class Pulse:
                 case SyncReceived():
                     self._sync_received(event)
                 case PeerYielded():
-                    # keepalived's vrrp_garp_lower_prio_repeat: after a split brain the
-                    # clients and reals may still hold the peer's MAC for the VIPs.
-                    log.info("failover: %s; announcing the VIPs again", event.reason)
+                    # keepalived's vrrp_garp_lower_prio_repeat: after a split brain or a
+                    # partition the clients and reals may still hold the peer's MAC.
+                    log.info("failover: %s; announcing the VIPs and nat_router again", event.reason)
                     self._spawn(self._announce())
-                case DumpRequested():
+                case DumpRequested() if self.cfg.syncdaemon:
                     if not self.streamer.dumping:
                         log.info("failover: the standby asks for the whole table")
                     self.streamer.start_dump()

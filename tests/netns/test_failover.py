@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from director.config import parse_config
+from director.config import DirectorConfig, parse_config
 from director.ops import control
 from director.tools.demo import THESIS_CF, LabDirector, run_load
 from failover import packet
@@ -38,6 +38,7 @@ from tests.netns.test_fwmark import fwmark_virtual, mark_rules
 pytestmark = pytest.mark.netns
 
 VIP = "10.0.1.5"
+NAT_ROUTER = "192.168.1.254"
 PORT = 1050
 KEY = b"lab-heartbeat-key-0123456789abcdef"
 WAIT_S = 30.0
@@ -139,14 +140,61 @@ def cluster_config(tmp: Path, keepalive: float, deadtime: float, extra: str = ""
     )
 
 
+def env_for(implementation: str) -> dict[str, str]:
+    """The daemon's environment for fast path ``implementation`` ("c" or "py", the twin)."""
+    return {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
+
+
+@pytest.fixture(params=["c", "py"])
+def implementation(request: pytest.FixtureRequest) -> str:
+    """Each failover test runs on both fast paths: the C one and its Python twin."""
+    return str(request.param)
+
+
 class Pair:
     """The lab's two directors, and waiting on their state."""
 
-    def __init__(self, lab: Lab, text: str) -> None:
+    def __init__(self, lab: Lab, text: str, implementation: str = "c") -> None:
         self.lab = lab
+        self.implementation = implementation
         cfg = parse_config(text, "failover-lab.cf")
-        self.primary = LabDirector(lab, cfg, node="director")
-        self.backup = LabDirector(lab, cfg, node="backup")
+        self.primary = self.director(cfg, "director")
+        self.backup = self.director(cfg, "backup")
+
+    def director(self, cfg: DirectorConfig, node: str) -> LabDirector:
+        return LabDirector(self.lab, cfg, node=node, env=env_for(self.implementation))
+
+    def start(self) -> None:
+        """Start both; return once the primary is active and the backup standby."""
+        self.primary.start()
+        self.backup.start()
+        self.wait("primary active", lambda: self.role(self.primary) == "MASTER")
+        self.wait("backup standby", lambda: self.role(self.backup) == "BACKUP")
+        for d in (self.primary, self.backup):
+            assert d.status()["fastpath"] == self.implementation, d.log()[-2000:]
+
+    def served(self) -> dict[str, tuple[int, int]]:
+        """Per director: (connections it scheduled, packets it forwarded), from its status."""
+        out = {}
+        for d in (self.primary, self.backup):
+            st = d.status()
+            pkts = sum(int(s["inpkts"]) + int(s["outpkts"]) for s in st["services"])
+            out[d.node] = (int(st["decided"]), pkts)
+        return out
+
+    def claimed(self, d: LabDirector) -> bool:
+        try:
+            return bool(self.failover(d)["claimed"])
+        except OSError:
+            return False
+
+    def real_router_macs(self) -> dict[str, str]:
+        """Each real's neighbour entry for nat_router: the MAC it sends replies to."""
+        out = {}
+        for real in self.lab.reals:
+            words = self.lab.run(real, ["ip", "neigh", "show", NAT_ROUTER]).stdout.split()
+            out[real] = words[words.index("lladdr") + 1] if "lladdr" in words else ""
+        return out
 
     def failover(self, d: LabDirector) -> dict[str, object]:
         fo = d.status()["failover"]
@@ -187,16 +235,21 @@ class Pair:
         return out[out.index("lladdr") + 1] if "lladdr" in out else ""
 
 
+HOOKS = 'active_cmd = "echo lvsd-hook: active"\ninactive_cmd = "echo lvsd-hook: inactive"\n'
+
+
 @pytest.fixture
-def pair(lab_factory: LabFactory, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
-    keepalive, deadtime = getattr(request, "param", (0.2, 1))
+def pair(
+    lab_factory: LabFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    implementation: str,
+) -> Iterator[Pair]:
+    keepalive, deadtime, extra = (*getattr(request, "param", (0.2, 1)), "")[:3]
     lab = lab_factory(reals=3, backup=True)
-    p = Pair(lab, cluster_config(tmp_path, keepalive, deadtime))
+    p = Pair(lab, cluster_config(tmp_path, keepalive, deadtime, HOOKS + extra), implementation)
     try:
-        p.primary.start()
-        p.backup.start()
-        p.wait("primary active", lambda: p.role(p.primary) == "MASTER")
-        p.wait("backup standby", lambda: p.role(p.backup) == "BACKUP")
+        p.start()
         yield p
     finally:
         p.backup.stop()
@@ -255,27 +308,57 @@ def _rejected(fo: dict[str, object], what: str) -> int:
     return int(rejected[what])
 
 
-def test_heartbeat_cut_then_healed_leaves_one_active(pair: Pair) -> None:
+def cut_heartbeats_to(pair: Pair, node: str) -> None:
+    """A one-way cut: ``node`` hears nothing on the heartbeat port; its own sends go out."""
     for argv in (
         ["add", "table", "inet", "cut"],
         ["add", "chain", "inet", "cut", "in", "{ type filter hook input priority 0 ; }"],
         ["add", "rule", "inet", "cut", "in", "udp", "dport", str(PORT), "drop"],
     ):
-        pair.lab.run("backup", ["nft", *argv])
+        pair.lab.run(node, ["nft", *argv])
+
+
+def test_heartbeat_cut_then_healed_leaves_one_director_serving(pair: Pair) -> None:
+    """A one-way heartbeat cut makes the backup take over while the primary stays active
+    (a split brain; the client follows the backup). When the cut heals the backup yields,
+    the primary announces the VIP and nat_router again, and from then on only it serves:
+    20 new connections are all scheduled by it, the standby schedules and forwards
+    nothing, the client and every real point at it, and a download started before the
+    cut arrives intact. The hooks ran on the backup, their output in its log."""
+    stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=16))
+    pair.wait("the standby to hold the stream", lambda: pair.shadow(pair.backup) >= 1)
+    cut_heartbeats_to(pair, "backup")
     took = pair.wait("split brain during the cut", lambda: pair.role(pair.backup) == "MASTER")
     assert pair.role(pair.primary) == "MASTER"
+    pair.wait("the client to follow the backup", lambda: pair.client_arp() == pair.mac("backup"))
+    healed_at = time.monotonic()
     pair.lab.run("backup", ["nft", "delete", "table", "inet", "cut"])
-    healed = pair.wait("one active after healing", lambda: pair.role(pair.backup) == "BACKUP")
+    yielded = pair.wait("the backup to yield", lambda: pair.role(pair.backup) == "BACKUP")
+    both = pair.wait("the backup to release the VIP", lambda: not pair.claimed(pair.backup))
+    before = pair.served()
+    load = run_load(pair.lab, f"http://{VIP}/", 20)
+    after = pair.served()
+    served_s = time.monotonic() - healed_at
+    s = _result(stream)
     print(
-        f"\nheartbeat cut: backup active after {took:.2f} s; yielded {healed:.2f} s after healing"
+        f"\nheartbeat cut: backup active after {took:.2f} s; after the heal it yielded in "
+        f"{yielded:.2f} s, released the VIP {both:.2f} s later; 20 connections done "
+        f"{served_s:.2f} s after the heal; standby drops "
+        f"{pair.backup.status()['drops'].get('standby')}; stream gap {s['max_gap_s']:.2f} s"
     )
+    assert load["failed"] == 0, load
+    assert sum(load["by_real"].values()) == 20, load
+    assert after["backup"] == before["backup"], (before, after)  # scheduled, forwarded nothing
+    assert after["director"][0] - before["director"][0] >= 20, (before, after)
     assert pair.role(pair.primary) == "MASTER"
-    conn = pair.lab.http("client", VIP)
-    try:
-        conn.request("GET", "/")
-        assert conn.getresponse().status == 200
-    finally:
-        conn.close()
+    assert pair.client_arp() == pair.mac("director")
+    router_mac = pair.mac("director", "eth1")
+    assert set(pair.real_router_macs().values()) == {router_mac}, pair.real_router_macs()
+    assert s["ok"], s
+    log = pair.backup.log()
+    assert "active_cmd: lvsd-hook: active" in log, log[-3000:]
+    assert "inactive_cmd: lvsd-hook: inactive" in log, log[-3000:]
+    assert "the peer was active and is now standby" in pair.primary.log()
 
 
 def test_primary_returns_and_preempts_without_breaking_connections(pair: Pair) -> None:
