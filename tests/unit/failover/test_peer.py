@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from ipaddress import IPv4Address
 
+import pytest
+
 from failover import packet
-from failover.events import FailoverEvent, PeerYielded, Role
-from failover.peer import FailoverSettings, HeartbeatPath, Peer
+from failover.events import FailoverEvent, PeerYielded, Role, RoleChanged
+from failover.peer import FailoverSettings, HeartbeatPath, Peer, link_state
 
 PATH = HeartbeatPath("public", IPv4Address("10.0.1.1"), IPv4Address("10.0.1.2"))
 DEADTIME_MS = 1000
@@ -52,3 +54,31 @@ def test_a_peer_heard_again_after_a_deadtime_of_silence_makes_the_master_announc
     assert yielded(events) == []  # heard all along: nothing to repair
     peer._heartbeat_received(100 + DEADTIME_MS, 3, packet.Heartbeat(Role.BACKUP))
     assert [e.reason for e in yielded(events)] == ["the peer was silent and is now standby"]
+
+
+def test_a_link_that_is_not_there_is_reported_gone() -> None:
+    assert link_state("lvsd-no-such0") == "gone"
+    assert link_state("lo") is None
+
+
+def test_a_watched_link_without_carrier_is_fault_and_its_return_standby(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pulled cable fails no send: the carrier watch alone must report FAULT."""
+    peer, events = primary_master()
+    peer.links = ("eth0",)
+    states: dict[str, str | None] = {"eth0": "without carrier"}
+    monkeypatch.setattr("failover.peer.link_state", lambda name: states[name])
+    peer.check_links()
+    assert peer.fsm.role is Role.FAULT
+    peer.check_links()
+    assert peer.fsm.role is Role.FAULT
+    states["eth0"] = None
+    peer.check_links()
+    assert peer.fsm.role is Role.BACKUP
+    changes = []
+    while not events.empty():
+        e = events.get_nowait()
+        if isinstance(e, RoleChanged):
+            changes.append((e.old, e.new))
+    assert changes[-2:] == [(Role.MASTER, Role.FAULT), (Role.FAULT, Role.BACKUP)]
