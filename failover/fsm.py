@@ -5,7 +5,8 @@ Piranha's pulse semantics, with keepalived's role numbering (``events.Role``):
 * Both directors start in INIT and move to BACKUP at once, announcing "standby".
 * A director that hears nothing from its peer for ``deadtime`` becomes MASTER (takes the
   VIPs). A peer that announces FAULT counts as gone too.
-* The primary becomes MASTER as soon as it hears its peer in standby (BACKUP or INIT).
+* The primary becomes MASTER as soon as it hears its peer in standby (BACKUP or INIT),
+  if it can serve (``set_ready``; a director is ready when it starts, not after FAULT).
 * Both MASTER (a healed partition): the primary wins, the backup yields at once.
 * **Preemption.** A primary that comes back while the backup is MASTER stays BACKUP until
   it holds the backup's whole connection table (``table_synced``; at once without
@@ -87,7 +88,7 @@ class Failover:
                 return self._become(Role.BACKUP, "the primary holds the table and takes over")
             case (Role.BACKUP, Role.FAULT):
                 return self._become(Role.MASTER, "the peer is in FAULT")
-            case (Role.BACKUP, Role.BACKUP | Role.INIT) if self.primary:
+            case (Role.BACKUP, Role.BACKUP | Role.INIT) if self.primary and self.ready:
                 return self._become(Role.MASTER, "the peer is standby: the primary serves")
         return []
 
@@ -111,6 +112,9 @@ class Failover:
         self._faulty = False
         self._since_ms = now
         self._heard_ms = None
+        # Cut off meanwhile, its services may have lost their reals: not ready until the
+        # director says so again.
+        self.ready = False
         return self._become(Role.BACKUP, reason)
 
     # -- outputs ---------------------------------------------------------------------------

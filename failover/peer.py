@@ -203,6 +203,8 @@ class Peer:
         self._counts: Counter[str] = Counter()
         self._faults: dict[str, str] = {}
         self.links = settings.links
+        self.rejoined_s = time.monotonic()
+        """When this director started or last left FAULT (monotonic s)."""
         self._wake = asyncio.Event()
 
     # -- running ---------------------------------------------------------------------------
@@ -353,6 +355,7 @@ class Peer:
             if self.fsm.role is not Role.FAULT:
                 self._apply(self.fsm.fault(now, reason))
         elif not self._faults and self.fsm.role is Role.FAULT:
+            self.rejoined_s = time.monotonic()
             self._apply(self.fsm.recover(now, reason or "every watched link is up again"))
 
     # -- inputs from the network -----------------------------------------------------------

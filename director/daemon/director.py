@@ -169,7 +169,15 @@ class Director:
         self.pulse = (
             None
             if failover is None
-            else Pulse(cfg, failover, self.plumbing, self.table, lambda: self.ipvs, self._take_cfg)
+            else Pulse(
+                cfg,
+                failover,
+                self.plumbing,
+                self.table,
+                lambda: self.ipvs,
+                self._take_cfg,
+                settled=self.nanny.settled,
+            )
         )
 
     def stop(self) -> None:

@@ -11,10 +11,11 @@ events, the only code that does:
 * Re-announce whenever the network may hold the wrong picture: the peer yielded after a
   split brain, or came back after a silence (``PeerYielded``); and every
   ``garp_master_refresh`` seconds while MASTER when that is set.
-* Readiness: a primary standby asks for the VIPs back only once each of its services
-  that names real servers has one it can schedule to (nanny brought them back): a
-  director that was cut off from the reals must not take the traffic before its probes
-  have seen them again.
+* Readiness: a primary standby asks for the VIPs back only once its health checks have
+  settled since it started or left FAULT (``settled(since)``: every real probed since,
+  none about to come back) and every service that had a real when it went to FAULT has
+  one again: a director that was cut off from the reals must not take the traffic
+  before its probes have seen them again.
 * Connection sync. As the active director, the table keeps a sync log (the fast path
   records inserts, state changes and removals as they happen); every ``SYNC_INTERVAL_S``
   ``failover.sync.Streamer`` turns the log, plus a bounded slice of a refresh walk, into
@@ -46,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from ipaddress import IPv4Address
 
-from director.config import DirectorConfig, Protocol, format_config, parse_config
+from director.config import DirectorConfig, format_config, parse_config
 from director.dataplane import fastpath
 from director.dataplane.plumbing import Plumbing, announce, find_iface_for
 from director.errors import ConfigError, TunError
@@ -226,6 +227,7 @@ class Pulse:
         table: fastpath.ConnTable,
         ipvs: Callable[[], IPVS],
         apply_config: Callable[[DirectorConfig], bool],
+        settled: Callable[[float], bool] = lambda since: True,
     ) -> None:
         self.cfg = cfg
         self.settings = settings
@@ -233,6 +235,8 @@ class Pulse:
         self.table = table
         self._ipvs = ipvs
         self._apply_config = apply_config
+        self._settled = settled
+        self._had_dests: frozenset[tuple[int, int, int, int]] = frozenset()
         self.events: asyncio.Queue[FailoverEvent] = asyncio.Queue()
         self.peer = Peer(settings, self.events)
         self.streamer = sync.Streamer(fwmark_of=self._fwmark_of)
@@ -314,6 +318,8 @@ class Pulse:
             return
         self.table.enable_sync_log(0)
         self.streamer.stop()
+        if change.new is Role.FAULT:
+            self._had_dests = self._serving()
         if change.old is Role.MASTER or self.plumbing.claimed:
             await asyncio.to_thread(self.plumbing.release)
             self._spawn(run_hook(self.cfg.inactive_cmd, "inactive_cmd"))
@@ -356,21 +362,24 @@ class Pulse:
                 if self.cfg.syncdaemon:
                     self.stream_once(now_ms())
             else:
-                self.peer.set_ready(self.can_serve())
+                self.peer.set_ready(self.ready())
 
-    def can_serve(self) -> bool:
-        """Whether every service that names real servers has one it can schedule to."""
-        named = {
-            (PROTOCOLS[v.protocol], int(v.address), port, v.fwmark)
-            for v in self.cfg.virtuals
-            if v.active and any(s.active for s in v.servers)
-            for port in v.ports
-        }
-        for svc in self._ipvs().services.values():
-            key = (svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
-            if key in named and not any(d.weight > 0 for d in svc.dests):
-                return False
-        return True
+    def ready(self) -> bool:
+        """Whether this director could serve as well as before it left: its probes have
+        settled since it rejoined, and every service that had a real to schedule to when
+        it went to FAULT has one again (a link that came back later than the one FAULT
+        watches fails probes that settle nothing)."""
+        if not self._settled(self.peer.rejoined_s):
+            return False
+        return self._had_dests <= self._serving()
+
+    def _serving(self) -> frozenset[tuple[int, int, int, int]]:
+        """The services that have a destination they can schedule to."""
+        return frozenset(
+            (svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
+            for svc in self._ipvs().services.values()
+            if any(d.weight > 0 for d in svc.dests)
+        )
 
     def _fwmark_of(self, slot: int) -> int:
         return self._ipvs().fwmark_of(slot)
@@ -627,7 +636,6 @@ async def run_hook(cmd: str | None, what: str) -> int | None:
     return rc
 
 
-PROTOCOLS = {Protocol.TCP: 6, Protocol.UDP: 17}
 CONN_INFO_DEST = 7
 CONN_INFO_FLAGS = 9
 CONN_INFO_N_CONTROL = 11

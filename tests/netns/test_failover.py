@@ -175,12 +175,12 @@ class Pair:
 
     def served(self) -> dict[str, tuple[int, int]]:
         """Per director: (connections it scheduled, packets it forwarded), from its status."""
-        out = {}
-        for d in (self.primary, self.backup):
-            st = d.status()
-            pkts = sum(int(s["inpkts"]) + int(s["outpkts"]) for s in st["services"])
-            out[d.node] = (int(st["decided"]), pkts)
-        return out
+        return {d.node: self.served_by(d) for d in (self.primary, self.backup)}
+
+    def served_by(self, d: LabDirector) -> tuple[int, int]:
+        st = d.status()
+        pkts = sum(int(s["inpkts"]) + int(s["outpkts"]) for s in st["services"])
+        return int(st["decided"]), pkts
 
     def claimed(self, d: LabDirector) -> bool:
         try:
@@ -371,7 +371,7 @@ def test_primary_returns_and_preempts_without_breaking_connections(pair: Pair) -
         "the stream through the backup",
         lambda: int(str(pair.backup.status()["connections"])) >= 1,
     )
-    pair.primary = LabDirector(pair.lab, pair.primary.cfg, node="director")
+    pair.primary = pair.director(pair.primary.cfg, "director")
     pair.primary.start()
     took = pair.wait("preemption", lambda: pair.role(pair.primary) == "MASTER")
     assert pair.role(pair.backup) == "BACKUP"
@@ -443,7 +443,7 @@ def _synced_marked_conn(d: LabDirector) -> bool:
 
 
 def test_kill_active_during_a_stream_of_a_fwmark_service(
-    lab_factory: LabFactory, tmp_path: Path
+    lab_factory: LabFactory, tmp_path: Path, implementation: str
 ) -> None:
     """A persistent fwmark service (mark 1 on VIP:8080, servers without a port): its
     connection and template reach the standby with their mark, and a stream through it
@@ -453,7 +453,7 @@ def test_kill_active_during_a_stream_of_a_fwmark_service(
         for rule in MARK_RULES:
             lab.run(node, ["nft", rule])
     servers: list[subprocess.Popen[str]] = []
-    p = Pair(lab, cluster_config(tmp_path, 0.2, 1, FWMARK_VIRTUAL))
+    p = Pair(lab, cluster_config(tmp_path, 0.2, 1, FWMARK_VIRTUAL), implementation)
     try:
         for real in lab.reals:
             argv = [sys.executable, "-m", "lab.server", "--name", real]
@@ -464,10 +464,7 @@ def test_kill_active_during_a_stream_of_a_fwmark_service(
             assert proc.stderr is not None
             line = proc.stderr.readline()  # written once the socket listens
             assert "listening on" in line, line
-        p.primary.start()
-        p.backup.start()
-        p.wait("primary active", lambda: p.role(p.primary) == "MASTER")
-        p.wait("backup standby", lambda: p.role(p.backup) == "BACKUP")
+        p.start()
         stream = p.client_bg(STREAM.format(vip=VIP, port=MARKED_PORT, duration=20))
         p.wait("the standby to hold the marked connection", lambda: _synced_marked_conn(p.backup))
         assert p.primary.proc is not None
@@ -500,16 +497,16 @@ def _reals(svc: dict[str, object]) -> set[str]:
     return {str(d["addr"]).split(":")[0] for d in dests}
 
 
-def _start_pair(lab: Lab, primary_text: str, backup_text: str) -> Pair:
-    p = Pair(lab, primary_text)
-    p.backup = LabDirector(lab, parse_config(backup_text, "backup-lab.cf"), node="backup")
+def _start_pair(lab: Lab, primary_text: str, backup_text: str, implementation: str) -> Pair:
+    p = Pair(lab, primary_text, implementation)
+    p.backup = p.director(parse_config(backup_text, "backup-lab.cf"), "backup")
     p.primary.start()
     p.backup.start()
     return p
 
 
 def test_standby_serves_with_the_active_directors_configuration(
-    lab_factory: LabFactory, tmp_path: Path
+    lab_factory: LabFactory, tmp_path: Path, implementation: str
 ) -> None:
     """Configuration sync: a standby started on another lvs.cf (rr, real3 inactive) takes
     the active's (wlc, real3 in); the mismatch is logged and counted, and after a takeover
@@ -520,7 +517,7 @@ def test_standby_serves_with_the_active_directors_configuration(
         "address = 192.168.1.12\n        active = 1", "address = 192.168.1.12\n        active = 0"
     )
     assert other.count("active = 0") == 1
-    p = _start_pair(lab, text, other)
+    p = _start_pair(lab, text, other, implementation)
     try:
         assert _http_service(p.backup)["scheduler"] == "rr"
         p.wait(
@@ -550,13 +547,15 @@ def test_standby_serves_with_the_active_directors_configuration(
 
 
 def test_standby_refuses_a_configuration_that_moves_the_vip(
-    lab_factory: LabFactory, tmp_path: Path
+    lab_factory: LabFactory, tmp_path: Path, implementation: str
 ) -> None:
     """A standby whose VIP differs cannot take the active's lvs.cf: it keeps its own, and
     the mismatch stays visible in its status and log."""
     lab = lab_factory(reals=3, backup=True)
     text = cluster_config(tmp_path, 0.2, 1)
-    p = _start_pair(lab, text, text.replace("address = 10.0.1.5", "address = 10.0.1.6"))
+    p = _start_pair(
+        lab, text, text.replace("address = 10.0.1.5", "address = 10.0.1.6"), implementation
+    )
     try:
         p.wait(
             "the standby to refuse the active's configuration",
@@ -571,3 +570,93 @@ def test_standby_refuses_a_configuration_that_moves_the_vip(
     finally:
         p.backup.stop()
         p.primary.stop()
+
+
+@pytest.mark.parametrize("pair", [(0.2, 1, "monitor_links = 1\n")], indirect=True, ids=["links"])
+def test_link_down_on_the_active_director_fails_over_and_it_rejoins_as_standby(
+    pair: Pair,
+) -> None:
+    """monitor_links: the active director's public link set down is FAULT; it releases the
+    VIP, the backup takes over and a stream goes on. Set up again, the director rejoins as
+    standby and, holding the table with its reals in, takes the VIP back (preemption) with
+    the stream still going. Its private link set down is FAULT too (monitor_links); set up
+    again it rejoins as standby, and stays so while its nanny has no real back in."""
+    stream = pair.client_bg(STREAM.format(vip=VIP, port=80, duration=14))
+    pair.wait("the standby to hold the stream", lambda: pair.shadow(pair.backup) >= 1)
+    pair.lab.run("director", ["ip", "link", "set", "eth0", "down"])
+    took = pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
+    assert pair.role(pair.primary) == "FAULT"
+    assert not pair.claimed(pair.primary)
+    pair.lab.run("director", ["ip", "link", "set", "eth0", "up"])
+    pair.wait("the director to leave FAULT", lambda: pair.role(pair.primary) != "FAULT")
+    assert "FAULT -> BACKUP" in pair.primary.log()
+    back = pair.wait(
+        "the director to take the VIP back", lambda: pair.role(pair.primary) == "MASTER"
+    )
+    s = _result(stream)
+    print(
+        f"\npublic link down: backup active after {took:.2f} s; link up: the director active "
+        f"again {back:.2f} s after leaving FAULT; stream gap {s['max_gap_s']:.2f} s"
+    )
+    assert s["ok"], s
+    assert pair.role(pair.backup) == "BACKUP"
+    pair.wait(
+        "the client to follow the director", lambda: pair.client_arp() == pair.mac("director")
+    )
+
+    pair.lab.run("director", ["ip", "link", "set", "eth1", "down"])
+    pair.wait("the backup to take over again", lambda: pair.role(pair.backup) == "MASTER")
+    assert pair.role(pair.primary) == "FAULT"
+    assert "link eth1 is down" in pair.primary.log()
+    pair.lab.run("director", ["ip", "link", "set", "eth1", "up"])
+    pair.wait("the director to rejoin as standby", lambda: pair.role(pair.primary) == "BACKUP")
+    load = run_load(pair.lab, f"http://{VIP}/", 20)
+    assert load["failed"] == 0, load
+    assert pair.role(pair.backup) == "MASTER"
+
+
+CAPTURE = """
+import json, socket, struct, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.settimeout(0.2)
+kinds = {{}}
+end = time.monotonic() + {duration}
+while time.monotonic() < end:
+    try:
+        ip = s.recv(65535)[14:]
+    except TimeoutError:
+        continue
+    if len(ip) < 40 or ip[9] != 17:
+        continue
+    at = (ip[0] & 15) * 4
+    if struct.unpack("!H", ip[at + 2:at + 4])[0] == {port}:
+        kind = str(ip[at + 8 + 5])
+        kinds[kind] = kinds.get(kind, 0) + 1
+print(json.dumps(kinds))
+"""
+
+
+@pytest.mark.parametrize("pair", [(0.2, 1, "syncdaemon = 0\n")], indirect=True, ids=["nosync"])
+def test_syncdaemon_0_sends_no_connection_sync(pair: Pair) -> None:
+    """syncdaemon = 0: while connections come and go through the active director, the
+    wire between the directors (captured on the standby) carries heartbeats and no sync
+    message, and neither director counts one; the standby holds no connection."""
+    capture = pair.lab.popen(
+        "backup",
+        [sys.executable, "-c", CAPTURE.format(duration=4, port=PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    http = pair.client_bg(KEEPALIVE_HTTP.format(vip=VIP, duration=3))
+    load = run_load(pair.lab, f"http://{VIP}/", 20)
+    assert load["failed"] == 0, load
+    assert _result(http)["failed"] == 0
+    kinds = {int(k): int(str(v)) for k, v in _result(capture).items()}
+    print(f"\nsyncdaemon = 0: datagrams between the directors by kind {kinds}")
+    assert kinds.get(packet.Kind.HEARTBEAT, 0) > 0, kinds
+    assert kinds.get(packet.Kind.SYNC, 0) == 0, kinds
+    p, b = pair.failover(pair.primary), pair.failover(pair.backup)
+    assert p["sync_sent"] == 0, p
+    assert b["sync_received"] == 0, b
+    assert b["shadow_conns"] == 0
+    assert int(pair.backup.status()["connections"]) == 0

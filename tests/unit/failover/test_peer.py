@@ -69,13 +69,12 @@ def test_a_watched_link_without_carrier_is_fault_and_its_return_standby(
     peer.links = ("eth0",)
     states: dict[str, str | None] = {"eth0": "without carrier"}
     monkeypatch.setattr("failover.peer.link_state", lambda name: states[name])
-    peer.check_links()
-    assert peer.fsm.role is Role.FAULT
-    peer.check_links()
-    assert peer.fsm.role is Role.FAULT
-    states["eth0"] = None
-    peer.check_links()
-    assert peer.fsm.role is Role.BACKUP
+    roles = []
+    for state in ("without carrier", "without carrier", None):
+        states["eth0"] = state
+        peer.check_links()
+        roles.append(peer.fsm.role)
+    assert roles == [Role.FAULT, Role.FAULT, Role.BACKUP]
     changes = []
     while not events.empty():
         e = events.get_nowait()
