@@ -460,6 +460,9 @@ class Pulse:
                     e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, dest.slot,
                     now, ctl,
                 )  # fmt: skip
+                if h >= 0:
+                    # Scheduled by the active director, not here: counted there only.
+                    self.table.uncount(h)
             if h >= 0 and e.protocol == sync.PROTO_TCP and e.state:
                 # Also when unchanged: re-arms the shadow's timer, as a packet would.
                 self.table.set_state(h, e.state, now)

@@ -91,6 +91,11 @@
     "counts records dropped by a full log since the previous call: the log then misses\n" \
     "changes, and the caller must resend everything."
 
+#define DOC_uncount \
+    "Take a connection this table did not schedule (a synced copy) out of its dest's and\n" \
+    "service's conns counters, which count scheduled connections only (the kernel's\n" \
+    "ip_vs_conn_stats); refuses a template."
+
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
 

@@ -255,3 +255,16 @@ def test_a_hook_runs_with_its_output_logged(caplog: pytest.LogCaptureFixture) ->
     assert "failover: active_cmd: two" in lines
     assert any("exited with 3" in line for line in lines)
     assert asyncio.run(run_hook(None, "inactive_cmd")) is None
+
+
+def test_synced_connections_are_not_counted_as_scheduled_here(fastpath: ModuleType) -> None:
+    """A standby's conns counters count what it schedules, as the kernel's: not sync."""
+    standby, ipvs = _pulse(fastpath)
+    [msg] = sync.encode([_established(1000), _established(1001)])
+    standby._sync_received(SyncReceived(msg, False))
+    assert len(ipvs.table) == 2
+    svc = next(iter(ipvs.services.values()))
+    dest = svc.dests[0]
+    assert ipvs.table.svc_buffer()[svc.index * fastpath.SVC_FIELDS + fastpath.SVC_CONNS] == 0
+    assert ipvs.table.dest_buffer()[dest.slot * fastpath.DEST_FIELDS + fastpath.DEST_CONNS] == 0
+    assert dest.inactive_conns + dest.active_conns == 2  # bound all the same
