@@ -623,17 +623,37 @@ kinds = {{}}
 end = time.monotonic() + {duration}
 while time.monotonic() < end:
     try:
-        ip = s.recv(65535)[14:]
+        frame, addr = s.recvfrom(65535)
     except TimeoutError:
         continue
+    ip = frame[14:]
     if len(ip) < 40 or ip[9] != 17:
         continue
     at = (ip[0] & 15) * 4
     if struct.unpack("!H", ip[at + 2:at + 4])[0] == {port}:
-        kind = str(ip[at + 8 + 5])
+        kind = "%s %d" % (addr[0], ip[at + 8 + 5])
         kinds[kind] = kinds.get(kind, 0) + 1
 print(json.dumps(kinds))
 """
+
+
+def capture(pair: Pair, node: str, duration: float) -> subprocess.Popen[str]:
+    """Count the datagrams on the heartbeat port that ``node`` receives, by
+    interface and kind (``"eth0 1"``: heartbeats on eth0), for ``duration`` seconds."""
+    return pair.lab.popen(
+        node,
+        [sys.executable, "-c", CAPTURE.format(duration=duration, port=PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def by_kind(counts: dict[str, object]) -> dict[tuple[str, int], int]:
+    out = {}
+    for key, n in counts.items():
+        iface, kind = key.split()
+        out[(iface, int(kind))] = int(str(n))
+    return out
 
 
 @pytest.mark.parametrize("pair", [(0.2, 1, "syncdaemon = 0\n")], indirect=True, ids=["nosync"])
@@ -641,22 +661,34 @@ def test_syncdaemon_0_sends_no_connection_sync(pair: Pair) -> None:
     """syncdaemon = 0: while connections come and go through the active director, the
     wire between the directors (captured on the standby) carries heartbeats and no sync
     message, and neither director counts one; the standby holds no connection."""
-    capture = pair.lab.popen(
-        "backup",
-        [sys.executable, "-c", CAPTURE.format(duration=4, port=PORT)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    wire = capture(pair, "backup", 4)
     http = pair.client_bg(KEEPALIVE_HTTP.format(vip=VIP, duration=3))
     load = run_load(pair.lab, f"http://{VIP}/", 20)
     assert load["failed"] == 0, load
     assert _result(http)["failed"] == 0
-    kinds = {int(k): int(str(v)) for k, v in _result(capture).items()}
-    print(f"\nsyncdaemon = 0: datagrams between the directors by kind {kinds}")
-    assert kinds.get(packet.Kind.HEARTBEAT, 0) > 0, kinds
-    assert kinds.get(packet.Kind.SYNC, 0) == 0, kinds
+    seen = by_kind(_result(wire))
+    print(f"\nsyncdaemon = 0: datagrams between the directors by interface and kind {seen}")
+    kinds = {kind for _, kind in seen}
+    assert packet.Kind.HEARTBEAT in kinds, seen
+    assert packet.Kind.SYNC not in kinds, seen
     p, b = pair.failover(pair.primary), pair.failover(pair.backup)
     assert p["sync_sent"] == 0, p
     assert b["sync_received"] == 0, b
     assert b["shadow_conns"] == 0
     assert int(pair.backup.status()["connections"]) == 0
+
+
+@pytest.mark.parametrize("pair", [(0.2, 1, "syncd_iface = eth0\n")], indirect=True, ids=["eth0"])
+def test_syncd_iface_puts_the_sync_on_that_interface(pair: Pair) -> None:
+    """syncd_iface = eth0 (the public path; unset, sync takes the private one): the
+    standby receives every sync message on eth0, none on eth1, and holds the active's
+    connections."""
+    wire = capture(pair, "backup", 4)
+    http = pair.client_bg(KEEPALIVE_HTTP.format(vip=VIP, duration=3))
+    pair.wait("the standby to hold the connection", lambda: pair.shadow(pair.backup) >= 1)
+    assert _result(http)["failed"] == 0
+    seen = by_kind(_result(wire))
+    print(f"\nsyncd_iface = eth0: datagrams by interface and kind {seen}")
+    assert seen.get(("eth0", packet.Kind.SYNC), 0) > 0, seen
+    assert ("eth1", packet.Kind.SYNC) not in seen, seen
+    assert seen.get(("eth1", packet.Kind.HEARTBEAT), 0) > 0, seen  # both paths in use
