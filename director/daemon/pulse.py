@@ -394,9 +394,9 @@ class Pulse:
             log.warning(
                 "failover: the sync log lost %d changes; sending the whole table again", tick.lost
             )
-        messages = sync.encode(tick.entries, self.settings.syncid)
+        messages = sync.encode(tick.entries, self.cfg.syncd_id)
         if tick.dump_end and not messages:
-            messages = [_empty(self.settings.syncid)]
+            messages = [_empty(self.cfg.syncd_id)]
         for i, m in enumerate(messages):
             last = i == len(messages) - 1
             flags = packet.SYNC_DUMP_END if tick.dump_end and last else 0
@@ -414,7 +414,7 @@ class Pulse:
         self._counts["sync_received"] += 1
         self._lag_ms = max(0, time.time_ns() // 1_000_000 - event.sent_ms)
         try:
-            entries = sync.decode(event.payload, self.settings.syncid)
+            entries = sync.decode(event.payload, self.cfg.syncd_id)
         except sync.SyncError as err:
             self._counts["sync_refused"] += 1
             log.warning("failover: %s", err)

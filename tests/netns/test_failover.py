@@ -14,6 +14,9 @@ retransmission, about 25.6 s after the loss.
 The kill -9 test runs the issue's 60-second stream and keep-alive HTTP side by side;
 the other streams are shorter: what they test (preemption, measurement) happens within
 the first seconds, and the lab suite must stay short.
+Every test runs on both fast paths (the ``implementation`` fixture: the C extension, and
+the Python twin selected by ``DIRECTOR_NO_EXTENSIONS=1`` in the daemons' environment),
+and each checks who served, not only that an answer came.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _pulse(
         syncid=syncid,
     )
     pulse = Pulse(
-        cfg or DirectorConfig(),
+        cfg or DirectorConfig(syncd_id=syncid),
         settings,
         cast(Plumbing, None),
         ipvs.table,
