@@ -339,15 +339,19 @@ def test_heartbeat_cut_then_healed_leaves_one_director_serving(pair: Pair) -> No
     yielded = pair.wait("the backup to yield", lambda: pair.role(pair.backup) == "BACKUP")
     both = pair.wait("the backup to release the VIP", lambda: not pair.claimed(pair.backup))
     before = pair.served()
+    drops = int(pair.backup.status()["drops"]["standby"])
+    load_at = time.monotonic() - healed_at
     load = run_load(pair.lab, f"http://{VIP}/", 20)
     after = pair.served()
     served_s = time.monotonic() - healed_at
+    dropped = int(pair.backup.status()["drops"]["standby"]) - drops
     s = _result(stream)
     print(
         f"\nheartbeat cut: backup active after {took:.2f} s; after the heal it yielded in "
-        f"{yielded:.2f} s, released the VIP {both:.2f} s later; 20 connections done "
-        f"{served_s:.2f} s after the heal; standby drops "
-        f"{pair.backup.status()['drops'].get('standby')}; stream gap {s['max_gap_s']:.2f} s"
+        f"{yielded:.2f} s, released the VIP {both:.2f} s later; 20 connections from "
+        f"{load_at:.2f} s to {served_s:.2f} s after the heal (the load generator's start "
+        f"included), {dropped} packets met the standby meanwhile ({drops} before: the "
+        f"stream's); stream gap {s['max_gap_s']:.2f} s"
     )
     assert load["failed"] == 0, load
     assert sum(load["by_real"].values()) == 20, load
