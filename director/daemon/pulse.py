@@ -291,7 +291,7 @@ class Pulse:
                     # keepalived's vrrp_garp_lower_prio_repeat: after a split brain or a
                     # partition the clients and reals may still hold the peer's MAC.
                     log.info("failover: %s; announcing the VIPs and nat_router again", event.reason)
-                    self._spawn(self._announce())
+                    self._start_announce()
                 case DumpRequested() if self.cfg.syncdaemon:
                     if not self.streamer.dumping:
                         log.info("failover: the standby asks for the whole table")
@@ -311,11 +311,14 @@ class Pulse:
             # Announce at once, while the claim's netlink work runs: the VIP routes and
             # reply steering are in place since setup, so traffic that follows the
             # gratuitous ARPs is served; the proxy entries only answer later requests.
-            self._spawn(self._announce())
+            self._start_announce()
             await asyncio.to_thread(self.plumbing.claim)
             self._shadow.clear()
             self._spawn(run_hook(self.cfg.active_cmd, "active_cmd"))
             return
+        # A director that stops serving stops announcing at once: the rounds left of its
+        # takeover's announcement would pull the clients and reals back from the peer.
+        self._stop_announce()
         self.table.enable_sync_log(0)
         self.streamer.stop()
         if change.new is Role.FAULT:
@@ -330,6 +333,17 @@ class Pulse:
         assert self._tg is not None
         assert asyncio.iscoroutine(coro)
         self._tg.create_task(coro)
+
+    def _start_announce(self, count: int = GARP_COUNT) -> None:
+        """Announce (see ``_announce``) instead of any announcement still running."""
+        self._stop_announce()
+        assert self._tg is not None
+        self._announcing = self._tg.create_task(self._announce(count))
+
+    def _stop_announce(self) -> None:
+        if self._announcing is not None:
+            self._announcing.cancel()
+            self._announcing = None
 
     async def _announce(self, count: int = GARP_COUNT) -> None:
         """Gratuitous ARPs for the VIPs (public) and nat_router (private), while MASTER."""
@@ -350,8 +364,9 @@ class Pulse:
         """garp_master_refresh: one round of gratuitous ARPs every ``interval_s`` as MASTER."""
         while True:
             await asyncio.sleep(interval_s)
-            if self.peer.role is Role.MASTER and self.plumbing.claimed:
-                await self._announce(count=1)
+            busy = self._announcing is not None and not self._announcing.done()
+            if self.peer.role is Role.MASTER and self.plumbing.claimed and not busy:
+                self._start_announce(count=1)
 
     # -- connection sync: the active side --------------------------------------------------
 
