@@ -223,7 +223,7 @@ class DirectorConfig:
     nat_nmask: IPv4Address = NAT_NMASK
     rsh_command: RshCommand = RshCommand.RSH
     debug_level: int = 0
-    syncdaemon: bool = False
+    syncdaemon: bool = True
     syncd_iface: str | None = None
     syncd_id: int = 0
     tcp_timeout: int = 0
@@ -233,6 +233,7 @@ class DirectorConfig:
     inactive_cmd: str | None = None
     monitor_links: bool = False
     hard_shutdown: bool = True
+    garp_master_refresh: float = 0
     # lvsd's own keywords
     public_iface: str | None = None
     private_iface: str | None = None
@@ -558,6 +559,14 @@ def _seconds(values: list[_Token]) -> float:
     raise _Bad(f"must be seconds > 0 with at most 3 decimals, got {text!r}")
 
 
+def _seconds_or_zero(values: list[_Token]) -> float:
+    """A time in seconds >= 0 with at most three decimals; 0 means off."""
+    text = _one(values)
+    if _SECONDS_RE.fullmatch(text):
+        return float(text)
+    raise _Bad(f"must be seconds >= 0 with at most 3 decimals, got {text!r}")
+
+
 def _seconds_text(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
@@ -857,6 +866,9 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         inactive_cmd=g.get("inactive_cmd", _command, None),
         monitor_links=g.get("monitor_links", _boolean, defaults.monitor_links),
         hard_shutdown=g.get("hard_shutdown", _boolean, defaults.hard_shutdown),
+        garp_master_refresh=g.get(
+            "garp_master_refresh", _seconds_or_zero, defaults.garp_master_refresh
+        ),
         public_iface=g.get("public_iface", _ifname, None),
         private_iface=g.get("private_iface", _ifname, None),
         metrics_address=g.get("metrics_address", _host_port, defaults.metrics_address),
@@ -1217,6 +1229,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "inactive_cmd", cfg.inactive_cmd)
     _line(out, "", "monitor_links", cfg.monitor_links)
     _line(out, "", "hard_shutdown", cfg.hard_shutdown)
+    _line(out, "", "garp_master_refresh", _seconds_text(cfg.garp_master_refresh) or "0")
     _line(out, "", "public_iface", cfg.public_iface)
     _line(out, "", "private_iface", cfg.private_iface)
     _line(out, "", "metrics_address", str(cfg.metrics_address) if cfg.metrics_address else "none")

@@ -189,6 +189,7 @@ class Runner:
             if not outcome.ok and self._last.get(target) != outcome.reason:
                 log.debug("%s: %s failed: %s", target, target.probe.kind, outcome.reason)
             self._last[target] = outcome.reason
+            tracker.probe_started = started
             self._emit(tracker.observe(outcome.ok, outcome.reason, self.clock()))
             await asyncio.sleep(max(0.0, started + target.interval - self.clock()))
 

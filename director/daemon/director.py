@@ -44,6 +44,7 @@ from director.ops.console import Console, read_token
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
+from failover.events import Role
 from healthcheck.specs import Target
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ _FLOW = struct.Struct("!9xB2xIIHH")
 EXPIRY_INTERVAL_S = 1.0
 # Seconds of work per slice when a reload is applied on the event loop.
 SLICE_S = 0.005
+_DISCARD_BATCH = 256
 
 
 def now_ms() -> int:
@@ -185,7 +187,15 @@ class Director:
         self.pulse = (
             None
             if failover is None
-            else Pulse(cfg, failover, self.plumbing, self.table, lambda: self.ipvs, self._take_cfg)
+            else Pulse(
+                cfg,
+                failover,
+                self.plumbing,
+                self.table,
+                lambda: self.ipvs,
+                self._take_cfg,
+                settled=self.nanny.settled,
+            )
         )
 
     def stop(self) -> None:
@@ -432,6 +442,9 @@ class Director:
 
     def _on_readable(self, fd: int, fwmark: int) -> None:
         """Drain TUN ``fd``, whose packets carry firewall mark ``fwmark`` (0: none)."""
+        if self.pulse is not None and self.pulse.role is not Role.MASTER:
+            self._discard(fd)
+            return
         now = now_ms()
         pending = self._pending
         self.table.drain(fd, now, pending, write_fd=self._fd)
@@ -445,6 +458,17 @@ class Director:
                     verdict = self.table.process_vnet(buf, now)
                 self._decide(verdict, buf, now, fwmark)
             pending.clear()
+
+    def _discard(self, fd: int) -> None:
+        """A standby forwards nothing: what reaches its TUNs (a client or a real that still
+        holds its MAC for a VIP or nat_router) is dropped and counted; the active
+        director's gratuitous ARPs move the sender (docs/failover.md)."""
+        for _ in range(_DISCARD_BATCH):
+            try:
+                os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._counts["standby"] += 1
 
     def _decide(self, verdict: int, buf: bytearray, now: int, fwmark: int = 0) -> None:
         """A packet the fast path could not forward alone, with its current verdict: schedule,
@@ -531,6 +555,7 @@ class Director:
         drops = dict(self.table.drops())
         for reason, n in self.reassembler.statistics().drops.items():
             drops[f"fragment_{reason}"] = n
+        drops["standby"] = self._counts["standby"]
         return DirectorStats(
             implementation=fastpath.IMPLEMENTATION,
             connections=len(self.table),

@@ -386,6 +386,12 @@ class Nanny:
             self._counts["sorry_removed"] += 1
             log.info("nanny: %s: a real server is back, sorry server %s out", state.svc, sorry)
 
+    def settled(self, since: float) -> bool:
+        """Whether every watched real has been probed from ``since`` (monotonic s) on and
+        none is passing probes while out, waiting out its reentry: the services are as
+        they will stay. A director that rejoins asks for the VIPs only then."""
+        return all(w.tracker.settled(since) for w in self._watches.values())
+
     def statistics(self) -> NannyStats:
         c = self._counts
         runs: Counter[str] = Counter(self._retired)

@@ -561,6 +561,20 @@ static PyObject *ConnTable_remove(ConnTableObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *ConnTable_uncount(ConnTableObject *self, PyObject *arg) {
+    long long h = PyLong_AsLongLong(arg);
+    if ((h == -1 && PyErr_Occurred()) || check_handle(self, h) < 0)
+        return NULL;
+    struct table *t = &self->t;
+    const struct conn *c = &t->c[h];
+    if (c->flags & CONN_F_TEMPLATE)
+        return PyErr_Format(PyExc_ValueError, "uncount: handle %lld is a template", h);
+    int64_t *d = &t->dests[(size_t)c->dest * DEST_FIELDS];
+    d[DEST_CONNS]--;
+    t->svcs[(size_t)d[DEST_SVC] * SVC_FIELDS + SVC_CONNS]--;
+    Py_RETURN_NONE;
+}
+
 static PyObject *ConnTable_flush(ConnTableObject *self, PyObject *unused) {
     (void)unused;
     tbl_flush(&self->t);
@@ -688,6 +702,7 @@ static PyMethodDef ConnTable_methods[] = {
     {"enable_sync_log", (PyCFunction)ConnTable_enable_sync_log, METH_O, DOC_enable_sync_log},
     {"sync_changes", (PyCFunction)ConnTable_sync_changes, METH_O, DOC_sync_changes},
     {"remove", (PyCFunction)ConnTable_remove, METH_O, DOC_remove},
+    {"uncount", (PyCFunction)ConnTable_uncount, METH_O, DOC_uncount},
     {"flush", (PyCFunction)ConnTable_flush, METH_NOARGS, DOC_flush},
     {"expire", (PyCFunction)ConnTable_expire, METH_O, DOC_expire},
     {"process", (PyCFunction)ConnTable_process, METH_VARARGS, DOC_process},

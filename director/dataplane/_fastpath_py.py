@@ -950,6 +950,17 @@ class ConnTable:
         lost, self._log_lost = self._log_lost, 0
         return out, lost
 
+    def uncount(self, handle: int) -> None:
+        """Take a connection this table did not schedule (a synced copy) out of its dest's and
+        service's conns counters, which count scheduled connections only (the kernel's
+        ip_vs_conn_stats); refuses a template."""
+        c = self._get(handle)
+        if c.flags & CONN_F_TEMPLATE:
+            raise ValueError(f"uncount: handle {handle} is a template")
+        b = c.dest * DEST_FIELDS
+        self._dests[b + DEST_CONNS] -= 1
+        self._svcs[self._dests[b + DEST_SVC] * SVC_FIELDS + SVC_CONNS] -= 1
+
     def remove(self, handle: int) -> None:
         """Remove a connection or template now (unbind, detach); refuses one that controls any."""
         c = self._get(handle)

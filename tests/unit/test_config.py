@@ -780,6 +780,7 @@ def configs(draw: st.DrawFn) -> DirectorConfig:
         inactive_cmd=draw(st.none() | COMMANDS),
         monitor_links=draw(st.booleans()),
         hard_shutdown=draw(st.booleans()),
+        garp_master_refresh=draw(st.sampled_from([0.0, 0.5, 10.0, 1.25])),
         public_iface=draw(st.none() | IFNAMES),
         private_iface=draw(st.none() | IFNAMES),
         metrics_address=draw(st.none() | st.builds(HostPort, ADDRESSES, st.integers(1, 65535))),

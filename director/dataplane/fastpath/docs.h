@@ -101,6 +101,11 @@
     "them with `seq_state`). `lost` counts records dropped by a full log since the previous\n" \
     "call: the log then misses changes, and the caller must resend everything."
 
+#define DOC_uncount \
+    "Take a connection this table did not schedule (a synced copy) out of its dest's and\n" \
+    "service's conns counters, which count scheduled connections only (the kernel's\n" \
+    "ip_vs_conn_stats); refuses a template."
+
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
 
