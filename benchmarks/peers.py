@@ -156,7 +156,9 @@ network = {network}
 nat_router = {nat_router} eth1:1
 control_socket = {control}
 # One probe an hour, and an hour of failures before a removal: health checks stay out of
-# the measurement (iperf3 answers no UDP probe, and a loaded real may miss a 10 s probe).
+# the measurement (a loaded real may miss a 10 s probe). iperf3 answers no UDP probe (its
+# UDP socket exists only during a test, so a datagram gets port unreachable), and a real
+# never probed up leaves at its first failure: the UDP service's probe is /bin/true.
 
 virtual bench-tcp {{
     address = {vip}
@@ -178,6 +180,7 @@ virtual bench-udp {{
     scheduler = rr
     timeout = 3600
     probe_interval = 3600
+    send_program = /bin/true
     server real1 {{
         address = {real}
         weight = 1

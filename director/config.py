@@ -50,6 +50,12 @@ NAT_NMASK = IPv4Address("255.255.255.0")
 U32_MAX = 2**32 - 1
 S32_MAX = 2**31 - 1
 IFNAMSIZ = 16  # the kernel's limit, terminating NUL included
+# The fast path's fixed slot arrays (the connection table is sized from max_connections):
+# configurations beyond them are refused here, so that check, run and reload agree.
+MAX_DESTINATIONS = 4096
+MAX_SERVICES = 1024
+# 16M entries is about 1.5 GB of table; more is a typing error, not a plan.
+MAX_CONNECTIONS = 1 << 24
 
 
 class Service(StrEnum):
@@ -218,7 +224,7 @@ class DirectorConfig:
     nat_nmask: IPv4Address = NAT_NMASK
     rsh_command: RshCommand = RshCommand.RSH
     debug_level: int = 0
-    syncdaemon: bool = False
+    syncdaemon: bool = True
     syncd_iface: str | None = None
     syncd_id: int = 0
     tcp_timeout: int = 0
@@ -228,18 +234,25 @@ class DirectorConfig:
     inactive_cmd: str | None = None
     monitor_links: bool = False
     hard_shutdown: bool = True
+    garp_master_refresh: float = 0
     # lvsd's own keywords
     public_iface: str | None = None
     private_iface: str | None = None
     metrics_address: HostPort | None = HostPort(IPv4Address("127.0.0.1"), 9561)
     control_socket: Path = Path("/run/lvsd.sock")
     heartbeat_key_file: Path | None = None
+    console_token_file: Path | None = None
     heartbeat_insecure: bool = False
     max_connections: int = 1048576
     drain_timeout: int = 60
+    # The ports of ip_vs_ftp's ``ports=``: TCP services on them get the FTP helper.
+    ftp_ports: tuple[int, ...] = (21,)
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
+    # What the file says that Piranha accepted and lvsd reads otherwise or doubts, each
+    # "file:line: keyword: ..."; not part of the configuration's value.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def forwarding(self, server: ServerConfig) -> Network:
         """The forwarding method of ``server``: its own ``network``, else the file's."""
@@ -275,7 +288,7 @@ def _keys(model: type, *, drop: tuple[str, ...] = (), add: tuple[str, ...] = ())
 
 # The keywords of each section are the model's field names, bar a few that are spelled
 # differently in lvs.cf (a virtual's ``ports`` is ``port``; a ``device`` follows its address).
-GLOBAL_KEYS = _keys(DirectorConfig, drop=("nat_router_device", "virtuals", "failovers"))
+GLOBAL_KEYS = _keys(DirectorConfig, drop=("nat_router_device", "virtuals", "failovers", "warnings"))
 VIRTUAL_KEYS = _keys(VirtualConfig, drop=("device", "ports", "servers"), add=("port",))
 SERVER_KEYS = _keys(ServerConfig)
 FAILOVER_KEYS = _keys(FailoverConfig, drop=("device",))
@@ -292,7 +305,8 @@ KEYS: dict[str, frozenset[str]] = {
     "server": SERVER_KEYS,
     "failover": FAILOVER_KEYS,
 }
-# Piranha keywords lvsd refuses, and why: they drove machinery lvsd does not have.
+# Piranha keywords lvsd reads and ignores with a warning, and why: they drove machinery
+# lvsd does not have.
 UNSUPPORTED: dict[str, str] = {
     "sync": "Piranha's file synchronisation between directors",
     "ipvsadm": "the path of the ipvsadm binary (lvsd has no kernel IPVS to drive)",
@@ -346,6 +360,7 @@ class _Parser:
         self.filename = filename
         self.tokens = list(self._tokenize(text))
         self.pos = 0
+        self.warnings: list[str] = []
 
     def error(self, line: int, keyword: str, message: str) -> ConfigError:
         return ConfigError(f"{self.filename}:{line}: {keyword}: {message}")
@@ -447,7 +462,7 @@ class _Parser:
         if key in BLOCKS[block.kind]:
             self._child(block, key_tok)
             return
-        self._check_known(block, key, line)
+        ignored = self._check_known(block, key, line)
         if self.peek().kind != "=":
             raise self.error(line, key, "expected '=' after the keyword")
         self.next()
@@ -458,18 +473,27 @@ class _Parser:
             raise self.error(line, key, "unexpected '{' in a value (quote it)")
         if not values:
             raise self.error(line, key, "missing value after '='")
-        if key in block.entries:
-            first = block.entries[key].line
-            raise self.error(
-                line, key, f"given twice in {block.describe()} (first on line {first})"
+        if ignored:
+            self.warnings.append(
+                f"{self.filename}:{line}: {key}: ignored, not supported by lvsd: {UNSUPPORTED[key]}"
             )
+            return
+        if key in block.entries:
+            # Piranha's parser assigns each line as it reads it: the last one wins.
+            first = block.entries[key].line
+            self.warnings.append(
+                f"{self.filename}:{line}: {key}: given twice in {block.describe()} "
+                f"(lines {first} and {line}); line {line}'s value is used"
+            )
+            del block.entries[key]
         block.entries[key] = _Entry(key, values, line)
 
-    def _check_known(self, block: _Block, key: str, line: int) -> None:
+    def _check_known(self, block: _Block, key: str, line: int) -> bool:
+        """Refuse an unknown keyword (as Piranha did); True for one to read and ignore."""
         if key in KEYS[block.kind]:
-            return
+            return False
         if key in UNSUPPORTED:
-            raise self.error(line, key, f"not supported by lvsd: {UNSUPPORTED[key]}")
+            return True
         elsewhere = [k for k in ("global", "virtual", "server", "failover") if key in KEYS[k]]
         elsewhere += [k for k in ("global", "virtual") if key in BLOCKS[k]]
         if elsewhere:
@@ -538,6 +562,14 @@ def _seconds(values: list[_Token]) -> float:
     if _SECONDS_RE.fullmatch(text) and float(text) > 0:
         return float(text)
     raise _Bad(f"must be seconds > 0 with at most 3 decimals, got {text!r}")
+
+
+def _seconds_or_zero(values: list[_Token]) -> float:
+    """A time in seconds >= 0 with at most three decimals; 0 means off."""
+    text = _one(values)
+    if _SECONDS_RE.fullmatch(text):
+        return float(text)
+    raise _Bad(f"must be seconds >= 0 with at most 3 decimals, got {text!r}")
 
 
 def _seconds_text(value: float) -> str:
@@ -647,6 +679,21 @@ def _port_list(values: list[_Token]) -> tuple[int, ...]:
             raise _Bad(f"port {port} is listed twice in {text!r}")
         seen.add(port)
     return tuple(ports)
+
+
+FTP_MAX_PORTS = 8
+
+
+def _ftp_ports(values: list[_Token]) -> tuple[int, ...]:
+    """ip_vs_ftp's ``ports=``: up to 8 ports (IP_VS_APP_MAX_PORTS), each 2..65535 (an active
+    data connection comes from the port below)."""
+    ports = _port_list(values)
+    if len(ports) > FTP_MAX_PORTS:
+        raise _Bad(f"at most {FTP_MAX_PORTS} ports, got {len(ports)}")
+    for port in ports:
+        if port < 2:
+            raise _Bad(f"must be ports from 2 to 65535, got {port}")
+    return ports
 
 
 def _string(values: list[_Token]) -> str:
@@ -782,25 +829,20 @@ class _Fields:
             raise self.error(key, str(e)) from None
 
 
-def _build(root: _Block, filename: str) -> DirectorConfig:
+def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
     g = _Fields(root, filename)
     defaults = DirectorConfig()
     backup = g.get("backup", _ipv4, None)
     nat_router = g.get("nat_router", _address_device, None)
     keepalive = g.get("keepalive", _seconds, defaults.keepalive)
     deadtime = g.get("deadtime", _seconds, defaults.deadtime)
-    if deadtime <= keepalive:
-        key = "deadtime" if g.has("deadtime") else "keepalive"
-        raise g.error(
-            key,
-            f"deadtime ({deadtime}) must be greater than keepalive ({keepalive}), "
-            "or every late heartbeat declares the peer dead",
-        )
     # Piranha's pulse ran a backup only with backup_active = 1; the thesis's file names a
     # backup without that line and expects failover, so a named backup defaults to active.
     backup_active = g.get("backup_active", _boolean, backup is not None)
     if backup_active and backup is None:
         raise g.error("backup_active", "is 1 but no backup address is given")
+    heartbeat = g.get("heartbeat", _boolean, defaults.heartbeat)
+    warnings.extend(_check_heartbeat_times(g, keepalive, deadtime, heartbeat and backup_active))
     cfg = DirectorConfig(
         service=g.get("service", _choice(Service), defaults.service),
         serial_no=g.get("serial_no", _integer(0, S32_MAX), defaults.serial_no),
@@ -809,7 +851,7 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
         backup=backup,
         backup_active=backup_active,
         backup_private=g.get("backup_private", _ipv4, None),
-        heartbeat=g.get("heartbeat", _boolean, defaults.heartbeat),
+        heartbeat=heartbeat,
         heartbeat_port=g.get("heartbeat_port", _port, defaults.heartbeat_port),
         keepalive=keepalive,
         deadtime=deadtime,
@@ -829,21 +871,29 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
         inactive_cmd=g.get("inactive_cmd", _command, None),
         monitor_links=g.get("monitor_links", _boolean, defaults.monitor_links),
         hard_shutdown=g.get("hard_shutdown", _boolean, defaults.hard_shutdown),
+        garp_master_refresh=g.get(
+            "garp_master_refresh", _seconds_or_zero, defaults.garp_master_refresh
+        ),
         public_iface=g.get("public_iface", _ifname, None),
         private_iface=g.get("private_iface", _ifname, None),
         metrics_address=g.get("metrics_address", _host_port, defaults.metrics_address),
         control_socket=g.get("control_socket", _path, defaults.control_socket),
         heartbeat_key_file=g.get("heartbeat_key_file", _path, None),
+        console_token_file=g.get("console_token_file", _path, None),
         heartbeat_insecure=g.get("heartbeat_insecure", _boolean, defaults.heartbeat_insecure),
-        max_connections=g.get("max_connections", _integer(1, S32_MAX), defaults.max_connections),
+        max_connections=g.get(
+            "max_connections", _integer(1, MAX_CONNECTIONS), defaults.max_connections
+        ),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
+        ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
     )
     virtuals: list[VirtualConfig] = []
     failovers: list[FailoverConfig] = []
     names: dict[tuple[str, str], int] = {}
     services: dict[tuple[Protocol, IPv4Address, int], tuple[str, int]] = {}
     marks: dict[int, tuple[str, int]] = {}
+    n_services = n_dests = 0
     for child in root.children:
         if (child.kind, child.name) in names:
             raise ConfigError(
@@ -876,8 +926,27 @@ def _build(root: _Block, filename: str) -> DirectorConfig:
                 )
             services[svc] = (v.name, child.line)
         _check_routed_ports(cfg, v, child, filename)
+        warnings.extend(_check_nat(cfg, v, child, filename))
+        if v.active:
+            ports = 1 if v.fwmark else len(v.ports)
+            n_services += ports
+            n_dests += ports * sum(1 for s in v.servers if s.active)
+            if n_services > MAX_SERVICES:
+                raise f.error(
+                    "port",
+                    f"the fast path holds at most {MAX_SERVICES} services; this virtual "
+                    f"brings the active ones to {n_services}",
+                )
+            if n_dests > MAX_DESTINATIONS:
+                raise ConfigError(
+                    f"{filename}:{child.line}: server: the fast path holds at most "
+                    f"{MAX_DESTINATIONS} destinations (one per server and port); "
+                    f"{child.describe()} brings the active ones to {n_dests}"
+                )
         virtuals.append(v)
-    return replace(cfg, virtuals=tuple(virtuals), failovers=tuple(failovers))
+    return replace(
+        cfg, virtuals=tuple(virtuals), failovers=tuple(failovers), warnings=tuple(warnings)
+    )
 
 
 def _build_virtual(block: _Block, filename: str) -> VirtualConfig:
@@ -1026,19 +1095,78 @@ def _check_routed_ports(
         )
 
 
+def _check_heartbeat_times(g: _Fields, keepalive: float, deadtime: float, used: bool) -> list[str]:
+    """deadtime must exceed keepalive where heartbeats run; with backup_active = 0 (or
+    heartbeat = 0) no heartbeat is sent or awaited, and Piranha took any pair: a warning."""
+    if deadtime > keepalive:
+        return []
+    key = "deadtime" if g.has("deadtime") else "keepalive"
+    message = (
+        f"deadtime ({deadtime}) must be greater than keepalive ({keepalive}), "
+        "or every late heartbeat declares the peer dead"
+    )
+    if used:
+        raise g.error(key, message)
+    return [
+        f"{g.filename}:{g.line(key)}: {key}: {message}; no heartbeat runs here "
+        "(backup_active = 0 or heartbeat = 0), so it is accepted"
+    ]
+
+
+def _check_nat(cfg: DirectorConfig, v: VirtualConfig, block: _Block, filename: str) -> list[str]:
+    """Warnings for NAT real servers outside every subnet lvs.cf says the director is on.
+
+    Piranha never checked: a real behind a router the director has a route to is served
+    all the same (nat_nmask = 255.255.255.255 makes every real "outside"). Whether the
+    routing table reaches it is the kernel's business.
+    """
+    nets = cfg.nat_subnets(v)
+    out: list[str] = []
+    for server, child in zip(v.servers, block.children, strict=True):
+        if cfg.forwarding(server) is not Network.NAT or any(server.address in net for net in nets):
+            continue
+        known = ", ".join(map(str, nets)) if nets else "none: no nat_router"
+        out.append(
+            f"{filename}:{_Fields(child, filename).line('address')}: address: real server "
+            f"{str(server.address)!r} is outside every subnet this file puts the director "
+            f"on ({known}); it must be reachable through the routing table, and its replies "
+            "must come back through the director"
+        )
+    return out
+
+
+def _check_servable(root: _Block, cfg: DirectorConfig, filename: str) -> None:
+    """What ``lvsd run`` (and a reload) refuses before it looks at the host: the one
+    validation ``lvsd check`` shares, so both refuse exactly the same files."""
+    g = _Fields(root, filename)
+    if cfg.heartbeat and cfg.backup_active and cfg.primary is None:
+        raise g.error("backup", "failover needs the primary's address too (primary = ...)")
+
+
 # --------------------------------------------------------------------------- entry points
 
 
-def parse_config(text: str, filename: str = "<string>") -> DirectorConfig:
+def parse_config(text: str, filename: str = "<string>", *, serve: bool = False) -> DirectorConfig:
     """Parse and validate lvs.cf ``text``; ``filename`` only labels error messages.
 
     Raises ConfigError naming file:line, the keyword, the value and what was expected.
+    What Piranha accepted and lvsd doubts or reads otherwise is accepted and listed in
+    the result's ``warnings``. ``serve`` adds what ``lvsd run`` refuses before touching
+    the host (``lvsd check``, ``run`` and a reload all pass it): failover without a
+    primary. A file without virtual servers is served: the director starts empty, as
+    kernel IPVS does, and lvsadm fills it.
     """
-    return _build(_Parser(text, filename).parse(), filename)
+    parser = _Parser(text, filename)
+    root = parser.parse()
+    cfg = _build(root, filename, parser.warnings)
+    if serve:
+        _check_servable(root, cfg, filename)
+    return cfg
 
 
-def load_config(path: str | os.PathLike[str]) -> DirectorConfig:
-    """Read, parse and validate the lvs.cf at ``path``; a missing file is a ConfigError too."""
+def load_config(path: str | os.PathLike[str], *, serve: bool = False) -> DirectorConfig:
+    """Read, parse and validate the lvs.cf at ``path`` (``serve`` as ``parse_config``);
+    a missing file is a ConfigError too."""
     name = os.fspath(path)
     try:
         data = Path(name).read_bytes()
@@ -1049,7 +1177,7 @@ def load_config(path: str | os.PathLike[str]) -> DirectorConfig:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise ConfigError(f"{name}:{line}: the file is not UTF-8 text") from None
-    return parse_config(text, name)
+    return parse_config(text, name, serve=serve)
 
 
 # --------------------------------------------------------------------------- output
@@ -1118,15 +1246,18 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "inactive_cmd", cfg.inactive_cmd)
     _line(out, "", "monitor_links", cfg.monitor_links)
     _line(out, "", "hard_shutdown", cfg.hard_shutdown)
+    _line(out, "", "garp_master_refresh", _seconds_text(cfg.garp_master_refresh) or "0")
     _line(out, "", "public_iface", cfg.public_iface)
     _line(out, "", "private_iface", cfg.private_iface)
     _line(out, "", "metrics_address", str(cfg.metrics_address) if cfg.metrics_address else "none")
     _line(out, "", "control_socket", str(cfg.control_socket))
     _line(out, "", "heartbeat_key_file", _path_text(cfg.heartbeat_key_file))
+    _line(out, "", "console_token_file", _path_text(cfg.console_token_file))
     _line(out, "", "heartbeat_insecure", cfg.heartbeat_insecure)
     _line(out, "", "max_connections", cfg.max_connections)
     _line(out, "", "state_dir", str(cfg.state_dir))
     _line(out, "", "drain_timeout", cfg.drain_timeout)
+    out.append(f"ftp_ports = {','.join(map(str, cfg.ftp_ports))}")
     for v in cfg.virtuals:
         out.append("")
         out.extend(_format_virtual(v))

@@ -26,6 +26,9 @@ class DirectorStats:
     no_dest: int
     echo_replies: int
     drops: dict[str, int]
+    table_full: int = 0
+    evicted_half_open: int = 0
+    icmp_suppressed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

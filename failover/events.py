@@ -58,4 +58,15 @@ class ConfigReceived:
     text: str
 
 
-FailoverEvent = RoleChanged | SyncReceived | DumpRequested | ConfigRequested | ConfigReceived
+@dataclass(frozen=True, slots=True)
+class PeerYielded:
+    """This director is active and hears the peer as not active, after it was active or
+    silent for a deadtime: it may have claimed the VIPs meanwhile (a split brain), so
+    clients and reals may still point at it. Re-announce the VIPs."""
+
+    reason: str
+
+
+FailoverEvent = (
+    RoleChanged | SyncReceived | DumpRequested | ConfigRequested | ConfigReceived | PeerYielded
+)

@@ -8,16 +8,27 @@ peer's sync and configuration messages go on ``events`` for the director to act 
 driver itself never touches the network configuration.
 
 FAULT: when a heartbeat cannot be sent on the public path (its link is down, its address
-gone), this director cannot serve the VIPs, so it reports FAULT and releases them; the
-first successful send recovers it to BACKUP. Event-loop thread only.
+gone), or a watched link (``links``: the public interface, and with lvs.cf's
+``monitor_links`` the private one) has lost its carrier, this director cannot serve, so it
+reports FAULT and releases the VIPs. A pulled cable makes no send fail (the kernel drops
+what it cannot transmit), hence the carrier watch. Once every watched link has its
+carrier and a send succeeds, it recovers to BACKUP and rejoins as a standby.
+
+Re-announcing: an active director whose peer yields (a healed split brain) or is heard
+again after a silence of ``deadtime`` (a healed partition) reports ``PeerYielded``: the
+clients and the reals may still hold the peer's MAC for the VIPs and nat_router.
+Event-loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import logging
 import socket
+import struct
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -29,6 +40,7 @@ from failover.events import (
     ConfigRequested,
     DumpRequested,
     FailoverEvent,
+    PeerYielded,
     Role,
     RoleChanged,
     SyncReceived,
@@ -39,6 +51,24 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 RTT_SAMPLES = 16
+_SIOCGIFFLAGS = 0x8913
+_IFF_UP = 0x1
+_IFF_RUNNING = 0x40
+
+
+def link_state(name: str) -> str | None:
+    """None if interface ``name`` is up with its carrier, else what is wrong with it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            ifr = fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH", name.encode()[:15], 0))
+        except OSError as e:
+            return "gone" if e.errno == errno.ENODEV else f"unreadable ({e.strerror})"
+    flags = struct.unpack_from("16sH", ifr)[1]
+    if not flags & _IFF_UP:
+        return "down"
+    if not flags & _IFF_RUNNING:
+        return "without carrier"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +86,10 @@ class FailoverSettings:
 
     ``paths[0]`` is the public path (FAULT follows it). ``key`` empty means
     unauthenticated. ``max_age_s`` bounds the wall-clock skew/age of a datagram.
+    ``links`` are the interfaces whose carrier FAULT follows too. ``sync`` False: no
+    connection sync (the standby asks for no table, the primary preempts without one).
+    ``sync_path`` is the index of the path sync and configuration messages go on (None:
+    the last path that works, the private one first).
     """
 
     primary: bool
@@ -67,10 +101,15 @@ class FailoverSettings:
     syncid: int = 0
     max_age_s: float = 30.0
     config_digest: bytes = field(default=bytes(32))
+    links: tuple[str, ...] = ()
+    sync: bool = True
+    sync_path: int | None = None
 
     def __post_init__(self) -> None:
         if not self.paths:
             raise ValueError("FailoverSettings.paths: need at least the public path")
+        if self.sync_path is not None and not 0 <= self.sync_path < len(self.paths):
+            raise ValueError(f"FailoverSettings.sync_path: no path {self.sync_path}")
         if not 0 < self.keepalive_s < self.deadtime_s:
             raise ValueError(
                 f"FailoverSettings: need 0 < keepalive < deadtime, "
@@ -147,7 +186,11 @@ class Peer:
         inc = time.time_ns() if incarnation is None else incarnation
         self.sealer = packet.Sealer(settings.key, node, inc)
         self.guard = packet.Guard(settings.key, node, int(settings.max_age_s * 1000))
-        self.fsm = Failover(primary=settings.primary, deadtime_ms=int(settings.deadtime_s * 1000))
+        self.fsm = Failover(
+            primary=settings.primary,
+            deadtime_ms=int(settings.deadtime_s * 1000),
+            sync=settings.sync,
+        )
         self.config_digest = settings.config_digest
         self.config_mismatch = False
         self._endpoints: list[_Endpoint] = []
@@ -158,7 +201,10 @@ class Peer:
         self._last_dump_ms = -(10**12)
         self._last_config_ms = -(10**12)
         self._counts: Counter[str] = Counter()
-        self._public_failing = False
+        self._faults: dict[str, str] = {}
+        self.links = settings.links
+        self.rejoined_s = time.monotonic()
+        """When this director started or last left FAULT (monotonic s)."""
         self._wake = asyncio.Event()
 
     # -- running ---------------------------------------------------------------------------
@@ -200,8 +246,22 @@ class Peer:
     async def _watch(self) -> None:
         interval = min(TICK_S, self.settings.keepalive_s / 4)
         while True:
+            self.check_links()
             await asyncio.sleep(interval)
             self._apply(self.fsm.tick(_now_ms()))
+
+    def check_links(self) -> None:
+        """FAULT while a watched link is down or without carrier; recover once all are back."""
+        for name in self.links:
+            state = link_state(name)
+            key = f"link {name}"
+            if state is None:
+                if self._faults.pop(key, None) is not None:
+                    log.info("failover: link %s is up again", name)
+            elif key not in self._faults:
+                log.warning("failover: link %s is %s", name, state)
+                self._set_fault(key, f"link {name} is {state}")
+        self._set_fault(None, "")
 
     # -- inputs from the director ----------------------------------------------------------
 
@@ -214,6 +274,12 @@ class Peer:
         self._apply(self.fsm.table_synced(_now_ms()))
         self._wake.set()
 
+    def set_ready(self, ready: bool) -> None:
+        """Whether the director could serve now; a primary standby asks for the VIPs only then."""
+        if ready != self.fsm.ready:
+            self._apply(self.fsm.set_ready(_now_ms(), ready))
+            self._wake.set()
+
     def table_lost(self) -> None:
         """The director dropped its shadow table (a configuration was applied): ask again."""
         self.fsm.synced = False
@@ -224,7 +290,12 @@ class Peer:
         self.config_mismatch = False
 
     def send(self, kind: packet.Kind, payload: bytes, flags: int = 0) -> bool:
-        """Send a sync or config message on the last working path (private first)."""
+        """Send a sync or config message on ``sync_path``, else on the last working path
+        (private first)."""
+        if self.settings.sync_path is not None:
+            if self.settings.sync_path >= len(self._endpoints):
+                return False
+            return self._send_on(self._endpoints[self.settings.sync_path], kind, payload, flags)
         return any(self._send_on(ep, kind, payload, flags) for ep in reversed(self._endpoints))
 
     def send_heartbeat(self) -> None:
@@ -269,12 +340,23 @@ class Peer:
         self._counts[f"send_errors_{path.name}"] += 1
 
     def _public_sent(self, ok: bool, path: HeartbeatPath) -> None:
-        if not ok and not self._public_failing:
-            self._public_failing = True
-            self._apply(self.fsm.fault(_now_ms(), f"cannot send on the {path.name} path"))
-        elif ok and self._public_failing:
-            self._public_failing = False
-            self._apply(self.fsm.recover(_now_ms(), f"the {path.name} path works again"))
+        key = f"{path.name} path"
+        if not ok and key not in self._faults:
+            self._set_fault(key, f"cannot send on the {path.name} path")
+        elif ok and key in self._faults:
+            del self._faults[key]
+            self._set_fault(None, f"the {path.name} path works again")
+
+    def _set_fault(self, key: str | None, reason: str) -> None:
+        """Record a fault (``key``) or, with None, recover if none is left."""
+        now = _now_ms()
+        if key is not None:
+            self._faults[key] = reason
+            if self.fsm.role is not Role.FAULT:
+                self._apply(self.fsm.fault(now, reason))
+        elif not self._faults and self.fsm.role is Role.FAULT:
+            self.rejoined_s = time.monotonic()
+            self._apply(self.fsm.recover(now, reason or "every watched link is up again"))
 
     # -- inputs from the network -----------------------------------------------------------
 
@@ -310,9 +392,15 @@ class Peer:
         if sent is not None and now - sent >= hb.echo_held_ms:
             self._rtts.append(now - sent - hb.echo_held_ms)
         before = self.fsm.role
+        peer_before = self.fsm.peer(now)
         self._apply(self.fsm.heard(now, Role(hb.role), hb.wants_active))
         role = self.fsm.role
         if role is Role.MASTER and before is Role.MASTER:
+            if hb.role != Role.MASTER and (
+                peer_before.role is Role.MASTER or not peer_before.alive
+            ):
+                was = "active" if peer_before.role is Role.MASTER else "silent"
+                self.events.put_nowait(PeerYielded(f"the peer was {was} and is now standby"))
             keepalive_ms = int(self.settings.keepalive_s * 1000)
             if hb.need_dump and now - self._last_dump_ms > 2 * keepalive_ms:
                 self._last_dump_ms = now

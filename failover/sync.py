@@ -44,19 +44,30 @@ ENTRY: Final = struct.Struct("!BBHIHHHHIIIII")
 MAX_CONNS: Final = 255
 
 F_INACTIVE: Final = 0x0100
+F_OUT_SEQ: Final = 0x0200
+F_IN_SEQ: Final = 0x0400
+F_SEQ_MASK: Final = F_OUT_SEQ | F_IN_SEQ
 F_TEMPLATE: Final = 0x1000
 F_SYNC: Final = 0x0020
 F_REMOVED: Final = 0x4000_0000
 # The forwarding method (MASQ 0, TUNNEL 2, DROUTE 3) and NOOUTPUT, as IPVS sync carries them.
 F_FWD_MASK: Final = 0x0007
 F_NOOUTPUT: Final = 0x0080
-_KNOWN_FLAGS: Final = F_INACTIVE | F_TEMPLATE | F_SYNC | F_REMOVED | F_FWD_MASK | F_NOOUTPUT
+_KNOWN_FLAGS: Final = (
+    F_INACTIVE | F_SEQ_MASK | F_TEMPLATE | F_SYNC | F_REMOVED | F_FWD_MASK | F_NOOUTPUT
+)
+# The v1 entry option IPVS_OPT_SEQ_DATA: type, length, then struct ip_vs_sync_conn_options
+# (in_seq and out_seq, each init_seq, delta, previous_delta as 32-bit network-order words).
+OPT_SEQ_DATA: Final = 1
+SEQ_OPTION: Final = struct.Struct("!BBIIIIII")
 
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
 # TCP states as the fast path numbers them (ip_vs_proto_tcp.c order).
-ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT = 1, 4, 5, 6, 7
-SYNCED_TCP_STATES: Final = frozenset({ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT})
+ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LISTEN = 1, 4, 5, 6, 7, 9
+# LISTEN beyond the kernel's set: only the FTP helper's expected data connections are in
+# it, and a takeover between the 227 reply and the client's data SYN needs them.
+SYNCED_TCP_STATES: Final = frozenset({ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LISTEN})
 MAX_STATE: Final = 11
 
 
@@ -83,6 +94,9 @@ class ConnEntry(NamedTuple):
     flags: int
     timeout: int
     fwmark: int = 0
+    # (in_init, in_delta, in_prev, out_init, out_delta, out_prev), deltas signed: the FTP
+    # helper's sequence offsets, sent as SEQ_DATA when flags has F_SEQ_MASK bits.
+    seq: tuple[int, int, int, int, int, int] | None = None
 
     @property
     def key(self) -> tuple[int, int, int, int, int, bool]:
@@ -99,33 +113,45 @@ class ConnEntry(NamedTuple):
 
 def encode(entries: Iterable[ConnEntry], syncid: int = 0, max_size: int = 1400) -> list[bytes]:
     """Pack ``entries`` into as few messages as fit ``max_size`` bytes (<= 255 entries each)."""
-    per = max(1, min(MAX_CONNS, (max_size - HEADER.size) // ENTRY.size))
-    batch = list(entries)
     out = []
-    for i in range(0, len(batch), per):
-        chunk = batch[i : i + per]
-        size = HEADER.size + ENTRY.size * len(chunk)
-        parts = [HEADER.pack(0, syncid, size, len(chunk), VERSION, 0)]
-        parts.extend(
-            ENTRY.pack(
-                0,
-                e.protocol,
-                ENTRY.size,  # entry version 0 in the top 4 bits
-                e.flags & ~F_SYNC,
-                e.state,
-                e.cport,
-                e.vport,
-                e.dport,
-                e.fwmark,
-                e.timeout,
-                e.caddr,
-                e.vaddr,
-                e.daddr,
-            )
-            for e in chunk
-        )
-        out.append(b"".join(parts))
+    parts: list[bytes] = []
+    size = HEADER.size
+    for e in entries:
+        packed = _pack_entry(e)
+        if parts and (size + len(packed) > max_size or len(parts) == MAX_CONNS):
+            out.append(HEADER.pack(0, syncid, size, len(parts), VERSION, 0) + b"".join(parts))
+            parts, size = [], HEADER.size
+        parts.append(packed)
+        size += len(packed)
+    if parts:
+        out.append(HEADER.pack(0, syncid, size, len(parts), VERSION, 0) + b"".join(parts))
     return out
+
+
+def _pack_entry(e: ConnEntry) -> bytes:
+    seq = e.seq if e.flags & F_SEQ_MASK else None
+    flags = e.flags & ~F_SYNC if seq is not None else e.flags & ~(F_SYNC | F_SEQ_MASK)
+    length = ENTRY.size + (SEQ_OPTION.size if seq is not None else 0)
+    head = ENTRY.pack(
+        0,
+        e.protocol,
+        length,  # entry version 0 in the top 4 bits
+        flags,
+        e.state,
+        e.cport,
+        e.vport,
+        e.dport,
+        e.fwmark,
+        e.timeout,
+        e.caddr,
+        e.vaddr,
+        e.daddr,
+    )
+    if seq is None:
+        return head
+    words = [v & 0xFFFFFFFF for v in seq]
+    option = SEQ_OPTION.pack(OPT_SEQ_DATA, SEQ_OPTION.size - 2, *words)
+    return head + option + bytes(-length % 4)
 
 
 def decode(data: bytes, syncid: int = 0) -> list[ConnEntry]:
@@ -154,22 +180,40 @@ def decode(data: bytes, syncid: int = 0) -> list[ConnEntry]:
         length = ver_size & 0x0FFF
         if typ != 0 or ver_size >> 12 != 0:
             raise SyncError(f"sync message: entry {i}: type {typ} / version {ver_size >> 12}")
-        if length != ENTRY.size:
-            # Options (SEQ_DATA, PE data) are never sent by lvsd: NAT does not shift seqs.
+        seq = None
+        if length == ENTRY.size + SEQ_OPTION.size and off + length <= len(data):
+            opt = SEQ_OPTION.unpack_from(data, off + ENTRY.size)
+            if opt[0] != OPT_SEQ_DATA or opt[1] != SEQ_OPTION.size - 2:
+                raise SyncError(f"sync message: entry {i}: option {opt[0]} length {opt[1]}")
+            seq = _seq_words(opt[2:])
+        elif length != ENTRY.size:
+            # SEQ_DATA is the only option lvsd knows (no persistence engine data).
             raise SyncError(f"sync message: entry {i}: options are not supported ({length})")
         if proto not in (0, PROTO_TCP, PROTO_UDP) or state > MAX_STATE:
             raise SyncError(f"sync message: entry {i}: protocol {proto} state {state}")
         if flags & ~_KNOWN_FLAGS:
             flags &= _KNOWN_FLAGS
+        if seq is None:
+            flags &= ~F_SEQ_MASK
         out.append(
             ConnEntry(
-                proto, ca, cport, va, vport, da, dport, state, flags | F_SYNC, timeout, fwmark
+                proto, ca, cport, va, vport, da, dport, state, flags | F_SYNC, timeout, fwmark,
+                seq,
             )
-        )
+        )  # fmt: skip
         off += (length + 3) & ~3
     if off != len(data):
         raise SyncError(f"sync message: {len(data) - off} bytes after the last entry")
     return out
+
+
+def _seq_words(w: tuple[int, ...]) -> tuple[int, int, int, int, int, int]:
+    """SEQ_DATA's six words with the deltas as signed 32-bit values."""
+
+    def signed(v: int) -> int:
+        return v - (1 << 32) if v & 0x8000_0000 else v
+
+    return (w[0], signed(w[1]), signed(w[2]), w[3], signed(w[4]), signed(w[5]))
 
 
 def wanted(e: ConnEntry) -> bool:
@@ -193,9 +237,13 @@ class SyncSource(Protocol):
 
     def conn_info(self, handle: int) -> tuple[int, ...]: ...
 
+    def lookup(self, proto: int, caddr: int, cport: int, vaddr: int, vport: int) -> int: ...
+
+    def seq_state(self, handle: int) -> tuple[int, int, int, int, int, int]: ...
+
 
 _ROW_CTL = 13  # in an entries_from row: (handle, *conn_info)
-_KEPT_FLAGS: Final = F_INACTIVE | F_TEMPLATE | F_FWD_MASK | F_NOOUTPUT
+_KEPT_FLAGS: Final = F_INACTIVE | F_TEMPLATE | F_SEQ_MASK | F_FWD_MASK | F_NOOUTPUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +404,11 @@ class Streamer:
                 t = _from_row((ctl, *table.conn_info(ctl)), fwmark_of)
                 if wanted(t):
                     out.setdefault(t.key, t)
+        for key, e in out.items():
+            if e.flags & F_SEQ_MASK and not e.removed and not e.template:
+                h = table.lookup(e.protocol, e.caddr, e.cport, e.vaddr, e.vport)
+                if h >= 0:
+                    out[key] = e._replace(seq=table.seq_state(h))
         return Tick(_ordered(out.values()), dump_end, len(records), len(rows) + len(ctls), lost)
 
     def _refresh_step(self, table: SyncSource, now: int) -> list[tuple[int, ...]]:

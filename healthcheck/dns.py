@@ -11,7 +11,7 @@ import os
 import struct
 from ipaddress import IPv4Address
 
-from healthcheck.outcome import Outcome, describe_error
+from healthcheck.outcome import Outcome, failure
 from healthcheck.specs import ProbeSpec
 from healthcheck.udp import exchange
 
@@ -93,7 +93,7 @@ async def probe(spec: ProbeSpec) -> Outcome:
             spec.host, spec.port, build_query(ident, spec.dns_query), spec.timeout
         )
     except (OSError, TimeoutError) as e:
-        return Outcome(False, describe_error(e))
+        return failure(e)
     try:
         rcode, count, addrs = parse_answer(reply, ident)
     except MalformedAnswer as e:

@@ -14,7 +14,7 @@ import asyncio
 import re
 import ssl
 
-from healthcheck.outcome import Outcome, describe_error, expect_matches, printable
+from healthcheck.outcome import Outcome, expect_matches, failure, printable
 from healthcheck.specs import ProbeKind, ProbeSpec
 
 BODY_LIMIT = 65536
@@ -72,7 +72,7 @@ async def probe(spec: ProbeSpec) -> Outcome:
     except ssl.SSLError as e:
         return Outcome(False, f"TLS: {e.reason or e}")
     except (OSError, TimeoutError) as e:
-        return Outcome(False, describe_error(e))
+        return failure(e)
     finally:
         if writer is not None:
             # Abort, not close: a probe has nothing more to say, and a reset leaves no

@@ -8,6 +8,7 @@ must begin the answer (nanny compared the first ``len(expect)`` bytes).
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass
 
@@ -15,12 +16,28 @@ from dataclasses import dataclass
 REGEX_READ_LIMIT = 4096
 
 
+# A probe that fails with one of these failed for the director's own reasons (out of
+# descriptors, buffers or memory): it says nothing about the real server.
+LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """``ok`` and why, in a few lower-case words (``connection refused``, ``HTTP 503``)."""
+    """``ok`` and why, in a few lower-case words (``connection refused``, ``HTTP 503``).
+
+    ``internal`` marks a failure of the director itself (``LOCAL_ERRNOS``): the runner
+    counts and logs it and never lets it judge the real server.
+    """
 
     ok: bool
     reason: str
+    internal: bool = False
+
+
+def failure(e: BaseException) -> Outcome:
+    """The outcome of a probe that raised ``e`` (an OSError or a timeout)."""
+    internal = isinstance(e, OSError) and e.errno in LOCAL_ERRNOS
+    return Outcome(False, describe_error(e), internal=internal)
 
 
 def expect_matches(expect: str, answer: bytes, use_regex: bool) -> bool:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shlex
 import signal
 import subprocess
 
-from healthcheck.outcome import Outcome, printable
+from healthcheck.outcome import LOCAL_ERRNOS, Outcome, printable
 from healthcheck.specs import ProbeSpec
 
 OUTPUT_LIMIT = 4096
@@ -72,7 +73,8 @@ async def probe(spec: ProbeSpec) -> Outcome:
     try:
         result = await run_bounded(argv, spec.timeout)
     except OSError as e:
-        return Outcome(False, f"cannot run {argv[0]}: {e.strerror or e}")
+        internal = e.errno in LOCAL_ERRNOS or e.errno == errno.EAGAIN
+        return Outcome(False, f"cannot run {argv[0]}: {e.strerror or e}", internal=internal)
     if result is None:
         return Outcome(False, f"{argv[0]} timed out after {spec.timeout:g}s (killed)")
     status, out = result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from healthcheck.outcome import Outcome, describe_error, enough, expect_matches, printable
+from healthcheck.outcome import Outcome, enough, expect_matches, failure, printable
 from healthcheck.specs import ProbeSpec
 
 READ_CHUNK = 4096
@@ -32,10 +32,10 @@ async def probe(spec: ProbeSpec) -> Outcome:
                     break
                 answer += chunk
     except (OSError, TimeoutError) as e:
-        reason = describe_error(e)
+        failed = failure(e)
         if answer:
-            reason += f" after {printable(answer)}"
-        return Outcome(False, reason)
+            return Outcome(False, f"{failed.reason} after {printable(answer)}")
+        return failed
     finally:
         if writer is not None:
             # Abort, not close: a probe has nothing more to say, and a reset leaves no

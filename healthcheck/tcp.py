@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from healthcheck.outcome import Outcome, describe_error
+from healthcheck.outcome import Outcome, failure
 from healthcheck.specs import ProbeSpec
 
 
@@ -14,6 +14,6 @@ async def probe(spec: ProbeSpec) -> Outcome:
         async with asyncio.timeout(spec.timeout):
             _, writer = await asyncio.open_connection(spec.host, spec.port)
     except (OSError, TimeoutError) as e:
-        return Outcome(False, describe_error(e))
+        return failure(e)
     writer.transport.abort()  # as the other probes: no TIME_WAIT left on the director
     return Outcome(True, "connected")

@@ -64,6 +64,15 @@ class Tracker:
         self.weight = spec.weight
         self.changed_at: float | None = None
         self.transitions = 0
+        self.probe_started: float | None = None
+        """When the probe behind the latest result started (set by the runner)."""
+
+    def settled(self, since: float) -> bool:
+        """Whether a probe started at or after ``since`` has decided, and the server is not
+        passing probes while it waits out ``reentry`` (about to come back)."""
+        if self.probe_started is None or self.probe_started < since:
+            return False
+        return not (self.health is Health.DOWN and self.ok_since is not None)
 
     # --- inputs ----------------------------------------------------------------------
 

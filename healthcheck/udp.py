@@ -7,37 +7,29 @@ Without ``expect`` any reply passes (nanny read one byte).
 from __future__ import annotations
 
 import asyncio
+import socket
 
-from healthcheck.outcome import Outcome, describe_error, expect_matches, printable
+from healthcheck.outcome import Outcome, expect_matches, failure, printable
 from healthcheck.specs import ProbeSpec
-
-
-class _Exchange(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        if not self.reply.done():
-            self.reply.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.reply.done():
-            self.reply.set_exception(exc)
 
 
 async def exchange(host: str, port: int, payload: bytes, limit_s: float) -> bytes:
     """Send ``payload`` to ``host:port`` from a connected socket; the first reply.
 
-    Raises TimeoutError, ConnectionRefusedError (ICMP unreachable) or another OSError.
+    Raises TimeoutError, ConnectionRefusedError (ICMP unreachable) or another OSError. The
+    datagram goes out with ``socket.send``, not an asyncio transport: a transport silently
+    drops an empty datagram, and an empty datagram is what nanny sends without ``send``.
     """
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(limit_s):
-        transport, proto = await loop.create_datagram_endpoint(_Exchange, remote_addr=(host, port))
-        try:
-            transport.sendto(payload)
-            return await proto.reply
-        finally:
-            transport.close()
+        family, kind, proto, _, addr = (await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM))[
+            0
+        ]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setblocking(False)
+            sock.connect(addr)  # no I/O for UDP; an ICMP unreachable then fails the recv
+            sock.send(payload)
+            return await loop.sock_recv(sock, 65535)
 
 
 async def probe(spec: ProbeSpec) -> Outcome:
@@ -46,7 +38,7 @@ async def probe(spec: ProbeSpec) -> Outcome:
     try:
         reply = await exchange(spec.host, spec.port, payload, spec.timeout)
     except (OSError, TimeoutError) as e:
-        return Outcome(False, describe_error(e))
+        return failure(e)
     if spec.expect is None or expect_matches(spec.expect, reply, spec.use_regex):
         return Outcome(True, f"replied {printable(reply, 20)}")
     return Outcome(False, f"unexpected reply {printable(reply)}")

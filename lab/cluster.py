@@ -24,9 +24,10 @@ nowhere: the director daemon adds them. The root namespace is never modified: ve
 created inside ``sw`` with their peer placed straight into the node's namespace.
 
 Real servers run ``python -m lab.server`` (or nginx with ``nginx=True``; plus vsftpd
-with ``ftp=True``), detached, logging under ``/run/lvsd-lab/<lab>/``. :meth:`Lab.down`
-removes a lab, also one left half-built by a crash: it finds the namespaces by name and ends
-only the processes inside them.
+with ``ftp=True``, and with ``sshd=True`` OpenSSH's sshd, key-based, reporting the
+real's own load average: ``lab.sshd``, ``lab.loadmeter``), detached, logging under
+``/run/lvsd-lab/<lab>/``. :meth:`Lab.down` removes a lab, also one left half-built by a
+crash: it finds the namespaces by name and ends only the processes inside them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from typing import Any
 
 from pyroute2 import IPRoute, netns
 
+from lab import sshd as lab_sshd
 from lab.errors import LabError
 
 RUN_ROOT = Path("/run/lvsd-lab")
@@ -340,12 +342,19 @@ class Lab:
     # -- building -----------------------------------------------------------------------
 
     def up(
-        self, reals: int = 3, backup: bool = False, nginx: bool = False, ftp: bool = False
+        self,
+        reals: int = 3,
+        backup: bool = False,
+        nginx: bool = False,
+        ftp: bool = False,
+        sshd: bool = False,
     ) -> None:
         """Build the lab and start an HTTP server on every real; return once all accept.
 
         ``nginx`` runs nginx instead of the labserver (answers ``/`` only); ``ftp`` also runs
-        an anonymous, read-only vsftpd on port 21 whose root holds ``name.txt``.
+        an anonymous, read-only vsftpd on port 21 whose root holds ``name.txt``; ``sshd``
+        also runs sshd on port 22 (``ssh_argv`` reaches it) and the load meter that gives
+        each real its own load average.
 
         Refuses (LabError) if any namespace of this lab exists. On any failure it removes
         what it built before re-raising.
@@ -378,14 +387,20 @@ class Lab:
             self._wire(nodes)
             for node in nodes:
                 self._configure(node)
+            real_nodes = [n for n in nodes if n.startswith("real")]
+            if sshd:
+                self._start_load_meter(real_nodes)
             started = [
                 (node, log_name, self._start_server(node, log_name, argv))
-                for node in nodes
-                if node.startswith("real")
-                for log_name, argv in self._server_commands(node, nginx, ftp).items()
+                for node in real_nodes
+                for log_name, argv in self._server_commands(node, nginx, ftp, sshd).items()
             ]
             for node, log_name, proc in started:
-                port = FTP_PORT if log_name.endswith("-ftp") else self.spec.http_port
+                port = self.spec.http_port
+                if log_name.endswith("-ftp"):
+                    port = FTP_PORT
+                elif log_name.endswith("-sshd"):
+                    port = lab_sshd.SSH_PORT
                 self._wait_accepting(node, proc, port, log_name)
         except BaseException:
             self.down()
@@ -462,8 +477,11 @@ class Lab:
             raise LabError(f"{node}: the IPIP decapsulator did not start; see {log.name}")
         self._servers.append(proc)
 
-    def _server_commands(self, node: str, nginx: bool, ftp: bool) -> dict[str, list[str]]:
-        """The servers of real ``node`` by log name (``real1``, ``real1-ftp``) with their argv."""
+    def _server_commands(
+        self, node: str, nginx: bool, ftp: bool, sshd: bool = False
+    ) -> dict[str, list[str]]:
+        """The servers of real ``node`` by log name (``real1``, ``real1-ftp``, ``real1-sshd``)
+        with their argv."""
         http = (
             self._nginx_argv(node)
             if nginx
@@ -475,7 +493,32 @@ class Lab:
         commands = {node: http}
         if ftp:
             commands[f"{node}-ftp"] = self._vsftpd_argv(node)
+        if sshd:
+            address = str(self.spec.links(node)[0].address.ip)
+            loadavg = self._conf_dir(node) / "loadavg"
+            commands[f"{node}-sshd"] = lab_sshd.sshd_argv(
+                self.ssh_dir, self._conf_dir(node), address, loadavg
+            )
         return commands
+
+    @property
+    def ssh_dir(self) -> Path:
+        """The lab's ssh keys and configs (``sshd=True``): ``<run_dir>/ssh``."""
+        return self.run_dir / "ssh"
+
+    def ssh_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` (an ``ssh`` client, or a program that runs one) given the lab's client
+        key and known_hosts for the reals; for ``exec_argv``/``popen`` in any node."""
+        return lab_sshd.client_argv(self.ssh_dir, argv)
+
+    def _start_load_meter(self, reals: Sequence[str]) -> None:
+        """The reals' load averages (``lab.loadmeter``), metered from ``sw``."""
+        lab_sshd.make_keys(self.ssh_dir, self.spec.private_net)
+        for node in reals:
+            (self._conf_dir(node) / "loadavg").write_text("0.00 0.00 0.00 0/0 0\n")
+        argv = [sys.executable, "-m", "lab.loadmeter", str(self.run_dir)]
+        argv += [f"{NETNS_DIR / self.ns(node)}:{node}" for node in reals]
+        self._start_server("sw", "loadmeter", argv)
 
     def _start_server(self, node: str, log_name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         """Start ``argv`` in ``node``, detached, output to ``<run_dir>/<log_name>.log``."""
@@ -502,6 +545,10 @@ class Lab:
         conf = conf_dir / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=conf_dir, name=node, port=self.spec.http_port))
         return ["nginx", "-c", str(conf), "-p", str(conf_dir), "-e", str(conf_dir / "error.log")]
+
+    def ftp_root(self, node: str) -> Path:
+        """The anonymous FTP root of real ``node`` (files put there are served at once)."""
+        return self._conf_dir(node) / "ftp"
 
     def _vsftpd_argv(self, node: str) -> list[str]:
         """Write ``<run_dir>/<node>/vsftpd.conf`` and an anonymous root holding ``name.txt``."""
@@ -764,14 +811,18 @@ anon_root={dir}/ftp
 local_enable=NO
 write_enable=NO
 pasv_enable=YES
-connect_from_port_20=NO
+connect_from_port_20=YES
 seccomp_sandbox=NO
 secure_chroot_dir={dir}/empty
 xferlog_enable=YES
 vsftpd_log_file={dir}/vsftpd.log
 xferlog_file={dir}/vsftpd.log
 """
-"""The vsftpd configuration of one real (``lvsd lab up --ftp``): anonymous and read-only."""
+"""The vsftpd configuration of one real (``lvsd lab up --ftp``): anonymous and read-only.
+
+No ``pasv_address``: the 227 reply names the real's own address, and the director's FTP
+helper rewrites it to the VIP. Active data connections leave from port 20, as the
+director's expected entry for them (VIP:20) requires."""
 
 
 # -- the ``lvsd lab`` command -----------------------------------------------------------
@@ -795,6 +846,9 @@ def add_command(sub: Any) -> None:
         "arp_announce=2, replies straight to the client on the public segment); tunnel: "
         "LVS-TUN reals (the same, the VIP on tunl0, IPIP decapsulated by lab.decap)",
     )
+    up.add_argument(
+        "--sshd", action="store_true", help="also run sshd (lab keys) and the load meter"
+    )
     up.set_defaults(func=run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
@@ -815,7 +869,7 @@ def add_command(sub: Any) -> None:
 def run_up(args: argparse.Namespace) -> int:
     try:
         lab = Lab(LabSpec(mode=args.mode), args.name)
-        lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp)
+        lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp, sshd=args.sshd)
     except LabError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1

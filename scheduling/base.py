@@ -92,6 +92,12 @@ class Scheduler(Protocol):
     The scheduler keeps its own copy of the sequence; it reads the objects' fields live.
 
     ``schedule(flow)`` returns the chosen destination, or ``None`` when none is available.
+
+    ``holds(dest, now)`` says whether the scheduler still keeps a reference to ``dest``
+    (an lblc entry, a member of an lblcr set: the kernel's ``ip_vs_dest_hold``), after
+    running its own timers due by ``now`` (ms; None: run none). The service layer never
+    frees a deleted destination while its scheduler holds it, so adding the same address
+    back revives the very object the scheduler still points at.
     Event-loop thread only.
     """
 
@@ -102,6 +108,8 @@ class Scheduler(Protocol):
     ) -> None: ...
 
     def schedule(self, flow: FlowKey) -> DestView | None: ...
+
+    def holds(self, dest: DestView, now: int | None = None) -> bool: ...
 
 
 class SchedulerBase:
@@ -159,6 +167,10 @@ class SchedulerBase:
 
     def schedule(self, flow: FlowKey) -> DestView | None:
         raise NotImplementedError
+
+    def holds(self, dest: DestView, now: int | None = None) -> bool:
+        """Only schedulers with tables (lblc, lblcr) hold destinations."""
+        return False
 
 
 def removed_dest(old: Sequence[DestView], new: Sequence[DestView]) -> DestView | None:

@@ -146,6 +146,14 @@ class LocalityBasedLeastConnection(SchedulerBase):
         if kind == "init":  # done_service + init_service: a new, empty table
             self.table = LocalityTable()
 
+    def holds(self, dest: DestView, now: int | None = None) -> bool:
+        """An entry pointing at ``dest`` holds it (``ip_vs_lblc_new`` takes a reference,
+        freeing the entry drops it); GC ticks due by ``now`` run first."""
+        table = self.table
+        if now is not None and table.next_tick is not None and table.next_tick <= now:
+            table.advance(now, self.expiration_s * 1000)
+        return any(en.dest is dest for en in table.by_daddr.values())
+
     def lookup(self, daddr: int) -> DestView | None:
         """The dest cached for ``daddr``, or None."""
         en = self.table.by_daddr.get(daddr)

@@ -97,6 +97,14 @@ class LocalityBasedLeastConnectionReplication(SchedulerBase):
         if kind == "init":
             self.table = LocalityTable()
 
+    def holds(self, dest: DestView, now: int | None = None) -> bool:
+        """A set containing ``dest`` holds it (``ip_vs_dest_set_insert`` takes a reference,
+        erasing the member or freeing the entry drops it); GC ticks due by ``now`` run first."""
+        table = self.table
+        if now is not None and table.next_tick is not None and table.next_tick <= now:
+            table.advance(now, self.expiration_s * 1000)
+        return any(d is dest for en in table.by_daddr.values() for d in en.members)
+
     def members(self, daddr: int) -> list[DestView]:
         """A copy of the set kept for ``daddr`` (newest first); empty when there is none."""
         en = self.table.by_daddr.get(daddr)

@@ -18,6 +18,7 @@ import concurrent.futures
 import fcntl
 import logging
 import os
+import resource
 import signal
 import socket
 import struct
@@ -28,13 +29,14 @@ from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from director.config import DirectorConfig, Network, Protocol
-from director.daemon import reload
-from director.daemon.nanny import Nanny
+from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
+from director.daemon import limits, reload
+from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
 from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
+from director.dataplane.ftp import FtpHelper
 from director.dataplane.links import Links
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
@@ -50,11 +52,14 @@ from director.ipvs.service import (
     VirtualService,
     format_addr,
 )
-from director.ops import metrics, watchdog
+from director.ops import control, metrics, watchdog
 from director.ops.admin import Admin, VipRefused
+from director.ops.console import Console, read_token
 from director.ops.control import ControlServer
 from director.ops.notify import Notifier
 from director.stats import DirectorStats
+from failover.events import Role
+from healthcheck.specs import Target
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,9 @@ TUNSETOFFLOAD = 0x400454D0
 LINK_REFRESH_S = 1.0
 # At start, how long to wait for the kernel to resolve them before serving anyway.
 LINK_START_WAIT_S = 2.0
+# Seconds of work per slice when a reload is applied on the event loop.
+SLICE_S = 0.005
+_DISCARD_BATCH = 256
 
 
 def now_ms() -> int:
@@ -85,7 +93,7 @@ def build_ipvs(cfg: DirectorConfig, table: fastpath.ConnTable) -> IPVS:
     as Piranha's lvs daemon added them with ipvsadm, so the kernel's list (and every
     scheduler's iteration) is the reverse. Inactive virtuals and servers are skipped.
     """
-    ipvs = IPVS(table)
+    ipvs = IPVS(table, app_ports=frozenset(cfg.ftp_ports))
     ipvs.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
     for v in cfg.virtuals:
         if not v.active:
@@ -176,9 +184,16 @@ class Director:
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path
-        self.table = fastpath.ConnTable(cfg.max_connections)
+        try:
+            self.table = fastpath.ConnTable(cfg.max_connections, MAX_DESTINATIONS, MAX_SERVICES)
+        except MemoryError:
+            raise ConfigError(
+                f"max_connections = {cfg.max_connections}: not enough memory for the "
+                "connection table"
+            ) from None
         self.ipvs = build_ipvs(cfg, self.table)
-        self.nanny = Nanny(cfg, self.ipvs)
+        self.budget = limits.budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self.nanny = Nanny(cfg, self.ipvs, max_probes=self.budget.probes)
         failover = failover_settings(cfg) if wants_failover(cfg) else None
         # With failover, Pulse claims the VIPs when this director becomes active.
         spec = plumbing_spec(cfg, tun)
@@ -190,9 +205,14 @@ class Director:
         # Tunnelled dests: slot -> the MTU their encapsulated packets must fit.
         self._tunnel_mtu: dict[int, int] = {}
         self._tunnel_sock: socket.socket | None = None
+        self.ftp = FtpHelper(self.table)
+        self._icmp_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._reloading = False
+        self._reload_again = False
         self._fd = -1
         self._pending: list[tuple[int, bytearray]] = []
         self._counts: Counter[str] = Counter()
@@ -208,16 +228,53 @@ class Director:
             vips=self,
         )
         self._reaper: Reaper | None = None
+        self.console = Console(
+            self, self.admin.commands(), self.reload, read_token(cfg.console_token_file)
+        )
         self.pulse = (
             None
             if failover is None
-            else Pulse(cfg, failover, self.plumbing, self.table, lambda: self.ipvs, self._take_cfg)
+            else Pulse(
+                cfg,
+                failover,
+                self.plumbing,
+                self.table,
+                lambda: self.ipvs,
+                self._take_cfg,
+                settled=self.nanny.settled,
+            )
         )
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
+        # Listening first, before the host is touched: a busy metrics port or a live
+        # daemon's socket is a one-line DirectorError and changes nothing.
+        control = ControlServer(
+            self.cfg.control_socket,
+            self,
+            commands=self.admin.commands(),
+            max_clients=self.budget.control_clients,
+        )
+        await control.start()
+        scrapes = None
+        try:
+            if self.cfg.metrics_address is not None:
+                scrapes = metrics.MetricsServer(
+                    self,
+                    self.cfg.metrics_address,
+                    max_clients=self.budget.metrics_clients,
+                    route=self.console.route,
+                )
+                await scrapes.start()
+            await self._run(control, scrapes)
+        finally:
+            control.close()
+            if scrapes is not None:
+                scrapes.close()
+
+    async def _run(self, control: ControlServer, scrapes: metrics.MetricsServer | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -244,26 +301,29 @@ class Director:
                 loop.add_reader(fd, self._on_readable, fd, mark)
             try:
                 async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
                     tg.create_task(self._expiry())
                     tg.create_task(self._refresh_links())
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
-                    control = ControlServer(
-                        self.cfg.control_socket, self, commands=self.admin.commands()
-                    )
-                    await control.start()
                     tg.create_task(control.serve())
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
-                    if self.cfg.metrics_address is not None:
-                        tg.create_task(metrics.serve(self, self.cfg.metrics_address))
+                    if scrapes is not None:
+                        tg.create_task(self.console.sample_forever())
+                        tg.create_task(scrapes.serve())
                     if (interval := watchdog.interval_from_environment()) is not None:
                         tg.create_task(watchdog.keep_alive(self._notifier, interval))
                     log.info(
-                        "serving %d services with the %s fast path (table limit %d)",
+                        "serving %d services with the %s fast path (table limit %d, "
+                        "%d descriptors: %d probes, %d scrapers, %d control clients at once)",
                         len(self.ipvs.services),
                         fastpath.IMPLEMENTATION,
                         self.table.max_conns,
+                        self.budget.nofile,
+                        self.budget.probes,
+                        self.budget.metrics_clients,
+                        self.budget.control_clients,
                     )
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
@@ -273,6 +333,7 @@ class Director:
             except* _Stopped:
                 pass
             finally:
+                self._tg = None
                 for fd, _ in readers:
                     loop.remove_reader(fd)
         finally:
@@ -289,31 +350,97 @@ class Director:
 
     def reload(self) -> None:
         """SIGHUP: apply the configuration file's changes (director.daemon.reload); a broken
-        file changes nothing."""
+        file changes nothing. While the daemon runs, the file is read and checked in a
+        worker thread and the changes applied in slices (``_reload``), so that a big reload
+        never holds up the packets; a SIGHUP during a reload runs another after it."""
         if self.config_path is None:
             log.warning("reload: no configuration file to re-read")
             return
-        self._notifier.reloading()
-        reload.reload_file(
-            self.config_path,
-            self.cfg,
-            self.plumbing.spec,
-            lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
-            self._apply_config,
-        )
-        self._notifier.ready(f"{len(self.ipvs.services)} services")
+        if self._tg is None:
+            self._notifier.reloading()
+            reload.reload_file(
+                self.config_path,
+                self.cfg,
+                self.plumbing.spec,
+                lambda cfg: plumbing_spec(cfg, self.plumbing.spec.tun),
+                self._apply_config,
+            )
+            self._notifier.ready(f"{len(self.ipvs.services)} services")
+            return
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+        self._tg.create_task(self._reload(self.config_path))
+
+    async def _reload(self, path: Path) -> None:
+        tun = self.plumbing.spec.tun
+        try:
+            while True:
+                self._reload_again = False
+                self._notifier.reloading()
+                running = self.cfg
+                cfg = await asyncio.to_thread(
+                    reload.prepare, path, self.plumbing.spec, lambda c: plumbing_spec(c, tun)
+                )
+                if cfg is not None:
+                    # Pure work on immutable configurations: off the loop too.
+                    events, wanted = await asyncio.to_thread(_plan, running, cfg)
+                    if self.cfg is not running:  # a failover sync got in meanwhile
+                        events = reload.diff(self.cfg, cfg)
+                    changes = await self._apply_config_sliced(cfg, wanted, events)
+                    reload.finish(path, running, cfg, changes)
+                self._notifier.ready(f"{len(self.ipvs.services)} services")
+                if not self._reload_again:
+                    return
+        finally:
+            self._reloading = False
 
     def _apply_config(self, cfg: DirectorConfig) -> int:
         """Run ``cfg`` from now on: its differences from ``self.cfg`` applied as events,
         then nanny's watch list; connections kept. Returns the number of events."""
         events = reload.diff(self.cfg, cfg)
         self.admin.drain_timeout = cfg.drain_timeout
+        self.ipvs.app_ports = frozenset(cfg.ftp_ports)
         for event in events:
             self.apply(event)
+        self._configured(cfg)
+        return len(events)
+
+    async def _apply_config_sliced(
+        self,
+        cfg: DirectorConfig,
+        wanted: dict[TargetId, Target] | None = None,
+        events: list[ConfigEvent] | None = None,
+    ) -> int:
+        """``_apply_config`` letting the event loop run every ``SLICE_S`` seconds of work
+        (a step is one service with its destinations, or one probe target); ``wanted``
+        and ``events`` may come precomputed (``wanted_targets(cfg)``,
+        ``reload.diff(self.cfg, cfg)``)."""
+        if events is None:
+            events = reload.diff(self.cfg, cfg)
+        self.admin.drain_timeout = cfg.drain_timeout
+        deadline = time.perf_counter() + SLICE_S
+
+        async def pace() -> None:
+            nonlocal deadline
+            if time.perf_counter() >= deadline:
+                await asyncio.sleep(control.PAUSE_S)
+                deadline = time.perf_counter() + SLICE_S
+
+        for event in events:
+            self.apply(event)
+            await pace()
+        self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
+        for _ in self.nanny.reconfigure_steps(cfg, wanted or wanted_targets(cfg)):
+            await pace()
+        self.cfg = cfg
+        return len(events)
+
+    def _configured(self, cfg: DirectorConfig) -> None:
         self.admin.set_timeouts(cfg.tcp_timeout, cfg.tcpfin_timeout, cfg.udp_timeout)
         self.nanny.reconfigure(cfg)
         self.cfg = cfg
-        return len(events)
 
     def apply(self, event: ConfigEvent) -> None:
         """The single writer of configuration changes to the service layer."""
@@ -489,6 +616,9 @@ class Director:
 
     def _on_readable(self, fd: int, fwmark: int) -> None:
         """Drain TUN ``fd``, whose packets carry firewall mark ``fwmark`` (0: none)."""
+        if self.pulse is not None and self.pulse.role is not Role.MASTER:
+            self._discard(fd)
+            return
         now = now_ms()
         pending = self._pending
         self.table.drain(fd, now, pending, write_fd=self._fd)
@@ -503,6 +633,17 @@ class Director:
                 self._decide(verdict, buf, now, fwmark)
             pending.clear()
 
+    def _discard(self, fd: int) -> None:
+        """A standby forwards nothing: what reaches its TUNs (a client or a real that still
+        holds its MAC for a VIP or nat_router) is dropped and counted; the active
+        director's gratuitous ARPs move the sender (docs/failover.md)."""
+        for _ in range(_DISCARD_BATCH):
+            try:
+                os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._counts["standby"] += 1
+
     def _decide(self, verdict: int, buf: bytearray, now: int, fwmark: int = 0) -> None:
         """A packet the fast path could not forward alone, with its current verdict: schedule,
         answer, reassemble, or write it out (FORWARD)."""
@@ -516,10 +657,16 @@ class Director:
             verdict = self.table.process_vnet(buf, now)
             if verdict == fastpath.NEW:
                 verdict = self._new_connection(buf, now, fwmark)
+            elif verdict == fastpath.LOCAL:  # a fragmented echo request to a VIP
+                self._local(buf)
+                return
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
         # ROUTE: the fast path already sent it to a direct-routing real's link.
+        if verdict == fastpath.APP:
+            verdict = fastpath.FORWARD
+            buf = self.ftp.handle(buf, now)
         if verdict == fastpath.FORWARD:
             self._write(buf)
         elif verdict == fastpath.TUNNEL:
@@ -535,12 +682,21 @@ class Director:
             self._counts["no_service"] += 1
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        if self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc) is None:
+        full = self.ipvs.no_memory
+        handle = self.ipvs.new_connection(proto, saddr, sport, daddr, dport, now, svc)
+        if handle is None:
+            if self.ipvs.no_memory != full:
+                # The table is full of entries past their handshake: dropped silently, as
+                # the kernel does, and counted once (DROP_TABLE_FULL, by the table).
+                self._counts["table_full"] += 1
+                return fastpath.DROP_TABLE_FULL
             self._counts["no_dest"] += 1
             self._log_no_dest(svc)
             self._unreachable(buf)
             return fastpath.DROP_NO_CONN
-        return int(self.table.process_vnet(buf, now))
+        verdict = int(self.table.process_vnet(buf, now))
+        self.ipvs.one_packet_done(svc, proto, handle)
+        return verdict
 
     def _log_no_dest(self, svc: VirtualService) -> None:
         # Rate-limited (1, 2, 4, 8... times): a service without destinations would
@@ -558,6 +714,8 @@ class Director:
                 self._write(bytearray(_VNET_PLAIN + reply))
 
     def _unreachable(self, buf: bytearray) -> None:
+        if not self._icmp_limit.allow(now_ms()):
+            return
         err = icmp.port_unreachable(buf[fastpath.VNET_HDR_LEN :])
         if err is not None:
             self._write(bytearray(_VNET_PLAIN + err))
@@ -571,7 +729,10 @@ class Director:
     # --- reporting -------------------------------------------------------------------
 
     def statistics(self) -> DirectorStats:
-        drops = self.table.drops()
+        drops = dict(self.table.drops())
+        for reason, n in self.reassembler.statistics().drops.items():
+            drops[f"fragment_{reason}"] = n
+        drops["standby"] = self._counts["standby"]
         return DirectorStats(
             implementation=fastpath.IMPLEMENTATION,
             connections=len(self.table),
@@ -581,6 +742,9 @@ class Director:
             no_dest=self._counts["no_dest"],
             echo_replies=self._counts["echo_replies"],
             drops=dict(drops),
+            table_full=self._counts["table_full"],
+            evicted_half_open=int(self.table.evictions()),
+            icmp_suppressed=self._icmp_limit.suppressed,
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -635,12 +799,23 @@ class Director:
             "no_service": stats.no_service,
             "no_dest": stats.no_dest,
             "echo_replies": stats.echo_replies,
+            "table_full": stats.table_full,
+            "evicted_half_open": stats.evicted_half_open,
+            "icmp_suppressed": stats.icmp_suppressed,
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
+            "ftp": asdict(self.ftp.statistics()),
             "services": services,
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),
         }
+
+
+def _plan(
+    running: DirectorConfig, cfg: DirectorConfig
+) -> tuple[list[ConfigEvent], dict[TargetId, Target]]:
+    """A reload's events and nanny's targets: pure, so a worker thread computes them."""
+    return reload.diff(running, cfg), wanted_targets(cfg)
 
 
 class _Stopped(Exception):

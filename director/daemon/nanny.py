@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 PROTOCOLS = {Protocol.TCP: 6, Protocol.UDP: 17}
 # nanny adjusted weights from the load every 20 seconds.
 LOAD_INTERVAL_S = 20.0
+# A reading (``ssh REAL uptime``: a connection, a key exchange, a command) may take this
+# long; it is not a health probe, so the probe's short timeout does not bound it.
+LOAD_TIMEOUT_S = 10.0
 # nanny's own test when port 80 has no send, expect or program.
 HTTP_PORT = 80
 
@@ -108,7 +111,9 @@ def targets(cfg: DirectorConfig) -> list[Target]:
                 )
                 load = None
                 if v.load_monitor is not LoadMonitor.NONE:
-                    load = LoadSpec(load_argv(cfg, v.load_monitor, host), LOAD_INTERVAL_S, limit)
+                    load = LoadSpec(
+                        load_argv(cfg, v.load_monitor, host), LOAD_INTERVAL_S, LOAD_TIMEOUT_S
+                    )
                 agent = None
                 if v.agent_port:
                     agent = AgentSpec(
@@ -136,6 +141,11 @@ def target_id(t: Target) -> TargetId:
     return (t.key, t.addr, t.port)
 
 
+def wanted_targets(cfg: DirectorConfig) -> dict[TargetId, Target]:
+    """Every target ``cfg`` asks nanny to watch, by id. Pure: any thread."""
+    return {target_id(t): t for t in targets(cfg)}
+
+
 @dataclass(slots=True)
 class _ServiceState:
     svc: VirtualService
@@ -161,10 +171,12 @@ class _Watch:
 class Nanny:
     """The probes of ``cfg`` and the bridge that applies their events to ``ipvs``."""
 
-    def __init__(self, cfg: DirectorConfig, ipvs: IPVS) -> None:
+    def __init__(self, cfg: DirectorConfig, ipvs: IPVS, *, max_probes: int = 1024) -> None:
         self.cfg = cfg
         self.ipvs = ipvs
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        # Shared by every target's runner: at most this many probes at once.
+        self._limit = asyncio.Semaphore(max_probes)
         self._watches = {target_id(t): self._watch(t) for t in targets(cfg)}
         self._services: dict[ServiceKey, _ServiceState] = {}
         for key, v, vport, svc in self._configured(cfg):
@@ -176,7 +188,7 @@ class Nanny:
         self._tg: asyncio.TaskGroup | None = None
 
     def _watch(self, target: Target) -> _Watch:
-        return _Watch(target, Runner([target], self.queue))
+        return _Watch(target, Runner([target], self.queue, limit=self._limit))
 
     def _configured(
         self, cfg: DirectorConfig
@@ -222,7 +234,15 @@ class Nanny:
         (health, ramp, agent state) with the new settings, and a new configured weight
         reaches the table at once when the server is in and not ramping.
         """
-        wanted = {target_id(t): t for t in targets(cfg)}
+        for _ in self.reconfigure_steps(cfg, wanted_targets(cfg)):
+            pass
+
+    def reconfigure_steps(
+        self, cfg: DirectorConfig, wanted: dict[TargetId, Target]
+    ) -> Iterator[None]:
+        """``reconfigure`` as steps (a yield per target started or changed) for a caller
+        that lets the event loop run between them; ``wanted`` is ``wanted_targets(cfg)``,
+        which any thread may compute. The steps must be run to the end."""
         for tid in [tid for tid in self._watches if tid not in wanted]:
             self._stop(self._watches.pop(tid))
         added: set[TargetId] = set()
@@ -233,6 +253,7 @@ class Nanny:
                 added.add(tid)
                 self._watches[tid] = w = self._watch(t)
                 self._start(w)
+                yield
             elif old.target != t:
                 tracker = old.tracker
                 _retune(tracker, old.target, t)
@@ -241,10 +262,15 @@ class Nanny:
                 w.runner.trackers = {t: tracker}
                 self._start(w)
                 retuned.append(w)
+                yield
         before, self._services = self._services, {}
+        # Grouped once: a lookup per service, not a walk of every added target.
+        added_to: dict[ServiceKey, set[tuple[int, int]]] = {}
+        for k, addr, port in added:
+            added_to.setdefault(k, set()).add((int(IPv4Address(addr)), port))
         for key, v, vport, svc in self._configured(cfg):
             old_state = before.get(key)
-            new_here = {(int(IPv4Address(addr)), port) for k, addr, port in added if k == key}
+            new_here = added_to.get(key, set())
             if old_state is None:
                 self._services[key] = _ServiceState(svc, v, vport, new_here)
                 continue
@@ -360,11 +386,17 @@ class Nanny:
             self._counts["sorry_removed"] += 1
             log.info("nanny: %s: a real server is back, sorry server %s out", state.svc, sorry)
 
+    def settled(self, since: float) -> bool:
+        """Whether every watched real has been probed from ``since`` (monotonic s) on and
+        none is passing probes while out, waiting out its reentry: the services are as
+        they will stay. A director that rejoins asks for the VIPs only then."""
+        return all(w.tracker.settled(since) for w in self._watches.values())
+
     def statistics(self) -> NannyStats:
         c = self._counts
         runs: Counter[str] = Counter(self._retired)
         for w in self._watches.values():
-            runs.update(asdict(w.runner.statistics()))
+            runs.update(w.runner.counts)  # raw counts: asdict() per target is too slow
         runs["targets"] = len(self._watches)
         return NannyStats(
             runner=RunnerStats(**{f.name: runs[f.name] for f in fields(RunnerStats)}),
@@ -377,14 +409,19 @@ class Nanny:
 
     def health(self) -> tuple[TargetHealth, ...]:
         """Every watched (service, real server): its state and its runner's counts."""
-        out = []
-        for w in self._watches.values():
+        return tuple(self.iter_health())
+
+    def iter_health(self) -> Iterator[TargetHealth]:
+        """``health()`` one target at a time (a caller may yield to the loop between
+        them); targets a reload stops meanwhile are skipped."""
+        for tid, w in list(self._watches.items()):
+            if self._watches.get(tid) is not w:
+                continue
             (state,) = w.runner.states()
             t = w.target
-            out.append(
-                TargetHealth(t.key, t.addr, t.port, str(t.probe.kind), state, w.runner.statistics())
+            yield TargetHealth(
+                t.key, t.addr, t.port, str(t.probe.kind), state, w.runner.statistics()
             )
-        return tuple(out)
 
     def snapshot(self) -> list[dict[str, object]]:
         """Each watched (service, real) as plain data, for the control socket."""

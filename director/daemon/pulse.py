@@ -5,7 +5,17 @@ events, the only code that does:
 
 * MASTER: claim every VIP (proxy ARP entries) and the nat_router address, send spaced
   gratuitous ARPs on the public segment (VIPs) and the private one (nat_router), run
-  ``active_cmd``. BACKUP or FAULT after MASTER: release them first, run ``inactive_cmd``.
+  ``active_cmd`` (its output logged). BACKUP or FAULT after MASTER: release them first,
+  run ``inactive_cmd``. Only the MASTER forwards: the director drops (and counts) what
+  reaches a standby (docs/failover.md says why).
+* Re-announce whenever the network may hold the wrong picture: the peer yielded after a
+  split brain, or came back after a silence (``PeerYielded``); and every
+  ``garp_master_refresh`` seconds while MASTER when that is set.
+* Readiness: a primary standby asks for the VIPs back only once its health checks have
+  settled since it started or left FAULT (``settled(since)``: every real probed since,
+  none about to come back) and every service that had a real when it went to FAULT has
+  one again: a director that was cut off from the reals must not take the traffic
+  before its probes have seen them again.
 * Connection sync. As the active director, the table keeps a sync log (the fast path
   records inserts, state changes and removals as they happen); every ``SYNC_INTERVAL_S``
   ``failover.sync.Streamer`` turns the log, plus a bounded slice of a refresh walk, into
@@ -39,8 +49,8 @@ from ipaddress import IPv4Address
 
 from director.config import DirectorConfig, format_config, parse_config
 from director.dataplane import fastpath
-from director.dataplane.plumbing import Plumbing, announce
-from director.errors import ConfigError
+from director.dataplane.plumbing import Plumbing, announce, find_iface_for
+from director.errors import ConfigError, TunError
 from director.ipvs.service import IPVS, Destination, VirtualService
 from director.stats import PulseStats
 from failover import packet, sync
@@ -49,6 +59,7 @@ from failover.events import (
     ConfigRequested,
     DumpRequested,
     FailoverEvent,
+    PeerYielded,
     Role,
     RoleChanged,
     SyncReceived,
@@ -69,6 +80,7 @@ LOCAL_KEYS = (
     "control_socket",
     "heartbeat_key_file",
     "heartbeat_insecure",
+    "console_token_file",
     "max_connections",
     "state_dir",
 )
@@ -120,6 +132,31 @@ def read_key(cfg: DirectorConfig) -> bytes | None:
     return key
 
 
+def sync_path(cfg: DirectorConfig, paths: list[HeartbeatPath]) -> int | None:
+    """The index of the heartbeat path on ``syncd_iface`` (None when unset).
+
+    IPVS's sync daemon sends on the interface ``syncd_iface`` names; lvsd's sync rides
+    the authenticated heartbeat channel, so it can honour the option when a heartbeat
+    path runs over that interface, and refuses it (ConfigError) otherwise.
+    """
+    if cfg.syncd_iface is None:
+        return None
+    found = []
+    for i, path in enumerate(paths):
+        try:
+            name = find_iface_for(path.local)
+        except TunError:
+            continue
+        if name == cfg.syncd_iface:
+            return i
+        found.append(f"{path.name} on {name}")
+    raise ConfigError(
+        f"syncd_iface = {cfg.syncd_iface}: lvsd sends connection sync on a heartbeat path, "
+        f"and none runs over {cfg.syncd_iface} ({', '.join(found) or 'no path found'}); "
+        "name one of those interfaces, or set primary_private/backup_private on it"
+    )
+
+
 def sync_text(cfg: DirectorConfig) -> str:
     """The lvs.cf text the directors compare and send: normalized, local keys at defaults."""
     defaults = DirectorConfig()
@@ -162,6 +199,8 @@ def failover_settings(cfg: DirectorConfig) -> FailoverSettings | None:
             mine, theirs = theirs, mine
         paths.append(HeartbeatPath("private", mine, theirs))
     return FailoverSettings(
+        sync=cfg.syncdaemon,
+        sync_path=sync_path(cfg, paths),
         primary=primary,
         paths=tuple(paths),
         port=cfg.heartbeat_port,
@@ -189,6 +228,7 @@ class Pulse:
         table: fastpath.ConnTable,
         ipvs: Callable[[], IPVS],
         apply_config: Callable[[DirectorConfig], bool],
+        settled: Callable[[float], bool] = lambda since: True,
     ) -> None:
         self.cfg = cfg
         self.settings = settings
@@ -196,6 +236,8 @@ class Pulse:
         self.table = table
         self._ipvs = ipvs
         self._apply_config = apply_config
+        self._settled = settled
+        self._had_dests: frozenset[tuple[int, int, int, int]] = frozenset()
         self.events: asyncio.Queue[FailoverEvent] = asyncio.Queue()
         self.peer = Peer(settings, self.events)
         self.streamer = sync.Streamer(fwmark_of=self._fwmark_of)
@@ -210,22 +252,31 @@ class Pulse:
                 "config_refused",
                 "sync_log_lost",
                 "sync_dumps",
+                "announcements",
             ),
             0,
         )
         self._lag_ms: int | None = None
         self._tg: asyncio.TaskGroup | None = None
+        self._announcing: asyncio.Task[None] | None = None
 
     @property
     def role(self) -> Role:
         return self.peer.role
 
     async def run(self) -> None:
+        # FAULT follows the public link's carrier; with monitor_links the private one's too.
+        links = [self.plumbing.public_iface]
+        if self.cfg.monitor_links:
+            links.append(self.plumbing.private_iface)
+        self.peer.links = tuple(links)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             tg.create_task(self.peer.run())
             tg.create_task(self._consume())
             tg.create_task(self._stream())
+            if self.cfg.garp_master_refresh > 0:
+                tg.create_task(self._refresh(self.cfg.garp_master_refresh))
 
     # -- events ----------------------------------------------------------------------------
 
@@ -237,7 +288,12 @@ class Pulse:
                     await self._role_changed(event)
                 case SyncReceived():
                     self._sync_received(event)
-                case DumpRequested():
+                case PeerYielded():
+                    # keepalived's vrrp_garp_lower_prio_repeat: after a split brain or a
+                    # partition the clients and reals may still hold the peer's MAC.
+                    log.info("failover: %s; announcing the VIPs and nat_router again", event.reason)
+                    self._start_announce()
+                case DumpRequested() if self.cfg.syncdaemon:
                     if not self.streamer.dumping:
                         log.info("failover: the standby asks for the whole table")
                     self.streamer.start_dump()
@@ -256,16 +312,21 @@ class Pulse:
             # Announce at once, while the claim's netlink work runs: the VIP routes and
             # reply steering are in place since setup, so traffic that follows the
             # gratuitous ARPs is served; the proxy entries only answer later requests.
-            self._spawn(self._announce())
+            self._start_announce()
             await asyncio.to_thread(self.plumbing.claim)
             self._shadow.clear()
-            self._spawn(self._command(self.cfg.active_cmd, "active_cmd"))
+            self._spawn(run_hook(self.cfg.active_cmd, "active_cmd"))
             return
+        # A director that stops serving stops announcing at once: the rounds left of its
+        # takeover's announcement would pull the clients and reals back from the peer.
+        self._stop_announce()
         self.table.enable_sync_log(0)
         self.streamer.stop()
+        if change.new is Role.FAULT:
+            self._had_dests = self._serving()
         if change.old is Role.MASTER or self.plumbing.claimed:
             await asyncio.to_thread(self.plumbing.release)
-            self._spawn(self._command(self.cfg.inactive_cmd, "inactive_cmd"))
+            self._spawn(run_hook(self.cfg.inactive_cmd, "inactive_cmd"))
         # A standby's table comes from the active director from now on.
         self.peer.send_heartbeat()
 
@@ -274,23 +335,39 @@ class Pulse:
         assert asyncio.iscoroutine(coro)
         self._tg.create_task(coro)
 
-    async def _announce(self) -> None:
-        spec = self.plumbing.spec
-        sends = [announce(self.plumbing.public_iface, spec.vips, GARP_COUNT, GARP_INTERVAL_S)]
-        if spec.nat_router is not None:
-            sends.append(
-                announce(
-                    self.plumbing.private_iface, [spec.nat_router.ip], GARP_COUNT, GARP_INTERVAL_S
-                )
-            )
-        await asyncio.gather(*sends)
+    def _start_announce(self, count: int = GARP_COUNT) -> None:
+        """Announce (see ``_announce``) instead of any announcement still running."""
+        self._stop_announce()
+        assert self._tg is not None
+        self._announcing = self._tg.create_task(self._announce(count))
 
-    async def _command(self, cmd: str | None, what: str) -> None:
-        if not cmd:
-            return
-        proc = await asyncio.create_subprocess_shell(cmd)
-        rc = await proc.wait()
-        (log.info if rc == 0 else log.warning)("failover: %s %r exited with %d", what, cmd, rc)
+    def _stop_announce(self) -> None:
+        if self._announcing is not None:
+            self._announcing.cancel()
+            self._announcing = None
+
+    async def _announce(self, count: int = GARP_COUNT) -> None:
+        """Gratuitous ARPs for the VIPs (public) and nat_router (private), while MASTER."""
+        spec = self.plumbing.spec
+        sends = [announce(self.plumbing.public_iface, spec.vips, count, GARP_INTERVAL_S)]
+        if spec.nat_router is not None:
+            router = [spec.nat_router.ip]
+            sends.append(announce(self.plumbing.private_iface, router, count, GARP_INTERVAL_S))
+        # A link that went down meanwhile fails the send: FAULT handles that, not a crash.
+        for result in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(result, OSError | TunError):
+                log.warning("failover: gratuitous ARP: %s", result)
+            elif isinstance(result, BaseException):
+                raise result
+        self._counts["announcements"] += 1
+
+    async def _refresh(self, interval_s: float) -> None:
+        """garp_master_refresh: one round of gratuitous ARPs every ``interval_s`` as MASTER."""
+        while True:
+            await asyncio.sleep(interval_s)
+            busy = self._announcing is not None and not self._announcing.done()
+            if self.peer.role is Role.MASTER and self.plumbing.claimed and not busy:
+                self._start_announce(count=1)
 
     # -- connection sync: the active side --------------------------------------------------
 
@@ -298,7 +375,27 @@ class Pulse:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_S)
             if self.peer.role is Role.MASTER:
-                self.stream_once(now_ms())
+                if self.cfg.syncdaemon:
+                    self.stream_once(now_ms())
+            else:
+                self.peer.set_ready(self.ready())
+
+    def ready(self) -> bool:
+        """Whether this director could serve as well as before it left: its probes have
+        settled since it rejoined, and every service that had a real to schedule to when
+        it went to FAULT has one again (a link that came back later than the one FAULT
+        watches fails probes that settle nothing)."""
+        if not self._settled(self.peer.rejoined_s):
+            return False
+        return self._had_dests <= self._serving()
+
+    def _serving(self) -> frozenset[tuple[int, int, int, int]]:
+        """The services that have a destination they can schedule to."""
+        return frozenset(
+            (svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
+            for svc in self._ipvs().services.values()
+            if any(d.weight > 0 for d in svc.dests)
+        )
 
     def _fwmark_of(self, slot: int) -> int:
         return self._ipvs().fwmark_of(slot)
@@ -313,9 +410,9 @@ class Pulse:
             log.warning(
                 "failover: the sync log lost %d changes; sending the whole table again", tick.lost
             )
-        messages = sync.encode(tick.entries, self.settings.syncid)
+        messages = sync.encode(tick.entries, self.cfg.syncd_id)
         if tick.dump_end and not messages:
-            messages = [_empty(self.settings.syncid)]
+            messages = [_empty(self.cfg.syncd_id)]
         for i, m in enumerate(messages):
             last = i == len(messages) - 1
             flags = packet.SYNC_DUMP_END if tick.dump_end and last else 0
@@ -328,10 +425,12 @@ class Pulse:
     # -- connection sync: the standby side -------------------------------------------------
 
     def _sync_received(self, event: SyncReceived) -> None:
+        if not self.cfg.syncdaemon:
+            return
         self._counts["sync_received"] += 1
         self._lag_ms = max(0, time.time_ns() // 1_000_000 - event.sent_ms)
         try:
-            entries = sync.decode(event.payload, self.settings.syncid)
+            entries = sync.decode(event.payload, self.cfg.syncd_id)
         except sync.SyncError as err:
             self._counts["sync_refused"] += 1
             log.warning("failover: %s", err)
@@ -377,9 +476,16 @@ class Pulse:
                     e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, dest.slot,
                     now, ctl,
                 )  # fmt: skip
+                if h >= 0:
+                    self._ipvs().bind_app(h, e.protocol, e.vport)
+                    # Scheduled by the active director, not here: counted there only.
+                    self.table.uncount(h)
             if h >= 0 and e.protocol == sync.PROTO_TCP and e.state:
                 # Also when unchanged: re-arms the shadow's timer, as a packet would.
                 self.table.set_state(h, e.state, now)
+            if h >= 0 and e.seq is not None:
+                # The FTP helper's offsets: the control connection goes on after a takeover.
+                self.table.set_seq_state(h, *e.seq)
         if h < 0:
             return False
         self._shadow[e.key] = h
@@ -430,9 +536,14 @@ class Pulse:
                 continue
             # The service's own port; else a port-zero or FTP service (whose data
             # connections use other ports), or a template of port 0.
-            if svc.vport not in (e.vport, 0, _FTPPORT) and not (e.template and e.vport == 0):
+            if svc.vport not in (e.vport, 0, _FTPPORT, *ipvs.app_ports) and not (
+                e.template and e.vport == 0
+            ):
                 continue
             dest = svc.find_dest(e.daddr, e.dport) or svc.find_dest(e.daddr, 0)
+            if dest is None and svc.vport in ipvs.app_ports:
+                # An FTP data connection: on its control connection's real, another port.
+                dest = next((d for d in svc.dests if d.addr == e.daddr), None)
             if dest is not None:
                 return svc, dest
         return None
@@ -531,7 +642,26 @@ class Pulse:
             "shadow_conns": s.shadow_conns,
             "config_applied": s.config_applied,
             "config_refused": s.config_refused,
+            "announcements": self._counts["announcements"],
         }
+
+
+async def run_hook(cmd: str | None, what: str) -> int | None:
+    """Run ``active_cmd``/``inactive_cmd`` through the shell; log its output line by line
+    and its exit status. Returns the status (None when unset)."""
+    if not cmd:
+        return None
+    log.info("failover: running %s %r", what, cmd)
+    proc = await asyncio.create_subprocess_shell(
+        cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        log.info("failover: %s: %s", what, raw.decode(errors="replace").rstrip())
+    rc = await proc.wait()
+    (log.info if rc == 0 else log.warning)("failover: %s %r exited with %d", what, cmd, rc)
+    return rc
 
 
 CONN_INFO_DEST = 7

@@ -41,6 +41,7 @@ _RESTART_FIELDS = (
     "max_connections",
     "control_socket",
     "metrics_address",
+    "console_token_file",
     "state_dir",
     "heartbeat",
     "heartbeat_port",
@@ -284,8 +285,23 @@ def reload_file(
     refused with an ERROR log line and ``running`` is returned unchanged. Otherwise
     ``apply_config`` (the director's) applies the differences and returns how many.
     """
+    cfg = prepare(path, running_spec, spec_of)
+    if cfg is None:
+        return running
+    finish(path, running, cfg, apply_config(cfg))
+    return cfg
+
+
+def prepare(
+    path: Path, running_spec: PlumbingSpec, spec_of: Callable[[DirectorConfig], PlumbingSpec]
+) -> DirectorConfig | None:
+    """The configuration at ``path`` if a running director can take it, else None (with
+    an ERROR log line): read, parsed, the same plumbing, buildable. Touches no live
+    state, so it may run in a worker thread while the event loop forwards packets."""
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, serve=True)
+        for warning in cfg.warnings:
+            log.warning("reload: %s", warning)
         if _plumbing_key(spec_of(cfg)) != _plumbing_key(running_spec):
             raise ConfigError(
                 f"{path}: the VIPs, interfaces, nat_router or firewall marks changed; "
@@ -294,12 +310,15 @@ def reload_file(
         check_buildable(cfg)
     except ConfigError as e:
         log.error("reload refused, running configuration kept: %s", e)
-        return running
-    changes = apply_config(cfg)
+        return None
+    return cfg
+
+
+def finish(path: Path, running: DirectorConfig, cfg: DirectorConfig, changes: int) -> None:
+    """After ``changes`` were applied: the new debug level, and what waits for a restart."""
     if cfg.debug_level != running.debug_level:
         logsetup.set_debug_level(cfg.debug_level)
     later = [f for f in _RESTART_FIELDS if getattr(cfg, f) != getattr(running, f)]
     if later:
         log.warning("reload: %s changed; takes effect at the next start", ", ".join(later))
     log.info("reloaded %s: %d changes", path, changes)
-    return cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import uvloop
 
 from director import logsetup
 from director.config import load_config
+from director.daemon import limits
 from director.daemon.director import Director
 from director.errors import DirectorError
 
@@ -27,9 +29,16 @@ def add_command(sub: Any) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, serve=True)
         logsetup.setup(cfg.debug_level, verbose=getattr(args, "verbose", False))
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
+        limits.raise_nofile_limit()
         director = Director(cfg, tun=args.tun, config_path=Path(args.config))
+        # What start-up built lives as long as the daemon: out of the collector's sight,
+        # so that a full collection (which holds the packet loop) walks only what a
+        # scrape or a listing made since.
+        gc.freeze()
         uvloop.run(director.run())
     except DirectorError as e:
         print(f"lvsd: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ static const char *const verdict_names[V_COUNT] = {
     "FORWARD",         "NEW",          "LOCAL",           "FRAGMENT",
     "DROP_TRUNCATED",  "DROP_BAD_HEADER", "DROP_IP_OPTIONS", "DROP_UNKNOWN_PROTO",
     "DROP_NO_CONN",    "DROP_TABLE_FULL", "DROP_BAD_ICMP",   "DROP_TX",
-    "DROP_DEST_UNAVAILABLE",
+    "DROP_DEST_UNAVAILABLE", "APP",
     "ROUTE",           "DROP_NO_NEIGH",   "TUNNEL",
 };
 static const char *const state_names[S_COUNT] = {
@@ -58,6 +58,9 @@ static int check_template(ConnTableObject *self, long long h) {
     }
     return 0;
 }
+
+#include "fastpath/app_methods.h"
+#include "fastpath/fwd_methods.h"
 
 static int int64_array(PyObject **ba, Py_buffer *view, size_t n) {
     *ba = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(int64_t)));
@@ -223,35 +226,6 @@ static PyObject *ConnTable_set_dest_available(ConnTableObject *self, PyObject *a
     Py_RETURN_NONE;
 }
 
-static PyObject *ConnTable_set_dest_fwd(ConnTableObject *self, PyObject *args) {
-    long long dest, fwd;
-    if (!PyArg_ParseTuple(args, "LL:set_dest_fwd", &dest, &fwd))
-        return NULL;
-    if (check_range("dest", dest, 0, self->t.max_dests - 1) < 0)
-        return NULL;
-    if (fwd != CONN_F_MASQ && fwd != CONN_F_TUNNEL && fwd != CONN_F_DROUTE)
-        return PyErr_Format(PyExc_ValueError, "set_dest_fwd: fwd must be 0, 2 or 3, got %lld",
-                            fwd);
-    self->t.dests[dest * DEST_FIELDS + DEST_FWD] = fwd;
-    Py_RETURN_NONE;
-}
-
-static PyObject *ConnTable_set_dest_link(ConnTableObject *self, PyObject *args) {
-    long long dest, fd, mac, smac;
-    if (!PyArg_ParseTuple(args, "LLLL:set_dest_link", &dest, &fd, &mac, &smac))
-        return NULL;
-    if (check_range("dest", dest, 0, self->t.max_dests - 1) < 0 ||
-        check_range("fd", fd, -1, 0x7FFFFFFF) < 0 ||
-        check_range("mac", mac, 0, (1LL << 48) - 1) < 0 ||
-        check_range("src_mac", smac, 0, (1LL << 48) - 1) < 0)
-        return NULL;
-    int64_t *d = &self->t.dests[dest * DEST_FIELDS];
-    d[DEST_LINK_FD] = fd + 1;
-    d[DEST_MAC] = mac;
-    d[DEST_SRC_MAC] = smac;
-    Py_RETURN_NONE;
-}
-
 static PyObject *ConnTable_clear_dest(ConnTableObject *self, PyObject *arg) {
     long long dest = PyLong_AsLongLong(arg);
     if (dest == -1 && PyErr_Occurred())
@@ -267,25 +241,9 @@ static PyObject *ConnTable_clear_dest(ConnTableObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static PyObject *ConnTable_dest_of(ConnTableObject *self, PyObject *args) {
-    Py_buffer b;
-    long long offset;
-    if (!PyArg_ParseTuple(args, "y*L:dest_of", &b, &offset))
-        return NULL;
-    if (check_range("offset", offset, 0, VNET_HDR_LEN) < 0) {
-        PyBuffer_Release(&b);
-        return NULL;
-    }
-    long dest = -1;
-    const uint8_t *ip = (const uint8_t *)b.buf + offset;
-    if (b.len >= offset + 24 && ip[0] == 0x45 && (ip[9] == PROTO_TCP || ip[9] == PROTO_UDP)) {
-        int32_t h = lookup_in(&self->t, ip[9], rd32(ip + 12), rd16(ip + 20), rd32(ip + 16),
-                              rd16(ip + 22), 0);
-        if (h >= 0)
-            dest = self->t.c[h].dest;
-    }
-    PyBuffer_Release(&b);
-    return PyLong_FromLong(dest);
+static PyObject *ConnTable_evictions(ConnTableObject *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(self->t.evicted);
 }
 
 static PyObject *ConnTable_drops(ConnTableObject *self, PyObject *unused) {
@@ -369,7 +327,7 @@ static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *const *args,
         return NULL;
     if (ctl != -1 && check_handle(self, ctl) < 0)
         return NULL;
-    int32_t h = tbl_alloc(t);
+    int32_t h = tbl_alloc(t, (int32_t)ctl);
     if (h < 0)
         return PyLong_FromLong(-1);
     struct conn *c = &t->c[h];
@@ -383,6 +341,10 @@ static PyObject *ConnTable_insert(ConnTableObject *self, PyObject *const *args,
     c->dest = (int32_t)dest;
     int64_t fwd = t->dests[dest * DEST_FIELDS + DEST_FWD];
     c->flags = (uint16_t)(CONN_F_INACTIVE | fwd | (fwd ? CONN_F_NOOUTPUT : 0));
+    if (proto == PROTO_TCP && cport == 0) {
+        c->flags |= CONN_F_NO_CPORT;
+        t->no_cport++;
+    }
     c->ctl = (int32_t)ctl;
     c->state = proto == PROTO_TCP ? S_NONE : S_UDP;
     c->timeout_ms = proto == PROTO_TCP ? t->tcp_to[S_NONE] : t->udp_to;
@@ -414,7 +376,7 @@ static PyObject *ConnTable_insert_template(ConnTableObject *self, PyObject *args
     if (timeout_s * 1000 > UINT32_MAX)
         return PyErr_Format(PyExc_ValueError, "timeout_s: must be <= %u, got %lld",
                             UINT32_MAX / 1000, timeout_s);
-    int32_t h = tbl_alloc(t);
+    int32_t h = tbl_alloc(t, -1);
     if (h < 0)
         return PyLong_FromLong(-1);
     struct conn *c = &t->c[h];
@@ -602,6 +564,20 @@ static PyObject *ConnTable_remove(ConnTableObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *ConnTable_uncount(ConnTableObject *self, PyObject *arg) {
+    long long h = PyLong_AsLongLong(arg);
+    if ((h == -1 && PyErr_Occurred()) || check_handle(self, h) < 0)
+        return NULL;
+    struct table *t = &self->t;
+    const struct conn *c = &t->c[h];
+    if (c->flags & CONN_F_TEMPLATE)
+        return PyErr_Format(PyExc_ValueError, "uncount: handle %lld is a template", h);
+    int64_t *d = &t->dests[(size_t)c->dest * DEST_FIELDS];
+    d[DEST_CONNS]--;
+    t->svcs[(size_t)d[DEST_SVC] * SVC_FIELDS + SVC_CONNS]--;
+    Py_RETURN_NONE;
+}
+
 static PyObject *ConnTable_flush(ConnTableObject *self, PyObject *unused) {
     (void)unused;
     tbl_flush(&self->t);
@@ -619,88 +595,7 @@ static PyObject *ConnTable_expire(ConnTableObject *self, PyObject *arg) {
     return PyLong_FromLongLong(n);
 }
 
-static PyObject *do_process(ConnTableObject *self, PyObject *args, int vnet, const char *fmt) {
-    Py_buffer b;
-    long long now;
-    if (!PyArg_ParseTuple(args, fmt, &b, &now))
-        return NULL;
-    int v = vnet ? process_vnet_packet(&self->t, b.buf, (size_t)b.len, now)
-                 : process_packet(&self->t, NULL, b.buf, (size_t)b.len, now);
-    PyBuffer_Release(&b);
-    return PyLong_FromLong(v);
-}
-
-static PyObject *ConnTable_process(ConnTableObject *self, PyObject *args) {
-    return do_process(self, args, 0, "w*L:process");
-}
-
-static PyObject *ConnTable_process_vnet(ConnTableObject *self, PyObject *args) {
-    return do_process(self, args, 1, "w*L:process_vnet");
-}
-
-static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"fd", "now", "out", "max_packets", "write_fd", NULL};
-    int fd, write_fd = -1;
-    long long now, max_packets = 256;
-    PyObject *out;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLO!|Li:drain", kwlist, &fd, &now, &PyList_Type,
-                                     &out, &max_packets, &write_fd))
-        return NULL;
-    if (check_range("max_packets", max_packets, 0, 1LL << 30) < 0)
-        return NULL;
-    if (write_fd < 0)
-        write_fd = fd;
-    long long n = 0;
-    while (n < max_packets) {
-        ssize_t r = 0;
-        int err = 0, verdict = V_FORWARD;
-        /* Forward known connections without the GIL; stop for packets Python must see. */
-        Py_BEGIN_ALLOW_THREADS;
-        while (n < max_packets) {
-            r = read(fd, self->rx, READ_SIZE);
-            if (r <= 0) {
-                err = r < 0 ? errno : 0;
-                break;
-            }
-            n++;
-            verdict = process_vnet_packet(&self->t, self->rx, (size_t)r, now);
-            if (verdict == V_FORWARD) {
-                if (write(write_fd, self->rx, (size_t)r) < 0)
-                    self->t.drops[V_DROP_TX]++;
-            } else if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT ||
-                       verdict == V_TUNNEL) {
-                break;
-            }
-        }
-        Py_END_ALLOW_THREADS;
-        if (r < 0) {
-            if (err == EINTR) {
-                if (PyErr_CheckSignals() < 0)
-                    return NULL;
-                continue;
-            }
-            if (err == EAGAIN || err == EWOULDBLOCK)
-                break;
-            errno = err;
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (r == 0)
-            break;
-        if (verdict == V_NEW || verdict == V_LOCAL || verdict == V_FRAGMENT ||
-            verdict == V_TUNNEL) {
-            PyObject *item = NULL;
-            PyObject *pkt = PyByteArray_FromStringAndSize((const char *)self->rx, r);
-            if (pkt)
-                item = Py_BuildValue("(iN)", verdict, pkt);
-            if (!item || PyList_Append(out, item) < 0) {
-                Py_XDECREF(item);
-                return NULL;
-            }
-            Py_DECREF(item);
-        }
-    }
-    return PyLong_FromLongLong(n);
-}
+#include "fastpath/io_methods.h"
 
 static PyMethodDef ConnTable_methods[] = {
     {"set_timeout", (PyCFunction)ConnTable_set_timeout, METH_VARARGS, DOC_set_timeout},
@@ -714,6 +609,7 @@ static PyMethodDef ConnTable_methods[] = {
     {"set_dest_link", (PyCFunction)ConnTable_set_dest_link, METH_VARARGS, DOC_set_dest_link},
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
     {"dest_of", (PyCFunction)ConnTable_dest_of, METH_VARARGS, DOC_dest_of},
+    {"evictions", (PyCFunction)ConnTable_evictions, METH_NOARGS, DOC_evictions},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
     {"insert_template", (PyCFunction)ConnTable_insert_template, METH_VARARGS,
@@ -730,12 +626,14 @@ static PyMethodDef ConnTable_methods[] = {
     {"enable_sync_log", (PyCFunction)ConnTable_enable_sync_log, METH_O, DOC_enable_sync_log},
     {"sync_changes", (PyCFunction)ConnTable_sync_changes, METH_O, DOC_sync_changes},
     {"remove", (PyCFunction)ConnTable_remove, METH_O, DOC_remove},
+    {"uncount", (PyCFunction)ConnTable_uncount, METH_O, DOC_uncount},
     {"flush", (PyCFunction)ConnTable_flush, METH_NOARGS, DOC_flush},
     {"expire", (PyCFunction)ConnTable_expire, METH_O, DOC_expire},
     {"process", (PyCFunction)ConnTable_process, METH_VARARGS, DOC_process},
     {"process_vnet", (PyCFunction)ConnTable_process_vnet, METH_VARARGS, DOC_process_vnet},
     {"drain", (PyCFunction)(void (*)(void))ConnTable_drain, METH_VARARGS | METH_KEYWORDS,
      DOC_drain},
+    APP_METHODS,
     {NULL, NULL, 0, NULL},
 };
 
@@ -801,6 +699,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         {"CONN_F_TUNNEL", CONN_F_TUNNEL},
         {"CONN_F_DROUTE", CONN_F_DROUTE},
         {"CONN_F_NOOUTPUT", CONN_F_NOOUTPUT},
+        {"CONN_F_OUT_SEQ", CONN_F_OUT_SEQ},
+        {"CONN_F_IN_SEQ", CONN_F_IN_SEQ},
+        {"CONN_F_NO_CPORT", CONN_F_NO_CPORT},
+        {"CONN_F_APP", CONN_F_APP},
         {"DEST_ACTIVE", DEST_ACTIVE},
         {"DEST_INACTIVE", DEST_INACTIVE},
         {"DEST_PERSIST", DEST_PERSIST},

@@ -45,17 +45,22 @@ import heapq
 import os
 import struct
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 
 __all__ = [
+    "APP",
     "CLOSE",
     "CLOSE_WAIT",
+    "CONN_F_APP",
     "CONN_F_DROUTE",
     "CONN_F_FWD_MASK",
     "CONN_F_HASHED",
     "CONN_F_INACTIVE",
+    "CONN_F_IN_SEQ",
     "CONN_F_MASQ",
     "CONN_F_NOOUTPUT",
+    "CONN_F_NO_CPORT",
+    "CONN_F_OUT_SEQ",
     "CONN_F_TEMPLATE",
     "CONN_F_TUNNEL",
     "DEST_ACTIVE",
@@ -134,9 +139,10 @@ DROP_TABLE_FULL = 9
 DROP_BAD_ICMP = 10
 DROP_TX = 11
 DROP_DEST_UNAVAILABLE = 12
-ROUTE = 13
-DROP_NO_NEIGH = 14
-TUNNEL = 15
+APP = 13
+ROUTE = 14
+DROP_NO_NEIGH = 15
+TUNNEL = 16
 
 VERDICT_NAMES: dict[int, str] = {
     FORWARD: "FORWARD",
@@ -152,6 +158,7 @@ VERDICT_NAMES: dict[int, str] = {
     DROP_BAD_ICMP: "DROP_BAD_ICMP",
     DROP_TX: "DROP_TX",
     DROP_DEST_UNAVAILABLE: "DROP_DEST_UNAVAILABLE",
+    APP: "APP",
     ROUTE: "ROUTE",
     DROP_NO_NEIGH: "DROP_NO_NEIGH",
     TUNNEL: "TUNNEL",
@@ -190,14 +197,16 @@ PROTO_UDP = 17
 
 CONN_F_HASHED = 0x0040
 CONN_F_INACTIVE = 0x0100
+CONN_F_OUT_SEQ = 0x0200
+CONN_F_IN_SEQ = 0x0400
+CONN_F_NO_CPORT = 0x0800
 CONN_F_TEMPLATE = 0x1000
+CONN_F_APP = 0x4000
 CONN_F_FWD_MASK = 0x0007
 CONN_F_MASQ = 0x0000
 CONN_F_TUNNEL = 0x0002
 CONN_F_DROUTE = 0x0003
 CONN_F_NOOUTPUT = 0x0080
-# What a sync log record keeps of a connection's flags.
-_SYNC_FLAGS = CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK | CONN_F_NOOUTPUT
 
 DEST_ACTIVE = 0
 DEST_INACTIVE = 1
@@ -274,6 +283,16 @@ _KEY = struct.Struct("!IIHH")
 _TKEY = struct.Struct("!BIIH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_SEQACK = struct.Struct("!II")
+# What a sync log record keeps of a connection's flags (IPVS sync's: the method travels).
+_LOGGED_FLAGS = (
+    CONN_F_INACTIVE
+    | CONN_F_TEMPLATE
+    | CONN_F_IN_SEQ
+    | CONN_F_OUT_SEQ
+    | CONN_F_FWD_MASK
+    | CONN_F_NOOUTPUT
+)
 _VNET = struct.Struct("<BBHHHH")
 _ETH_P_IP = b"\x08\x00"
 _ETH_HLEN = 14
@@ -318,6 +337,30 @@ def _checksum(buf: bytearray, start: int, end: int) -> int:
     return ~_fold(s) & 0xFFFF
 
 
+def _after(a: int, b: int) -> bool:
+    """Serial-number comparison: 32-bit sequence number a is after b (the kernel's after())."""
+    return 0 < (a - b) & 0xFFFFFFFF < 0x80000000
+
+
+def _fix_seq(c: _Conn, inbound: bool, seq: int, ack: int) -> tuple[int, int]:
+    """ip_vs_app's vs_fix_seq / vs_fix_ack_seq for one packet of `c`: (seq, ack) to send."""
+    if inbound:
+        s_flag, s_init, s_delta, s_prev = CONN_F_IN_SEQ, c.in_init, c.in_delta, c.in_prev
+        a_flag, a_init, a_delta, a_prev = CONN_F_OUT_SEQ, c.out_init, c.out_delta, c.out_prev
+    else:
+        s_flag, s_init, s_delta, s_prev = CONN_F_OUT_SEQ, c.out_init, c.out_delta, c.out_prev
+        a_flag, a_init, a_delta, a_prev = CONN_F_IN_SEQ, c.in_init, c.in_delta, c.in_prev
+    if c.flags & s_flag:
+        seq = (seq + (s_delta if _after(seq, s_init) else s_prev)) & 0xFFFFFFFF
+    if c.flags & a_flag:
+        # conntrack seqadj's boundary (the acked byte in the other side's numbering after
+        # init_seq), not ip_vs_app's init_seq + delta, which misplaces an ACK of exactly the
+        # data before a rewrite that shortened the payload.
+        back = a_delta if _after((ack - a_prev) & 0xFFFFFFFF, a_init) else a_prev
+        ack = (ack - back) & 0xFFFFFFFF
+    return seq, ack
+
+
 class _Conn:
     __slots__ = (
         "caddr",
@@ -329,7 +372,13 @@ class _Conn:
         "expires",
         "filed",
         "flags",
+        "in_delta",
+        "in_init",
+        "in_prev",
         "n_control",
+        "out_delta",
+        "out_init",
+        "out_prev",
         "proto",
         "seq",
         "state",
@@ -355,6 +404,8 @@ class _Conn:
         self.n_control = 0
         self.ctl = -1
         self.seq = 0
+        self.in_init = self.in_delta = self.in_prev = 0
+        self.out_init = self.out_delta = self.out_prev = 0
 
     def binding(self) -> tuple[int, int, int, int, int, int, int, int]:
         """(proto, caddr, cport, vaddr, vport, daddr, dport, dest): what conn_info and a
@@ -374,6 +425,20 @@ class _Conn:
 def _check_range(name: str, value: int, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise ValueError(f"{name}: must be in {lo}..{hi}, got {value}")
+
+
+def _wrap32(v: int) -> int:
+    """v as a signed 32-bit value, as the C table stores a delta."""
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _check_lookup(proto: int, a1: int, p1: int, a2: int, p2: int) -> None:
+    if proto not in (PROTO_TCP, PROTO_UDP):
+        raise ValueError(f"lookup: proto must be 6 or 17, got {proto}")
+    for name, v in (("addr", a1), ("addr", a2)):
+        _check_range(name, v, 0, 0xFFFFFFFF)
+    for name, v in (("port", p1), ("port", p2)):
+        _check_range(name, v, 0, 0xFFFF)
 
 
 def _in_key(caddr: int, cport: int, vaddr: int, vport: int) -> bytes:
@@ -409,11 +474,15 @@ class ConnTable:
         self._dests = array("q", bytes(8 * DEST_FIELDS * max_dests))
         self._svcs = array("q", bytes(8 * SVC_FIELDS * max_svcs))
         self._drops = dict.fromkeys(_DROPS, 0)
+        # TCP entries in SYN_RECV, in the order they entered it: the eviction order.
+        self._half_open: OrderedDict[int, None] = OrderedDict()
+        self._evicted = 0
         self._tcp_timeouts = [t * 1000 for t in _DEFAULT_TCP_TIMEOUTS]
         self._udp_timeout = _DEFAULT_UDP_TIMEOUT * 1000
         self._log: deque[tuple[int, ...]] = deque()
         self._log_cap = 0
         self._log_lost = 0
+        self._no_cport = 0
 
     # -- configuration ------------------------------------------------------------------
 
@@ -537,16 +606,29 @@ class ConnTable:
         assert c is not None
         return c.dest
 
+    def evictions(self) -> int:
+        """Half-open (SYN_RECV) entries evicted so far to make room in a full table."""
+        return self._evicted
+
     def drops(self) -> dict[str, int]:
         """Packets dropped so far, by verdict name (every DROP_* name present)."""
         return {VERDICT_NAMES[v]: n for v, n in self._drops.items()}
 
     # -- connections ----------------------------------------------------------------------
 
-    def _alloc(self) -> int:
+    def _alloc(self, keep: int = -1) -> int:
         if self._count >= self._max:
-            self._drops[DROP_TABLE_FULL] += 1
-            return -1
+            # Evict the oldest half-open entry that controls nothing and is not `keep`.
+            for v in self._half_open:
+                c = self._conns[v]
+                assert c is not None
+                if c.n_control == 0 and v != keep:
+                    self._release(v, c)
+                    self._evicted += 1
+                    break
+            else:
+                self._drops[DROP_TABLE_FULL] += 1
+                return -1
         self._count += 1
         if self._free:
             return self._free.pop()
@@ -633,10 +715,11 @@ class ConnTable:
         if len(self._log) >= self._log_cap:
             self._log_lost += 1
             return
-        flags = c.flags & _SYNC_FLAGS
+        flags = c.flags & _LOGGED_FLAGS
         self._log.append((*c.binding(), c.state, flags, removed))
 
     def _release(self, h: int, c: _Conn) -> None:
+        self._half_open.pop(h, None)
         self._log_event(c, 1)
         self._unhash(h, c)
         if c.ctl >= 0:
@@ -644,6 +727,8 @@ class ConnTable:
             assert ctl is not None
             ctl.n_control -= 1
         self._unbind(c)
+        if c.flags & CONN_F_NO_CPORT:
+            self._no_cport -= 1
         self._conns[h] = None
         self._free.append(h)
         self._count -= 1
@@ -666,10 +751,15 @@ class ConnTable:
     ) -> int:
         """Create a connection bound to `dest`; returns its handle, or -1 when the table is full.
 
+        A full table first evicts its oldest half-open (SYN_RECV) entry that controls nothing
+        and is not `ctl`; -1 only when there is none.
+
         proto is 6 (TCP, starts in NONE) or 17 (UDP, state UDP); the connection starts
         INACTIVE: dest inactconns++, dest and svc conns++, then OVERLOAD when u_threshold
         != 0 and active + inactive >= u_threshold. `ctl` is a template (or controlling
         connection) handle to attach to (its n_control++), or -1. -1 counts DROP_TABLE_FULL.
+        A TCP connection inserted with cport 0 is CONN_F_NO_CPORT (an expected FTP data
+        connection): the first client packet to vaddr:vport fills in its port.
         """
         if proto not in (PROTO_TCP, PROTO_UDP):
             raise ValueError(f"insert: proto must be 6 or 17, got {proto}")
@@ -680,7 +770,7 @@ class ConnTable:
         self._check_dest(dest)
         if ctl != -1:
             self._get(ctl)
-        h = self._alloc()
+        h = self._alloc(ctl)
         if h < 0:
             return -1
         c = _Conn(proto, caddr, cport, vaddr, vport)
@@ -689,6 +779,9 @@ class ConnTable:
         c.dest = dest
         fwd = self._dests[dest * DEST_FIELDS + DEST_FWD]
         c.flags = CONN_F_INACTIVE | fwd | (CONN_F_NOOUTPUT if fwd else 0)
+        if proto == PROTO_TCP and cport == 0:
+            c.flags |= CONN_F_NO_CPORT
+            self._no_cport += 1
         c.ctl = ctl
         c.seq = self._seq
         self._seq += 1
@@ -717,7 +810,8 @@ class ConnTable:
 
         daddr:dport come from the dest slot; persistconns++ (OVERLOAD is set if the dest's
         total is already >= u_threshold). proto 0 stands for a fwmark service. Returns the
-        handle, or -1 (and counts DROP_TABLE_FULL) when the table is full.
+        handle, or -1 (and counts DROP_TABLE_FULL) when the table is full (after evicting
+        a half-open entry if it can, as insert does).
         """
         if proto not in (0, PROTO_TCP, PROTO_UDP):
             raise ValueError(f"insert_template: proto must be 0, 6 or 17, got {proto}")
@@ -785,6 +879,109 @@ class ConnTable:
         c.vport = 0xFFFF
         c.dport = 0xFFFF
 
+    def lookup(self, proto: int, caddr: int, cport: int, vaddr: int, vport: int) -> int:
+        """The handle of the connection a client packet caddr:cport -> vaddr:vport matches
+        (the newest; an expected one with cport 0 is not tried), or -1."""
+        _check_lookup(proto, caddr, cport, vaddr, vport)
+        lst = self._in[proto].get(_in_key(caddr, cport, vaddr, vport))
+        return lst[-1] if lst else -1
+
+    def lookup_out(self, proto: int, daddr: int, dport: int, caddr: int, cport: int) -> int:
+        """The handle of the connection a server packet daddr:dport -> caddr:cport matches,
+        or -1."""
+        _check_lookup(proto, daddr, dport, caddr, cport)
+        lst = self._out[proto].get(_out_key(daddr, dport, caddr, cport))
+        return lst[-1] if lst else -1
+
+    def bind_app(self, handle: int) -> None:
+        """Bind a TCP connection to the application helper (CONN_F_APP).
+
+        From then on each of its packets that carries TCP payload is rewritten as usual
+        (addresses, ports, state, counters) but its sequence numbers are left alone and
+        the verdict is APP: the caller parses the payload, calls `seq_fix` (and after a
+        change of length `seq_update`), and writes the packet out.
+        """
+        c = self._get(handle)
+        if c.proto != PROTO_TCP or c.flags & CONN_F_TEMPLATE:
+            raise ValueError(f"bind_app: handle {handle} is not a TCP connection")
+        c.flags |= CONN_F_APP
+
+    def seq_fix(self, handle: int, inbound: bool, seq: int, ack: int) -> tuple[int, int]:
+        """The (seq, ack) a packet of this connection leaves with (ip_vs_app's fix-up).
+
+        `inbound` is client to server. seq moves by the direction's delta when it is after
+        that direction's init_seq, else by its previous_delta; ack moves back by the other
+        direction's delta when ack - previous_delta is after its init_seq, else by its
+        previous_delta (conntrack seqadj's test; ip_vs_app's init_seq + delta misplaces an
+        ACK of the data just before a rewrite that shortened the payload).
+        """
+        c = self._get(handle)
+        _check_range("seq", seq, 0, 0xFFFFFFFF)
+        _check_range("ack", ack, 0, 0xFFFFFFFF)
+        return _fix_seq(c, bool(inbound), seq, ack)
+
+    def seq_update(self, handle: int, inbound: bool, seq: int, diff: int) -> None:
+        """Record that a helper changed by `diff` bytes the payload of a packet whose
+        original sequence number was `seq` (ip_vs_app's vs_seq_update).
+
+        Unless the direction's flag is unset or `seq` is after its init_seq, nothing
+        changes (a retransmission); else previous_delta = delta, delta += diff,
+        init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set, and the sync
+        log (when on) records the connection.
+        """
+        c = self._get(handle)
+        _check_range("seq", seq, 0, 0xFFFFFFFF)
+        _check_range("diff", diff, -(1 << 16), 1 << 16)
+        if inbound:
+            if not c.flags & CONN_F_IN_SEQ or _after(seq, c.in_init):
+                c.in_prev = c.in_delta
+                c.in_delta = _wrap32(c.in_delta + diff)
+                c.in_init = seq
+                c.flags |= CONN_F_IN_SEQ
+                self._log_event(c, 0)
+        elif not c.flags & CONN_F_OUT_SEQ or _after(seq, c.out_init):
+            c.out_prev = c.out_delta
+            c.out_delta = _wrap32(c.out_delta + diff)
+            c.out_init = seq
+            c.flags |= CONN_F_OUT_SEQ
+            self._log_event(c, 0)
+
+    def seq_state(self, handle: int) -> tuple[int, int, int, int, int, int]:
+        """(in_init, in_delta, in_prev, out_init, out_delta, out_prev) of a connection;
+        deltas signed, all zero for a direction whose flag is unset."""
+        c = self._get(handle)
+        return (c.in_init, c.in_delta, c.in_prev, c.out_init, c.out_delta, c.out_prev)
+
+    def set_seq_state(
+        self,
+        handle: int,
+        in_init: int,
+        in_delta: int,
+        in_prev: int,
+        out_init: int,
+        out_delta: int,
+        out_prev: int,
+    ) -> None:
+        """Install a connection's offsets as `seq_state` gives them (a synced copy); a
+        direction with any non-zero value gets its flag, one of all zeros loses it."""
+        c = self._get(handle)
+        for name, v in (("in_init", in_init), ("out_init", out_init)):
+            _check_range(name, v, 0, 0xFFFFFFFF)
+        for name, v in (
+            ("in_delta", in_delta),
+            ("in_prev", in_prev),
+            ("out_delta", out_delta),
+            ("out_prev", out_prev),
+        ):
+            _check_range(name, v, -(1 << 31), (1 << 31) - 1)
+        c.in_init, c.in_delta, c.in_prev = in_init, in_delta, in_prev
+        c.out_init, c.out_delta, c.out_prev = out_init, out_delta, out_prev
+        c.flags &= ~(CONN_F_IN_SEQ | CONN_F_OUT_SEQ)
+        if in_init or in_delta or in_prev:
+            c.flags |= CONN_F_IN_SEQ
+        if out_init or out_delta or out_prev:
+            c.flags |= CONN_F_OUT_SEQ
+
     def conn_info(self, handle: int) -> tuple[int, ...]:
         """(proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags, expires_ms,
         n_control, ctl) of a live connection or template; expires_ms is absolute."""
@@ -838,17 +1035,29 @@ class ConnTable:
 
         A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,
         removed), the entry as it was at the event (fields in conn_info's order; dest is its
-        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK |
-        CONN_F_NOOUTPUT (IPVS sync's flags: the method travels); removed is 1 for
-        a removal (an invalidated template is removed under its old key), else 0. `lost`
-        counts records dropped by a full log since the previous call: the log then misses
-        changes, and the caller must resend everything.
+        dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ |
+        CONN_F_OUT_SEQ | CONN_F_FWD_MASK | CONN_F_NOOUTPUT (IPVS sync's flags: the method
+        travels); removed is 1 for a removal (an invalidated template is removed under its old
+        key), else 0. `seq_update` logs a record too, when it changes an offset (read them
+        with `seq_state`). `lost` counts records dropped by a full log since the previous
+        call: the log then misses changes, and the caller must resend everything.
         """
         _check_range("limit", limit, 0, 1 << 62)
         log = self._log
         out = [log.popleft() for _ in range(min(limit, len(log)))]
         lost, self._log_lost = self._log_lost, 0
         return out, lost
+
+    def uncount(self, handle: int) -> None:
+        """Take a connection this table did not schedule (a synced copy) out of its dest's and
+        service's conns counters, which count scheduled connections only (the kernel's
+        ip_vs_conn_stats); refuses a template."""
+        c = self._get(handle)
+        if c.flags & CONN_F_TEMPLATE:
+            raise ValueError(f"uncount: handle {handle} is a template")
+        b = c.dest * DEST_FIELDS
+        self._dests[b + DEST_CONNS] -= 1
+        self._svcs[self._dests[b + DEST_SVC] * SVC_FIELDS + SVC_CONNS] -= 1
 
     def remove(self, handle: int) -> None:
         """Remove a connection or template now (unbind, detach); refuses one that controls any."""
@@ -864,8 +1073,10 @@ class ConnTable:
                 self._log_event(c, 1)
                 self._unbind(c)
         self._conns.clear()
+        self._half_open.clear()
         self._free.clear()
         self._count = 0
+        self._no_cport = 0
         self._heap.clear()
         for m in (*self._in.values(), *self._out.values(), self._tmpl):
             m.clear()
@@ -920,6 +1131,10 @@ class ConnTable:
 
     def _set_state(self, h: int, c: _Conn, new: int, now: int) -> None:
         if new != c.state:
+            if c.state == SYN_RECV:
+                self._half_open.pop(h, None)
+            elif new == SYN_RECV and c.proto == PROTO_TCP and not c.flags & CONN_F_TEMPLATE:
+                self._half_open[h] = None
             was_active = not c.flags & CONN_F_INACTIVE
             active = new in _ACTIVE_STATES
             if active != was_active:
@@ -942,7 +1157,9 @@ class ConnTable:
         Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without
         RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL
         (non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),
-        FRAGMENT (reassemble first), ROUTE (a client packet of a direct-routing connection,
+        FRAGMENT (reassemble first), APP (a TCP packet with payload of a connection bound
+        to the application helper, rewritten but for its sequence numbers: see `bind_app`),
+        ROUTE (a client packet of a direct-routing connection,
         or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit
         does; nothing is left to do), TUNNEL (the same for a tunnelled connection, left
         unchanged for the caller to encapsulate to the real's address: it is counted and
@@ -952,6 +1169,8 @@ class ConnTable:
         real whose route to the client is the director) is FORWARD unchanged: written back,
         the kernel routes it, as it does past ip_vs_out. Other packets from the server side
         of a non-MASQ connection are DROP_NO_CONN.
+        A client packet that matches no connection but an expected one (cport 0) to the
+        same vaddr:vport fills it in.
         A client-to-server packet of a connection whose dest is not AVAILABLE is
         DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,
         expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked.
@@ -1010,6 +1229,8 @@ class ConnTable:
             tflags = buf[l4 + 13]
             syn = tflags & 2
             rst = tflags & 4
+            if not lst and self._no_cport:
+                lst = self._fill_cport(key)
         if lst:
             h = lst[-1]
             c = self._conns[h]
@@ -1083,9 +1304,19 @@ class ConnTable:
         _apply(buf, csum_at, l4diff, partial, proto == PROTO_UDP)
         self._count_pkt(c, tot, inbound)
         if proto == PROTO_TCP:
+            verdict = FORWARD
+            if c.flags & CONN_F_APP and tot - 20 - (buf[l4 + 12] >> 4) * 4 > 0:
+                verdict = APP
+            elif c.flags & (CONN_F_IN_SEQ | CONN_F_OUT_SEQ):
+                seq, ack = _SEQACK.unpack_from(buf, l4 + 4)
+                nseq, nack = _fix_seq(c, inbound, seq, ack)
+                _SEQACK.pack_into(buf, l4 + 4, nseq, nack)
+                if not partial:
+                    _apply(buf, csum_at, _diff32(seq, nseq) + _diff32(ack, nack), False, False)
             cls = 3 if rst else 0 if syn else 1 if tflags & 1 else 2 if tflags & 16 else -1
             new = CLOSE if cls < 0 else (_INPUT if inbound else _OUTPUT)[cls][c.state]
             self._set_state(h, c, new, now)
+            return verdict
         else:
             self._arm(h, c, now, self._udp_timeout)
         return FORWARD
@@ -1109,6 +1340,26 @@ class ConnTable:
         except OSError:
             return self._drop(DROP_TX)
         return ROUTE
+
+    def _fill_cport(self, key: bytes) -> list[int] | None:
+        """ip_vs_conn_fill_cport: a client packet matching an expected connection (cport 0)
+        gives it its port; the connection is rehashed under the full key."""
+        lst = self._in[PROTO_TCP].get(key[:8] + b"\0\0" + key[10:])
+        if not lst:
+            return None
+        h = lst[-1]
+        c = self._conns[h]
+        assert c is not None
+        if not c.flags & CONN_F_NO_CPORT:
+            return None
+        self._log_event(c, 1)
+        self._unhash(h, c)
+        c.cport = key[8] << 8 | key[9]
+        c.flags &= ~CONN_F_NO_CPORT
+        self._no_cport -= 1
+        self._hash(h, c)
+        self._log_event(c, 0)
+        return self._in[PROTO_TCP].get(key)
 
     def _icmp(self, buf: bytearray, off: int, tot: int, partial: bool) -> int:
         l4 = off + 20
@@ -1195,9 +1446,11 @@ class ConnTable:
         Packets of known connections are rewritten and written to `write_fd` (negative, the
         default: back to `fd`; a failed write counts DROP_TX and never raises), or for a
         direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW,
-        LOCAL, FRAGMENT or TUNNEL packet is appended to `out` as (verdict, packet), the packet
-        a bytearray with its vnet header, so that the caller acts on the verdict without
-        classifying it again; drops are counted. Returns packets read.
+        LOCAL, FRAGMENT, APP or TUNNEL packet is appended to `out` as (verdict, packet), the
+        packet a bytearray with its vnet header, so that the caller acts on the verdict without
+        classifying it again; drops are counted. An APP packet ends the call, so that the
+        offsets the helper records for it apply to the packets read after it. Returns packets
+        read.
         """
         _check_range("max_packets", max_packets, 0, 1 << 30)
         if write_fd < 0:
@@ -1221,6 +1474,8 @@ class ConnTable:
                 except OSError:
                     # EAGAIN/ENOBUFS when the device queue is full; the packet is lost either way.
                     self._drops[DROP_TX] += 1
-            elif v in (NEW, LOCAL, FRAGMENT, TUNNEL):
+            elif v in (NEW, LOCAL, FRAGMENT, APP, TUNNEL):
                 out.append((v, buf))
+                if v == APP:
+                    break
         return n

@@ -1,7 +1,9 @@
 """ICMP messages the director itself sends: echo replies for a VIP, port unreachable.
 
 Pure functions over IPv4 packets without options (the fast path refuses options
-before anything reaches here). Addresses are as on the wire.
+before anything reaches here). Addresses are as on the wire. ``RateLimit`` bounds the
+errors sent, as the kernel's icmp_msgs_per_sec / icmp_msgs_burst do: a flood of packets
+from spoofed sources must not turn the director into a reflector.
 """
 
 from __future__ import annotations
@@ -89,3 +91,32 @@ def port_unreachable(packet: bytes | bytearray) -> bytes | None:
     icmp = bytearray(struct.pack("!BBHI", DEST_UNREACH, PORT_UNREACH, 0, 0) + quoted)
     struct.pack_into("!H", icmp, 2, checksum(icmp))
     return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), 0) + icmp)
+
+
+# The kernel's defaults (net.ipv4.icmp_msgs_per_sec, net.ipv4.icmp_msgs_burst).
+MSGS_PER_SEC = 1000
+MSGS_BURST = 50
+
+
+class RateLimit:
+    """A token bucket: ``rate`` messages a second, at most ``burst`` at once. Integer
+    arithmetic on monotonic milliseconds; event-loop thread only."""
+
+    def __init__(self, rate: int = MSGS_PER_SEC, burst: int = MSGS_BURST) -> None:
+        self.rate = rate
+        self.burst = burst
+        # Tokens in thousandths, so that a millisecond's refill is an integer.
+        self._milli = burst * 1000
+        self._last = -1
+        self.suppressed = 0
+
+    def allow(self, now_ms: int) -> bool:
+        """Whether a message may go out at ``now_ms``; a refused one is counted."""
+        if self._last >= 0 and now_ms > self._last:
+            self._milli = min(self.burst * 1000, self._milli + (now_ms - self._last) * self.rate)
+        self._last = max(self._last, now_ms)
+        if self._milli >= 1000:
+            self._milli -= 1000
+            return True
+        self.suppressed += 1
+        return False

@@ -22,8 +22,8 @@ from typing import ClassVar
 
 from director.dataplane import fastpath
 from director.errors import DirectorError
-from scheduling import get_scheduler
-from scheduling.base import FlowKey, Scheduler
+from scheduling import SCHEDULERS, get_scheduler
+from scheduling.base import SCHED_FLAGS, FlowKey, Scheduler
 from scheduling.errors import SchedulerError, UnknownSchedulerError
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,14 @@ _INACTIVE = fastpath.DEST_INACTIVE
 _PERSIST = fastpath.DEST_PERSIST
 _OVERLOAD = fastpath.DEST_OVERLOAD
 _FIELDS = fastpath.DEST_FIELDS
+_DEST_STATS = fastpath.DEST_CONNS
+_SVC_STATS = fastpath.SVC_CONNS
+Stats = tuple[int, int, int, int, int]
+#: conns, inpkts, outpkts, inbytes, outbytes: the counters of struct ip_vs_stats.
+ZERO_STATS: Stats = (0, 0, 0, 0, 0)
+#: Every scheduler flag a service takes: IP_VS_SVC_F_SCHED1..3 by number, and the names
+#: sh and mh give the first two.
+KNOWN_FLAGS = SCHED_FLAGS | {"flag-1", "flag-2", "flag-3"}
 # The dest slot's position in ConnTable.conn_info()'s tuple.
 CONN_INFO_DEST = 7
 # Forwarding methods (ipvsadm -m, -g, -i) and how ipvsadm -L names them.
@@ -137,6 +145,7 @@ class Destination:
         "slot",
         "u_threshold",
         "weight",
+        "zero_base",
     )
 
     def __init__(self, buf: memoryview, slot: int, addr: int, port: int, fwmark: int = 0) -> None:
@@ -152,6 +161,17 @@ class Destination:
         self.l_threshold = 0
         self.available = False
         self.fwd = MASQ  # the forwarding method: MASQ, DROUTE or TUNNEL
+        # The counters at the last ``ipvsadm -Z``: they belong to the object, so a
+        # destination deleted and revived from the trash stays zeroed (the kernel's
+        # dest->stats survive in the trash too).
+        self.zero_base: Stats = ZERO_STATS
+
+    @property
+    def stats(self) -> Stats:
+        """conns, inpkts, outpkts, inbytes, outbytes since the slot was given to this dest."""
+        b = self._base + _DEST_STATS
+        v = self._buf
+        return (int(v[b]), int(v[b + 1]), int(v[b + 2]), int(v[b + 3]), int(v[b + 4]))
 
     @property
     def active_conns(self) -> int:
@@ -191,7 +211,11 @@ class VirtualService:
     ``dests`` is the kernel's list order: every add (or revival) goes to the head, and
     every scheduler iterates from the head. ``timeout`` is the persistence timeout in
     seconds (0: not persistent); ``netmask`` the persistence granularity (host order).
-    A ``fwmark`` service has ``vaddr`` 0 and ``vport`` 0.
+    A ``fwmark`` service has ``vaddr`` 0 and ``vport`` 0. ``one_packet`` is
+    IP_VS_SVC_F_ONEPACKET (``ipvsadm -o``): each UDP datagram is scheduled on its own and
+    its connection entry is removed once the datagram is forwarded (``IPVS.one_packet_done``).
+    ``sched_flags`` are the flags as given (the kernel keeps every flag bit); the
+    scheduler gets those it reads and the rest are ignored, as the kernel's schedulers do.
     """
 
     def __init__(
@@ -218,13 +242,23 @@ class VirtualService:
         self.dests: list[Destination] = []
         self.sched_name = scheduler
         self.sched_flags = flags
+        self.one_packet = False
         self.scheduler: Scheduler = ipvs.make_scheduler(scheduler, flags)
         self._warned_port_zero = False
         self.scheduler.update([], "init")
+        # The service slot's counters may still hold a deleted service's: a new service
+        # starts at zero, as the kernel allocates it new stats.
+        self.created_base: Stats = ipvs.svc_stats_raw(index)
+        self.zero_base: Stats = ZERO_STATS
 
     @property
     def key(self) -> tuple[int, int, int, int]:
         return (self.protocol, self.vaddr, self.vport, self.fwmark)
+
+    @property
+    def stats(self) -> Stats:
+        """conns, inpkts, outpkts, inbytes, outbytes since the service was created."""
+        return sub_stats(self._ipvs.svc_stats_raw(self.index), self.created_base)
 
     @property
     def persistent(self) -> bool:
@@ -446,6 +480,14 @@ def _check_fwd(fwd: int) -> None:
         raise InvalidArgument(f"forwarding method {name}: lvsd forwards by Masq, Route or Tunnel")
 
 
+def sub_stats(a: Stats, b: Stats) -> Stats:
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3], a[4] - b[4])
+
+
+def _add(a: Stats, b: Stats) -> Stats:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4])
+
+
 def _check_dest_args(weight: int, u: int, lo: int) -> None:
     if weight < 0:
         raise OutOfRange(f"weight must be >= 0, got {weight}")
@@ -471,9 +513,12 @@ class IPVS:
         *,
         rand: Rand | None = None,
         expire_quiescent_template: bool = False,
+        app_ports: frozenset[int] = frozenset({FTPPORT}),
     ) -> None:
         self.table = table
         self.rand = rand
+        # ip_vs_ftp's ports: a TCP connection to one of them is bound to the FTP helper.
+        self.app_ports = app_ports
         self.expire_quiescent_template = expire_quiescent_template
         self.services: dict[tuple[int, int, int, int], VirtualService] = {}
         self.no_memory = 0
@@ -489,8 +534,25 @@ class IPVS:
         # nothing references it (None: still referenced).
         self._trash: dict[tuple[tuple[int, int, int, int], int, int], Destination] = {}
         self._trash_since: dict[int, int | None] = {}
+        self._svc_buf = table.svc_buffer()
+        # The counters of dest slots freed since start (their packets stay counted in
+        # the totals, as the kernel's ipvs->tot_stats keep them), and the totals at the
+        # last zeroing of everything (ip_vs_zero_all zeroes tot_stats too).
+        self._retired: Stats = ZERO_STATS
+        self._totals_base: Stats = ZERO_STATS
 
     def make_scheduler(self, name: str, flags: frozenset[str]) -> Scheduler:
+        """The scheduler ``name`` with the flags it reads; the kernel takes any flag bit
+        on any scheduler (``-s rr -b flag-1``), and a scheduler ignores those not its own."""
+        unknown = sorted(flags - KNOWN_FLAGS)
+        if unknown:
+            raise InvalidArgument(
+                f"unknown scheduler flag {unknown[0]!r}; expected some of: "
+                f"{', '.join(sorted(KNOWN_FLAGS))}"
+            )
+        cls = SCHEDULERS.get(name)
+        if cls is not None:
+            flags = flags & cls.accepted_flags
         try:
             return get_scheduler(name, flags=flags, rand=self.rand)
         except UnknownSchedulerError as e:
@@ -619,7 +681,44 @@ class IPVS:
         if h < 0:
             self.note_no_memory(svc)
             return None
+        self.bind_app(int(h), proto, vport)
         return int(h)
+
+    def bind_app(self, h: int, proto: int, vport: int) -> None:
+        """ip_vs_bind_app: a TCP connection whose vport is an FTP port gets the helper.
+        As in the kernel only masquerading connections' packets reach it (verdict APP):
+        the fast path routes or tunnels the others before the helper is considered."""
+        if proto == IPPROTO_TCP and vport in self.app_ports:
+            self.table.bind_app(h)
+
+    def one_packet_done(self, svc: VirtualService, proto: int, handle: int) -> None:
+        """After a new connection's first datagram was forwarded: for a one-packet
+        service (IP_VS_CONN_F_ONE_PACKET, UDP only) remove its entry at once, so the next
+        datagram is scheduled anew. Replies then find no entry, as in the kernel."""
+        if svc.one_packet and proto == IPPROTO_UDP:
+            self.table.remove(handle)
+
+    # --- statistics (struct ip_vs_stats) ----------------------------------------------
+
+    def svc_stats_raw(self, index: int) -> Stats:
+        """A service slot's counters as the data plane keeps them (never reset)."""
+        b = index * fastpath.SVC_FIELDS + _SVC_STATS
+        v = self._svc_buf
+        return (int(v[b]), int(v[b + 1]), int(v[b + 2]), int(v[b + 3]), int(v[b + 4]))
+
+    def totals(self) -> Stats:
+        """The director's totals (the kernel's /proc/net/ip_vs_stats): every connection
+        and packet since start, or since ``zero_totals``. Deleting services or
+        destinations takes nothing off: a freed dest slot's counters are kept."""
+        total = self._retired
+        for dest in self._slots:
+            if dest is not None:
+                total = _add(total, dest.stats)
+        return sub_stats(total, self._totals_base)
+
+    def zero_totals(self) -> None:
+        """Start the totals again from zero (``ipvsadm -Z`` of every service)."""
+        self._totals_base = _add(self._totals_base, self.totals())
 
     def note_no_memory(self, svc: VirtualService) -> None:
         self.no_memory += 1
@@ -689,9 +788,12 @@ class IPVS:
         return list(self._trash.values())
 
     def _purge_trash(self, now: int | None) -> None:
-        """Free trashed dests unreferenced for the trash period (now None: all unreferenced)."""
+        """Free trashed dests unreferenced for the trash period (now None: all unreferenced).
+
+        References are connections, templates and the service's scheduler (lblc, lblcr).
+        """
         for key, dest in list(self._trash.items()):
-            if dest.refs:
+            if dest.refs or self._held(key[0], dest, now):
                 self._trash_since[dest.slot] = None
                 continue
             if now is not None:
@@ -703,9 +805,18 @@ class IPVS:
                     continue
             del self._trash[key]
             del self._trash_since[dest.slot]
+            self._retired = _add(self._retired, dest.stats)
             self.table.clear_dest(dest.slot)
             self._slots[dest.slot] = None
             heapq.heappush(self._free_slots, dest.slot)
+
+    def _held(self, svc_key: tuple[int, int, int, int], dest: Destination, now: int | None) -> bool:
+        # ip_vs_dest_trash_expire frees only a dest whose sole reference is the trash's:
+        # an lblc entry or lblcr set of its service's scheduler keeps it. A deleted
+        # service's scheduler let go of everything first (ip_vs_unbind_scheduler), and a
+        # later service of the same key has a scheduler that never saw this object.
+        svc = self.services.get(svc_key)
+        return svc is not None and svc.scheduler.holds(dest, now)
 
     def iter_dests(self) -> Iterator[Destination]:
         for svc in self.services.values():

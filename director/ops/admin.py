@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from director.ipvs.service import (
     VirtualService,
     format_addr,
 )
+from director.ops.control import Sliced
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ _STATE_NAMES = {
 }
 _COUNTERS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes")
 MAX_CONN_ENTRIES = 1 << 20
+CONN_SLICE = 4096
+LISTING_SIZE = 4096  # the "size" ipvsadm -L prints (the kernel's connection hash size)
 
 Handler = Callable[[Mapping[str, Any]], object]
 NowMs = Callable[[], int]
@@ -112,6 +115,13 @@ class ServiceSpec:
         if fwmark:
             return cls(proto, 0, 0, fwmark)
         return cls(proto, _ipv4(req, "addr"), _int(req, "port", 0, 0, 65535))
+
+
+def _bool(req: Mapping[str, Any], key: str) -> bool:
+    value = req.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{key}: expected true or false, got {value!r}")
+    return value
 
 
 def _int(req: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -184,14 +194,13 @@ class Admin:
         self._draining: dict[tuple[ServiceSpec, int, int], int] = {}
         self.timeouts = DEFAULT_TIMEOUTS
         self.set_timeouts(*timeouts, quiet=True)
-        # ipvsadm -Z: the counters the data plane keeps only grow (Prometheus counters
-        # are read from them too), so zeroing records a baseline the listings subtract.
-        self._zero: dict[tuple[object, ...], tuple[int, ...]] = {}
 
     def commands(self) -> dict[str, Handler]:
         """The control protocol's commands this object answers (see docs/control.md)."""
         return {
-            "list": lambda req: self.listing(),
+            "list": lambda req: Sliced(
+                f'{{"size": {LISTING_SIZE}, "services": [', self.iter_services(), "]}"
+            ),
             "add_service": self._add_service,
             "edit_service": self._edit_service,
             "del_service": self._del_service,
@@ -202,7 +211,7 @@ class Admin:
             "zero": self._zero_cmd,
             "set_timeouts": self._set_timeouts_cmd,
             "timeouts": lambda req: list(self.timeouts),
-            "connections": lambda req: self.connections(),
+            "connections": lambda req: Sliced("[", self.iter_connections(), "]"),
         }
 
     # --- services --------------------------------------------------------------------
@@ -214,6 +223,7 @@ class Admin:
         flags: frozenset[str] = frozenset(),
         timeout: int = 0,
         netmask: int = 0xFFFFFFFF,
+        one_packet: bool = False,
     ) -> VirtualService:
         if spec.fwmark and self.fwmarks is not None and spec.fwmark not in self.fwmarks:
             # Marked packets reach lvsd through a TUN per mark, made at start-up with its
@@ -245,6 +255,7 @@ class Admin:
                 assert self.vips is not None
                 self.vips.vip_removed(spec.vaddr)
             raise
+        svc.one_packet = one_packet
         log.info("%s: service added (%s%s)", svc, scheduler, _persist_text(timeout))
         return svc
 
@@ -255,9 +266,14 @@ class Admin:
         flags: frozenset[str] = frozenset(),
         timeout: int = 0,
         netmask: int = 0xFFFFFFFF,
+        one_packet: bool = False,
     ) -> VirtualService:
-        """ip_vs_edit_service: scheduler, flags and persistence all take the new values."""
+        """ip_vs_edit_service: scheduler, flags, persistence and one-packet scheduling all
+        take the new values."""
         svc = self.get(spec)
+        if one_packet != svc.one_packet:
+            svc.one_packet = one_packet
+            log.info("%s: one-packet scheduling %s", svc, "on" if one_packet else "off")
         if scheduler != svc.sched_name or flags != svc.sched_flags:
             svc.set_scheduler(scheduler, flags)
             log.info("%s: scheduler %s%s", svc, scheduler, _flags_text(flags))
@@ -271,8 +287,6 @@ class Admin:
         name = str(svc)
         self.ipvs.del_service(spec.protocol, spec.vaddr, spec.vport, spec.fwmark)
         self._vip_gone(spec.vaddr)
-        for key in [k for k in self._zero if k[1] == svc.key]:
-            del self._zero[key]
         for dkey in [k for k in self._draining if k[0] == spec]:
             del self._draining[dkey]
         log.info("%s: service deleted", name)
@@ -292,7 +306,6 @@ class Admin:
         for svc in list(self.ipvs.services.values()):
             self.ipvs.del_service(svc.protocol, svc.vaddr, svc.vport, svc.fwmark)
             self._vip_gone(svc.vaddr)
-        self._zero.clear()
         self._draining.clear()
         log.info("all services deleted")
 
@@ -356,7 +369,6 @@ class Admin:
         """ipvsadm -d: at once; the client packets of its connections are dropped from now."""
         svc = self.get(spec)
         dest = svc.del_dest(addr, port)
-        self._zero.pop(("dest", svc.key, addr, port), None)
         self._draining.pop((spec, addr, port), None)
         log.info("%s: dest %s deleted (%d connections still bound)", svc, dest, dest.refs)
 
@@ -418,14 +430,20 @@ class Admin:
     # --- counters and timeouts -------------------------------------------------------
 
     def zero(self, spec: ServiceSpec | None = None) -> None:
-        """ipvsadm -Z: the listed counters of one service (and its dests), or of all."""
-        raw = self._raw()
+        """ipvsadm -Z: the listed counters of one service (and its dests), or of all
+        (then the totals too, as ip_vs_zero_all zeroes tot_stats).
+
+        The data plane's counters only grow, so zeroing records a baseline in each
+        service and destination object, which the listings subtract: a destination
+        deleted and revived from the trash keeps it, a new object starts at zero.
+        """
         services = [self.get(spec)] if spec is not None else list(self.ipvs.services.values())
         for svc in services:
-            self._zero[("svc", svc.key)] = raw[("svc", svc.key)]
+            svc.zero_base = svc.stats
             for d in svc.dests:
-                key = ("dest", svc.key, d.addr, d.port)
-                self._zero[key] = raw[key]
+                d.zero_base = d.stats
+        if spec is None:
+            self.ipvs.zero_totals()
 
     def set_timeouts(self, tcp: int, tcpfin: int, udp: int, *, quiet: bool = False) -> None:
         """ipvsadm --set: seconds; 0 leaves a value unchanged."""
@@ -437,18 +455,10 @@ class Admin:
 
     # --- reporting -------------------------------------------------------------------
 
-    def _raw(self) -> dict[tuple[object, ...], tuple[int, ...]]:
-        table = self.ipvs.table
-        sbuf = table.svc_buffer()
-        dbuf = table.dest_buffer()
-        out: dict[tuple[object, ...], tuple[int, ...]] = {}
-        for svc in self.ipvs.services.values():
-            b = svc.index * fastpath.SVC_FIELDS + fastpath.SVC_CONNS
-            out[("svc", svc.key)] = tuple(int(sbuf[b + i]) for i in range(5))
-            for d in svc.dests:
-                b = d.slot * fastpath.DEST_FIELDS + fastpath.DEST_CONNS
-                out[("dest", svc.key, d.addr, d.port)] = tuple(int(dbuf[b + i]) for i in range(5))
-        return out
+    def totals(self) -> dict[str, int]:
+        """The director's totals (/proc/net/ip_vs_stats): they never go down, bar ``zero``
+        of every service."""
+        return dict(zip(_COUNTERS, self.ipvs.totals(), strict=True))
 
     def listing(self, *, raw: bool = False) -> dict[str, object]:
         """Every service and destination with all that ipvsadm lists, as plain data.
@@ -457,14 +467,17 @@ class Admin:
         go back); rates are the estimator's. Services and destinations come in the
         kernel's list order (listings sort them).
         """
-        zero = {} if raw else self._zero
-        raw_counters = self._raw()
-        services: list[dict[str, object]] = []
-        for svc in self.ipvs.services.values():
-            skey = ("svc", svc.key)
+        return {"size": LISTING_SIZE, "services": list(self.iter_services(raw=raw))}
+
+    def iter_services(self, *, raw: bool = False) -> Iterator[dict[str, object]]:
+        """``listing()``'s services one at a time, so that a caller can build a big
+        listing in slices; services removed meanwhile are skipped, added ones are not
+        seen. Event-loop thread only."""
+        for svc in list(self.ipvs.services.values()):
+            if self.ipvs.services.get(svc.key) is not svc:
+                continue  # removed since the walk began
             dests: list[dict[str, object]] = []
             for d in svc.dests:
-                dkey = ("dest", svc.key, d.addr, d.port)
                 dests.append(
                     {
                         "addr": format_addr(d.addr, d.port),
@@ -475,25 +488,23 @@ class Admin:
                         "active": d.active_conns,
                         "inactive": d.inactive_conns,
                         "persist": d.persist_conns,
-                        **self._counters(raw_counters[dkey], zero.get(dkey)),
+                        **self._counters(d.stats, None if raw else d.zero_base),
                         "rates": asdict(self.estimator.rates(("dest", d.slot))),
                     }
                 )
-            services.append(
-                {
-                    "proto": PROTOCOL_NAMES.get(svc.protocol, str(svc.protocol)),
-                    "addr": format_addr(svc.vaddr, svc.vport),
-                    "fwmark": svc.fwmark,
-                    "scheduler": svc.sched_name,
-                    "flags": sorted(svc.sched_flags),
-                    "persistent": svc.timeout,
-                    "netmask": str(ipaddress.IPv4Address(svc.netmask)),
-                    **self._counters(raw_counters[skey], zero.get(skey)),
-                    "rates": asdict(self.estimator.rates(("svc", svc.index))),
-                    "dests": dests,
-                }
-            )
-        return {"size": 4096, "services": services}
+            yield {
+                "proto": PROTOCOL_NAMES.get(svc.protocol, str(svc.protocol)),
+                "addr": format_addr(svc.vaddr, svc.vport),
+                "fwmark": svc.fwmark,
+                "scheduler": svc.sched_name,
+                "flags": sorted(svc.sched_flags),
+                "ops": svc.one_packet,
+                "persistent": svc.timeout,
+                "netmask": str(ipaddress.IPv4Address(svc.netmask)),
+                **self._counters(svc.stats, None if raw else svc.zero_base),
+                "rates": asdict(self.estimator.rates(("svc", svc.index))),
+                "dests": dests,
+            }
 
     @staticmethod
     def _counters(now: tuple[int, ...], base: tuple[int, ...] | None) -> dict[str, int]:
@@ -503,13 +514,24 @@ class Admin:
 
     def connections(self) -> list[dict[str, object]]:
         """The connection table as ``ipvsadm -lnc`` lists it, templates included."""
-        now = self._now_ms()
-        out: list[dict[str, object]] = []
-        for e in self.ipvs.table.entries(MAX_CONN_ENTRIES):
-            _, proto, caddr, cport, vaddr, vport, daddr, dport, _d, state, flags, expires = e[:12]
-            template = bool(flags & fastpath.CONN_F_TEMPLATE)
-            out.append(
-                {
+        return list(self.iter_connections())
+
+    def iter_connections(self) -> Iterator[dict[str, object]]:
+        """``connections()`` one entry at a time, read from the table in slices of
+        ``CONN_SLICE`` entries: a caller may yield to the event loop between entries, and
+        sees once every entry that lives throughout the walk. At most
+        ``MAX_CONN_ENTRIES``. Event-loop thread only."""
+        table = self.ipvs.table
+        start, n = 0, 0
+        while start >= 0 and n < MAX_CONN_ENTRIES:
+            now = self._now_ms()
+            rows, start = table.entries_from(start, min(CONN_SLICE, MAX_CONN_ENTRIES - n))
+            n += len(rows)
+            for e in rows:
+                _, proto, caddr, cport, vaddr, vport, daddr, dport, _d, state, flags = e[:11]
+                expires = e[11]
+                template = bool(flags & fastpath.CONN_F_TEMPLATE)
+                yield {
                     "proto": PROTOCOL_NAMES.get(proto, "IP"),
                     "expire": max(0, (expires - now) // 1000),
                     "state": "NONE" if template else _STATE_NAMES.get(state, "ERR!"),
@@ -517,8 +539,6 @@ class Admin:
                     "virtual": format_addr(vaddr, vport),
                     "destination": format_addr(daddr, dport),
                 }
-            )
-        return out
 
     # --- the protocol's argument handling --------------------------------------------
 
@@ -533,11 +553,11 @@ class Admin:
 
     def _add_service(self, req: Mapping[str, Any]) -> None:
         spec, scheduler, flags, timeout, netmask = self._service_args(req)
-        self.add_service(spec, scheduler, flags, timeout, netmask)
+        self.add_service(spec, scheduler, flags, timeout, netmask, _bool(req, "ops"))
 
     def _edit_service(self, req: Mapping[str, Any]) -> None:
         spec, scheduler, flags, timeout, netmask = self._service_args(req)
-        self.edit_service(spec, scheduler, flags, timeout, netmask)
+        self.edit_service(spec, scheduler, flags, timeout, netmask, _bool(req, "ops"))
 
     def _del_service(self, req: Mapping[str, Any]) -> None:
         self.del_service(ServiceSpec.from_request(req))

@@ -1,17 +1,28 @@
 """ipvsadm's listings rendered from a director snapshot: ``-L -n`` and its variants, ``-c``, ``-S``.
 
 The layout is ipvsadm 1.31's, column for column, so that scripts and eyes trained on
-ipvsadm read lvsd the same way. Addresses are printed numerically (``-n``): lvsd
-does no name lookups. Services are sorted as libipvs's ipvs_cmp_services does
-(fwmark, protocol, address, port) and destinations by address and port, unless
-``sort`` is false (``--nosort``: the kernel's list order).
+ipvsadm read lvsd the same way. Every ``address:port`` goes through ``name``, which
+is ``numeric`` for ``-n`` and otherwise the caller's resolver (host and service names,
+as ipvsadm's addrport_to_anyname prints them); names are cut to the columns as ipvsadm
+cuts them. Services are sorted as libipvs's ipvs_cmp_services does (fwmark, protocol,
+address, port) and destinations by address and port, unless ``sort`` is false
+(``--nosort``: the kernel's list order).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+#: (``a.b.c.d:port``, protocol name as listed: "TCP", "UDP", "IP") -> what to print.
+Namer = Callable[[str, str], str]
+
+
+def numeric(addr: str, proto: str) -> str:
+    """``-n``: the address and port as numbers."""
+    return addr
+
 
 # lvsd answers to ipvsadm's IPVS version and the kernel's default table size.
 TITLE = "IP Virtual Server version 1.2.1 (size=4096)\n"
@@ -56,10 +67,10 @@ def _sorted(snapshot: Mapping[str, Any], sort: bool) -> list[tuple[Mapping[str, 
     ]
 
 
-def _svc_name(svc: Mapping[str, Any]) -> str:
+def _svc_name(svc: Mapping[str, Any], name: Namer) -> str:
     if svc.get("fwmark"):
         return f"FWM  {svc['fwmark']}"
-    return f"{svc['proto']}  {svc['addr']}"[:33]
+    return f"{svc['proto']:<4} {name(svc['addr'], svc['proto'])}"[:33]
 
 
 def _numbers(entry: Mapping[str, Any], rate: bool, exact: bool) -> str:
@@ -68,8 +79,28 @@ def _numbers(entry: Mapping[str, Any], rate: bool, exact: bool) -> str:
     return "".join(largenum(int(entry[f]), exact) for f in _STAT_FIELDS)
 
 
+# The flag bits each name sets (IP_VS_SVC_F_SCHED1..3), and how ipvsadm's
+# print_sched_flags names them for each scheduler.
+_FLAG_BITS = {
+    "flag-1": 1,
+    "sh-fallback": 1,
+    "mh-fallback": 1,
+    "flag-2": 2,
+    "sh-port": 2,
+    "mh-port": 2,
+    "flag-3": 3,
+}
+_FLAG_NAMES = {
+    "sh": ((1, "sh-fallback"), (2, "sh-port")),
+    "mh": ((1, "mh-fallback"), (2, "mh-port")),
+}
+_GENERIC_FLAG_NAMES = ((1, "flag-1"), (2, "flag-2"), (3, "flag-3"))
+
+
 def _flags_text(svc: Mapping[str, Any]) -> str:
-    return ",".join(svc.get("flags") or ())
+    bits = {_FLAG_BITS[f] for f in svc.get("flags") or () if f in _FLAG_BITS}
+    names = _FLAG_NAMES.get(svc["scheduler"], _GENERIC_FLAG_NAMES)
+    return ",".join(n for bit, n in names if bit in bits)
 
 
 def format_list(
@@ -82,8 +113,9 @@ def format_list(
     exact: bool = False,
     sort: bool = True,
     title: bool = True,
+    name: Namer = numeric,
 ) -> str:
-    """``ipvsadm -L -n``, or its ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``.
+    """``ipvsadm -L``, or its ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``.
 
     ``title`` false leaves out the version line, as ``-L -t SERVICE`` does.
     """
@@ -101,9 +133,10 @@ def format_list(
             + "\n  -> RemoteAddress:Port\n"
         )
         for svc, dests in entries:
-            out.append(f"{_svc_name(svc):<33}{_numbers(svc, rate, exact)}\n")
+            out.append(f"{_svc_name(svc, name):<33}{_numbers(svc, rate, exact)}\n")
             for d in dests:
-                out.append(f"  -> {d['addr'][:28]:<28}{_numbers(d, rate, exact)}\n")
+                dname = name(d["addr"], svc["proto"])[:28]
+                out.append(f"  -> {dname:<28}{_numbers(d, rate, exact)}\n")
         return "".join(out)
     if thresholds:
         out.append(
@@ -121,29 +154,31 @@ def format_list(
             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
         )
     for svc, dests in entries:
-        line = f"{_svc_name(svc)} {svc['scheduler']}"
-        if svc.get("flags"):
+        line = f"{_svc_name(svc, name)} {svc['scheduler']}"
+        if _flags_text(svc):
             line += f" ({_flags_text(svc)})"
         if svc.get("persistent"):
             line += f" persistent {svc['persistent']}"
             if svc.get("netmask", "255.255.255.255") != "255.255.255.255":
                 line += f" mask {svc['netmask']}"
+        if svc.get("ops"):
+            line += " ops"
         out.append(line + "\n")
         for d in dests:
-            name = d["addr"][:28]
+            dname = name(d["addr"], svc["proto"])[:28]
             if thresholds:
                 out.append(
-                    f"  -> {name:<28} {d.get('u_threshold', 0):<10d} "
+                    f"  -> {dname:<28} {d.get('u_threshold', 0):<10d} "
                     f"{d.get('l_threshold', 0):<10d} {d['active']:<10d} {d['inactive']:<10d}\n"
                 )
             elif persistent_conn:
                 out.append(
-                    f"  -> {name:<28} {d['weight']:<9d} {d.get('persist', 0):<11d} "
+                    f"  -> {dname:<28} {d['weight']:<9d} {d.get('persist', 0):<11d} "
                     f"{d['active']:<10d} {d['inactive']:<10d}\n"
                 )
             else:
                 out.append(
-                    f"  -> {name:<28} {d.get('fwd', 'Masq'):<7} {d['weight']:<6d} "
+                    f"  -> {dname:<28} {d.get('fwd', 'Masq'):<7} {d['weight']:<6d} "
                     f"{d['active']:<10d} {d['inactive']:<10d}\n"
                 )
     return "".join(out)
@@ -153,49 +188,62 @@ def format_list(
 _FWD_OPTION = {"Masq": "-m", "Route": "-g", "Tunnel": "-i"}
 
 
-def _rule_service(svc: Mapping[str, Any]) -> str:
+def _rule_service(svc: Mapping[str, Any], name: Namer) -> str:
     if svc.get("fwmark"):
         return f"-f {svc['fwmark']}"
-    return f"{'-t' if svc['proto'] == 'TCP' else '-u'} {svc['addr']}"
+    return f"{'-t' if svc['proto'] == 'TCP' else '-u'} {name(svc['addr'], svc['proto'])}"
 
 
-def format_rules(snapshot: Mapping[str, Any], *, sort: bool = True) -> str:
-    """``ipvsadm -S -n``: one ``-A`` line per service, then one ``-a`` line per destination."""
+def format_rules(snapshot: Mapping[str, Any], *, sort: bool = True, name: Namer = numeric) -> str:
+    """``ipvsadm -S``: one ``-A`` line per service, then one ``-a`` line per destination.
+
+    In ipvsadm 1.31's order (its print_service_entry with FMT_RULE): ``-s``, then ``-p``
+    and ``-M`` when persistent, ``-o``, then ``-b``; and for a destination ``-r``, the
+    forwarding method and ``-w`` only: ipvsadm saves no thresholds, so neither does lvsadm.
+    """
     out: list[str] = []
     for svc, dests in _sorted(snapshot, sort):
-        name = _rule_service(svc)
-        line = f"-A {name} -s {svc['scheduler']}"
-        if svc.get("flags"):
-            line += f" -b {_flags_text(svc)}"
+        vname = _rule_service(svc, name)
+        line = f"-A {vname} -s {svc['scheduler']}"
         if svc.get("persistent"):
             line += f" -p {svc['persistent']}"
             if svc.get("netmask", "255.255.255.255") != "255.255.255.255":
                 line += f" -M {svc['netmask']}"
+        if svc.get("ops"):
+            line += " -o"
+        if _flags_text(svc):
+            line += f" -b {_flags_text(svc)}"
         out.append(line + "\n")
         for d in dests:
             method = _FWD_OPTION.get(str(d.get("fwd", "Masq")), "-m")
-            line = f"-a {name} -r {d['addr']} {method} -w {d['weight']}"
-            # Thresholds only when set, so that a save restores them.
-            if d.get("u_threshold"):
-                line += f" -x {d['u_threshold']}"
-            if d.get("l_threshold"):
-                line += f" -y {d['l_threshold']}"
-            out.append(line + "\n")
+            out.append(f"-a {vname} -r {name(d['addr'], svc['proto'])} {method} -w {d['weight']}\n")
     return "".join(out)
 
 
-def format_connections(conns: Iterable[Mapping[str, Any]]) -> str:
-    """``ipvsadm -L -n -c``: the connection entries, expiry as mm:ss."""
-    out = [
-        "IPVS connection entries\n",
-        f"pro expire {'state':<11} {'source':<18} {'virtual':<18} destination\n",
-    ]
+def format_connections(
+    conns: Iterable[Mapping[str, Any]], *, persistent_conn: bool = False, name: Namer = numeric
+) -> str:
+    """``ipvsadm -L -c``: the connection entries, expiry as mm:ss.
+
+    ``persistent_conn`` (``--persistent-conn``) adds the ``pe name`` and ``pe_data``
+    columns to the title; an entry fills them only when a persistence engine made it
+    (the kernel's /proc/net/ip_vs_conn), and lvsd has none, so its rows keep six columns.
+    """
+    out = ["IPVS connection entries\n"]
+    if persistent_conn:
+        out.append(
+            f"pro expire {'state':<11} {'source':<18} {'virtual':<18} "
+            f"{'destination':<18} {'pe name':<16} pe_data\n"
+        )
+    else:
+        out.append(f"pro expire {'state':<11} {'source':<18} {'virtual':<18} destination\n")
     for c in conns:
         minutes, seconds = divmod(int(c["expire"]), 60)
         expire = f"{minutes:02d}:{seconds:02d}"
+        proto = c["proto"]
         out.append(
-            f"{c['proto']:<3} {expire:<6} {c['state']:<11} {c['source']:<18} "
-            f"{c['virtual']:<18} {c['destination']}\n"
+            f"{proto:<3} {expire:<6} {c['state']:<11} {name(c['source'], proto):<18} "
+            f"{name(c['virtual'], proto):<18} {name(c['destination'], proto)}\n"
         )
     return "".join(out)
 

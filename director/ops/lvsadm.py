@@ -4,29 +4,36 @@ The options, their checks, the listings and the error messages are ipvsadm 1.31'
 so that operators' habits and scripts carry over: ``lvsadm -A -t VIP:80 -s wlc``,
 ``lvsadm -a -t VIP:80 -r RIP:80 -m -w 2``, ``lvsadm -L -n --stats``, ``lvsadm -S``
 and ``lvsadm -R``. As with ipvsadm, ``-a`` without a method means ``-g`` (direct
-routing); ``-m`` masquerades; ``-i`` tunnels (IPIP). Differences: addresses are always
-printed numerically; the control socket is ``/run/lvsd.sock`` unless ``--socket PATH`` or
-``LVSD_CONTROL_SOCKET`` says otherwise. Exit status as ipvsadm's: 0, 2 for a bad
-command line, 255 for a refused operation, 1 for a listing that failed.
+routing); ``-m`` masquerades; ``-i`` tunnels (IPIP). Differences: without ``-n`` host
+names are looked up with a bounded wait (``NameResolver``), so a dead resolver slows a
+listing by seconds, never hangs it; lvsd has no persistence engines (``--pe`` is refused
+as the kernel refuses an unknown one); the control socket is ``/run/lvsd.sock`` unless
+``--socket PATH`` or ``LVSD_CONTROL_SOCKET`` says otherwise. Exit status as ipvsadm's:
+0, 2 for a bad command line, 255 for a refused operation, 1 for a listing that failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno as errnos
 import os
 import shlex
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO, cast
 
 from director.ops import client
 from director.ops.listing import (
+    Namer,
     format_connections,
     format_list,
     format_rules,
     format_timeouts,
+    numeric,
 )
 
 DEFAULT_SOCKET = "/run/lvsd.sock"
@@ -111,6 +118,10 @@ _STRERROR = {
     (None, errnos.ENOPROTOOPT): "Protocol not available",
     (None, errnos.ENOMEM): "Memory allocation problem",
 }
+# How long one reverse lookup may take, and all of them in one listing together; past
+# the budget, the remaining addresses print as numbers.
+RESOLVE_TIMEOUT_S = 1.0
+RESOLVE_BUDGET_S = 3.0
 _SCHED_FLAG_NAMES = {
     "sh": ("sh-fallback", "sh-port"),
     "mh": ("mh-fallback", "mh-port"),
@@ -120,6 +131,7 @@ USAGE = """\
 lvsadm v1.31 (ipvsadm's command line for lvsd)
 Usage:
   {p} -A|E virtual-service [-s scheduler] [-b sched-flags] [-p [timeout]] [-M netmask]
+        [-o]
   {p} -D virtual-service
   {p} -C
   {p} -R
@@ -134,7 +146,7 @@ Usage:
 virtual-service: --tcp-service|-t service-address   or   --udp-service|-u service-address
 Options: --numeric -n, --connection -c, --timeout, --stats, --rate, --thresholds,
   --persistent-conn, --sort, --nosort, --exact -X, --scheduler -s, --sched-flags -b,
-  --persistent -p, --netmask -M, --real-server -r, --gatewaying -g, --ipip -i,
+  --persistent -p, --netmask -M, --ops -o, --real-server -r, --gatewaying -g, --ipip -i,
   --masquerading -m, --weight -w,
   --u-threshold -x, --l-threshold -y, --socket PATH (lvsd's control socket)
 """
@@ -169,6 +181,8 @@ class Command:
     l_threshold: int | None = None
     fwd: str | None = None  # "masq", "route" or "tunnel" (-m, -g, -i); None: not given
     timeouts: tuple[int, int, int] = (0, 0, 0)
+    pe: str = ""
+    flags_arg: str = ""
 
     def service(self) -> dict[str, object]:
         if self.fwmark:
@@ -223,13 +237,19 @@ def parse_service(text: str, proto: str) -> tuple[str, int | None] | None:
     return addr, port
 
 
-def _sched_flags(text: str, out: TextIO) -> list[str]:
+def _sched_flags(text: str, scheduler: str, out: TextIO) -> list[str]:
+    """ipvsadm's parse_sched_flags, run once every option is read: flag-1..3 go with any
+    scheduler (the kernel keeps the bits; a scheduler ignores those not its own);
+    sh-*/mh-* only with sh/mh (no -s: the default wlc)."""
+    scheduler = scheduler or "wlc"
     flags: list[str] = []
     for part in text.split(","):
-        if part not in ("flag-1", "flag-2", "flag-3", "sh-fallback", "sh-port") and part not in (
-            "mh-fallback",
-            "mh-port",
-        ):
+        if part in ("flag-1", "flag-2", "flag-3"):
+            pass
+        elif part in ("sh-fallback", "sh-port", "mh-fallback", "mh-port"):
+            if part[:2] != scheduler:
+                fail(out, f"incompatible scheduler flag `{part}'")
+        else:
             fail(out, f"invalid scheduler flag `{part}'")
         flags.append(part)
     return flags
@@ -270,6 +290,8 @@ _LONG = {
     "netmask": "M",
     "real-server": "r",
     "masquerading": "m",
+    "ops": "o",
+    "pe": "pe",
     "ipip": "i",
     "gatewaying": "g",
     "weight": "w",
@@ -289,7 +311,66 @@ _LONG = {
     "stop-daemon": "stop-daemon",
     "daemon": "daemon",
 }
-_WITH_ARG = frozenset("tufsbMrwxy") | {"start-daemon", "stop-daemon"}
+# What each option of ``_LONG`` does, with its argument's name: the manual page's text
+# (``director.ops.manpage``), one entry per option key, commands first.
+OPTION_HELP: dict[str, tuple[str | None, str]] = {
+    "A": (None, "Add a virtual service (with -t, -u or -f)."),
+    "E": (None, "Edit a virtual service: its scheduler, flags, persistence, netmask."),
+    "D": (None, "Delete a virtual service and its real servers."),
+    "C": (None, "Clear the table: delete every virtual service."),
+    "R": (None, "Restore the rules read on standard input (the output of -S)."),
+    "S": (None, "Save the rules to standard output, in a form -R reads back."),
+    "a": (None, "Add a real server to a virtual service (with -r)."),
+    "e": (None, "Edit a real server: its weight and thresholds."),
+    "d": (None, "Delete a real server from a virtual service; its connections are cut."),
+    "L": (None, "List the virtual services and their real servers (-l is the same)."),
+    "Z": (None, "Zero the counters of one virtual service, or of all."),
+    "set": (None, "Set the TCP, TCP FIN and UDP timeouts, in seconds (0 keeps one)."),
+    "h": (None, "Print the usage and exit."),
+    "v": (None, "Print the version and exit."),
+    "start-daemon": ("STATE", "Refused: lvsd runs no separate synchronization daemon."),
+    "stop-daemon": ("STATE", "Refused: lvsd runs no separate synchronization daemon."),
+    "t": ("ADDR:PORT", "The TCP virtual service at ADDR:PORT."),
+    "u": ("ADDR:PORT", "The UDP virtual service at ADDR:PORT."),
+    "f": ("MARK", "The virtual service of firewall mark MARK."),
+    "s": (
+        "SCHEDULER",
+        "The scheduler: rr, wrr, lc, wlc (the default), lblc, lblcr, dh, sh, "
+        "sed, nq, fo, ovf, mh or twos.",
+    ),
+    "b": (
+        "FLAGS",
+        "Scheduler flags, comma separated: flag-1..3, sh-fallback, sh-port, mh-fallback, mh-port.",
+    ),
+    "p": (
+        "[TIMEOUT]",
+        "Persistent service: a client keeps its real server for TIMEOUT "
+        "seconds (360 without a value).",
+    ),
+    "M": ("NETMASK", "The netmask that groups clients of a persistent service."),
+    "r": ("ADDR[:PORT]", "The real server (its port defaults to the service's)."),
+    "m": (None, "Masquerading (NAT): the real server's replies come back through lvsd."),
+    "o": (None, "One-packet scheduling: each UDP datagram is scheduled on its own."),
+    "pe": ("ENGINE", "A persistence engine: refused, lvsd has none."),
+    "i": (None, "Tunnelling (IPIP): the packet goes to the real server encapsulated."),
+    "g": (None, "Direct routing (gatewaying), the default: the packet goes unchanged."),
+    "w": ("WEIGHT", "The real server's weight, 0 to 65535 (0: no new connections)."),
+    "x": ("UPPER", "The connection count above which the real server gets no new one."),
+    "y": ("LOWER", "The connection count below which an overloaded real server is used again."),
+    "n": (None, "Numeric output: addresses and ports, no name look-ups."),
+    "c": (None, "List the connection table."),
+    "timeout": (None, "List the TCP, TCP FIN and UDP timeouts."),
+    "stats": (None, "List with counters: connections, packets and bytes."),
+    "rate": (None, "List with rates: connections, packets and bytes per second."),
+    "thresholds": (None, "List with the upper and lower connection thresholds."),
+    "persistent-conn": (None, "List with the persistent connections of each real server."),
+    "nosort": (None, "List in the table's order, not sorted."),
+    "sort": (None, "List sorted (the default)."),
+    "X": (None, "Exact numbers: no K/M/G rounding of counters."),
+    "daemon": (None, "List the synchronization daemon's state (none in lvsd)."),
+    "socket": ("PATH", "lvsd's control socket (default /run/lvsd.sock, or $LVSD_CONTROL_SOCKET)."),
+}
+_WITH_ARG = frozenset("tufsbMrwxy") | {"start-daemon", "stop-daemon", "pe"}
 _COMMAND_OPTS = frozenset("AEDCLlZaedRShv") | {"set", "start-daemon", "stop-daemon"}
 
 
@@ -322,7 +403,7 @@ def _tokens(argv: Sequence[str], err: TextIO) -> list[tuple[str, str | None]]:
             while j < len(a):
                 opt = a[j]
                 j += 1
-                if opt not in "AEDCLlZaedRShvtufsbpMrmigwxyncX":
+                if opt not in "AEDCLlZaedRShvtufsbpMrmigwxyncXo":
                     err.write(f"-{opt}: unknown option\n")
                     raise Exit(255)
                 if opt in _WITH_ARG or opt == "p":
@@ -387,7 +468,12 @@ def parse(argv: Sequence[str], err: TextIO, prog: str = "lvsadm") -> Command:
             c.scheduler = value or ""
         elif opt == "b":
             option("sched-flags")
-            c.flags = _sched_flags(value or "", err)
+            c.flags_arg = value or ""
+        elif opt == "o":
+            option("ops")
+        elif opt == "pe":
+            option("pe")
+            c.pe = value or ""
         elif opt == "p":
             option("persistent")
             if value is None:
@@ -479,9 +565,13 @@ def _check(c: Command, err: TextIO) -> None:
                     f"in the '{COMMANDS[c.cmd]}' command",
                 )
             first = name
+    if "sched-flags" in c.options:
+        c.flags = _sched_flags(c.flags_arg, c.scheduler, err)
     if c.cmd in ("A", "E"):
         if not c.fwmark and not c.port and not c.persistent:
             fail(err, "Zero port specified for non-persistent service")
+        if "ops" in c.options and not c.fwmark and c.proto != "udp":
+            fail(err, "One-Packet Scheduling is only for UDP virtual services")
         c.scheduler = c.scheduler or "wlc"
         c.flags = _resolve_flags(c.scheduler, c.flags)
     if c.cmd in ("a", "e", "d") and c.dport is None:
@@ -537,24 +627,21 @@ def _run(
     restoring: bool,
 ) -> int:
     svc = c.service()
+    name = numeric if "numeric" in c.options else NameResolver()
     match c.cmd:
-        case "A":
+        case "A" | "E":
+            if c.pe:
+                # No persistence engine is loaded in lvsd: the kernel's ENOENT.
+                err.write(_STRERROR[(c.cmd, errnos.ENOENT)] + "\n")
+                return 255
             call(
-                "add_service",
+                "add_service" if c.cmd == "A" else "edit_service",
                 **svc,
                 scheduler=c.scheduler,
                 flags=c.flags,
                 persistent=c.persistent,
                 netmask=c.netmask,
-            )
-        case "E":
-            call(
-                "edit_service",
-                **svc,
-                scheduler=c.scheduler,
-                flags=c.flags,
-                persistent=c.persistent,
-                netmask=c.netmask,
+                ops="ops" in c.options,
             )
         case "D":
             call("del_service", **svc)
@@ -583,20 +670,22 @@ def _run(
             tcp, tcpfin, udp = c.timeouts
             call("set_timeouts", tcp=tcp, tcpfin=tcpfin, udp=udp)
         case "S":
-            out.write(format_rules(_listing(call), sort="nosort" not in c.options))
+            out.write(format_rules(_listing(call), sort="nosort" not in c.options, name=name))
         case "R":
             if restoring:
                 err.write(f"Try `{prog} -h' or '{prog} --help' for more information.\n")
                 return 255
             return _restore(call, stdin or sys.stdin, out, err, prog)
         case "L":
-            return _list(c, call, out, err)
+            return _list(c, call, out, err, name)
     return 0
 
 
-def _list(c: Command, call: Request, out: TextIO, err: TextIO) -> int:
+def _list(c: Command, call: Request, out: TextIO, err: TextIO, name: Namer) -> int:
     if "connection" in c.options:
-        out.write(format_connections(cast(list[dict[str, Any]], call("connections"))))
+        conns = cast(list[dict[str, Any]], call("connections"))
+        persistent = "persistent-conn" in c.options
+        out.write(format_connections(conns, persistent_conn=persistent, name=name))
         return 0
     if "timeout" in c.options:
         tcp, tcpfin, udp = cast(list[int], call("timeouts"))
@@ -624,6 +713,7 @@ def _list(c: Command, call: Request, out: TextIO, err: TextIO) -> int:
             exact="exact" in c.options,
             sort="nosort" not in c.options,
             title=title,
+            name=name,
         )
     )
     return 0
@@ -635,6 +725,63 @@ def _matches(c: Command) -> Callable[[dict[str, Any]], bool]:
     name = f"{c.addr}:{c.port}"
     proto = c.proto.upper()
     return lambda s: bool(s["proto"] == proto and s["addr"] == name and not s.get("fwmark"))
+
+
+class NameResolver:
+    """ipvsadm's addrport_to_anyname without ``-n``: ``host:service``.
+
+    The host is the reverse lookup's name (gethostbyaddr, as ipvsadm's addr_to_host),
+    the port the service's name for the protocol in /etc/services (getservbyport);
+    either falls back to the number. Each lookup runs in a daemon thread and is given
+    ``timeout`` seconds, and all of them ``budget`` seconds together: a resolver that
+    does not answer costs a listing a few seconds at most. Results are cached.
+    """
+
+    def __init__(
+        self,
+        timeout: float = RESOLVE_TIMEOUT_S,
+        budget: float = RESOLVE_BUDGET_S,
+        lookup: Callable[[str], str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.budget = budget
+        self._lookup = lookup or (lambda ip: socket.gethostbyaddr(ip)[0])
+        self._hosts: dict[str, str] = {}
+
+    def __call__(self, addr: str, proto: str) -> str:
+        host, _, port = addr.rpartition(":")
+        return f"{self.host(host)}:{self.service(int(port), proto)}"
+
+    def host(self, ip: str) -> str:
+        known = self._hosts.get(ip)
+        if known is not None:
+            return known
+        name = ip
+        if self.budget > 0:
+            found: list[str] = []
+
+            def work() -> None:
+                with contextlib.suppress(OSError, UnicodeError):
+                    found.append(self._lookup(ip))
+
+            start = time.monotonic()
+            worker = threading.Thread(target=work, name=f"resolve {ip}", daemon=True)
+            worker.start()
+            worker.join(min(self.timeout, self.budget))
+            self.budget -= time.monotonic() - start
+            if found:
+                name = found[0]
+        self._hosts[ip] = name
+        return name
+
+    @staticmethod
+    def service(port: int, proto: str) -> str:
+        if proto in ("TCP", "UDP"):
+            try:
+                return socket.getservbyport(port, proto.lower())
+            except (OSError, OverflowError):
+                pass
+        return str(port)
 
 
 def _restore(call: Request, stdin: TextIO, out: TextIO, err: TextIO, prog: str) -> int:

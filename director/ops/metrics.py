@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,10 +38,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from director.config import DirectorConfig, HostPort
+from director.errors import DirectorError
+from director.ops import control
 from director.ops.admin import Admin
+from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
 
 if TYPE_CHECKING:
-    from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
     from healthcheck.specs import ServiceKey
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ _COUNTER_FIELDS = (
     ("outgoing_bytes", "outbytes", "The total amount of outgoing data."),
 )
 MAX_REQUEST_HEAD = 16 * 1024
+# Seconds of work per slice when a scrape's data is gathered on the event loop.
+SLICE_S = 0.005
 STATE_DIR_MAX_FILES = 10_000
 
 
@@ -74,6 +80,8 @@ class HealthReport(Protocol):
     def statistics(self) -> NannyStats: ...
 
     def health(self) -> tuple[TargetHealth, ...]: ...
+
+    def iter_health(self) -> Iterator[TargetHealth]: ...
 
 
 class FailoverReport(Protocol):
@@ -117,28 +125,153 @@ def _backend_labels(svc: Mapping[str, Any], dest: Mapping[str, Any]) -> list[str
     return [local_address, local_port, host, port, proto, mark]
 
 
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """Everything one scrape reports, taken from the director on the event loop; the
+    text is then made from it in a worker thread (``render``)."""
+
+    services: list[Mapping[str, Any]]
+    totals: Mapping[str, int]
+    stats: DirectorStats
+    nanny: NannyStats
+    health: tuple[TargetHealth, ...]
+    pulse: PulseStats | None
+    state_dir: Path
+
+
+def take(director: Observed) -> Scrape:
+    """A scrape in one go (tests, and small configurations)."""
+    return Scrape(
+        list(director.admin.iter_services(raw=True)),
+        director.admin.totals(),
+        director.statistics(),
+        director.nanny.statistics(),
+        tuple(director.nanny.iter_health()),
+        None if director.pulse is None else director.pulse.statistics(),
+        director.cfg.state_dir,
+    )
+
+
+async def take_sliced(director: Observed, slice_s: float = SLICE_S) -> Scrape:
+    """``take``, a slice of at most about ``slice_s`` seconds at a time: the event loop
+    (and the packets) run between slices. Event-loop thread only."""
+    deadline = time.perf_counter() + slice_s
+
+    async def pace() -> None:
+        nonlocal deadline
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(control.PAUSE_S)
+            deadline = time.perf_counter() + slice_s
+
+    services: list[Mapping[str, Any]] = []
+    for svc in director.admin.iter_services(raw=True):
+        services.append(svc)
+        await pace()
+    health: list[TargetHealth] = []
+    for h in director.nanny.iter_health():
+        health.append(h)
+        await pace()
+    return Scrape(
+        services,
+        director.admin.totals(),
+        director.statistics(),
+        director.nanny.statistics(),
+        tuple(health),
+        None if director.pulse is None else director.pulse.statistics(),
+        director.cfg.state_dir,
+    )
+
+
+def render(scrape: Scrape, pid: int | None = None) -> bytes:
+    """The exposition text of ``scrape`` and of process ``pid`` (CPU, memory; default this
+    one). Touches no live state: any thread, or a forked child."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeCollector(scrape))
+    who = os.getpid() if pid is None else pid
+    ProcessCollector(pid=lambda: who, registry=registry)
+    return generate_latest(registry)
+
+
+async def render_apart(scrape: Scrape) -> bytes:
+    """``render`` in a forked child, which has its own interpreter lock: seconds of
+    formatting then take nothing from the event loop (a worker thread would share the
+    lock, and under CPU contention hold the loop up while descheduled with it). The child
+    sees the scrape copy-on-write, writes the text to a pipe and exits; it touches no
+    descriptor it inherited. Falls back to a worker thread if the fork fails."""
+    parent = os.getpid()
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return await asyncio.to_thread(render, scrape, parent)
+    if pid == 0:  # the child: render, write, exit; never return into the event loop
+        status = 1
+        try:
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(render(scrape, parent))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    try:
+        pipe = os.fdopen(read_fd, "rb")
+        reader = asyncio.StreamReader(limit=1 << 20)
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe
+            )
+        except BaseException:
+            pipe.close()
+            raise
+        try:
+            body = await reader.read()
+        finally:
+            transport.close()  # and with it the pipe
+    finally:
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    if status != 0:
+        raise RuntimeError(f"metrics: the rendering child failed (wait status {status})")
+    return body
+
+
 class DirectorCollector(Collector):
-    """Builds every family from one director's live state at each scrape."""
+    """Builds every family from one director's live state at each scrape (in one go)."""
 
     def __init__(self, director: Observed) -> None:
         self._director = director
 
     def collect(self) -> Iterator[Metric]:
-        d = self._director
-        listing = d.admin.listing(raw=True)
-        services: list[Mapping[str, Any]] = listing["services"]  # type: ignore[assignment]
-        yield from self._node_ipvs(services)
-        yield from self._lvsd_services(services)
-        yield from self._lvsd_director(d.statistics())
-        yield from health_families(d.nanny.statistics(), d.nanny.health())
-        yield from failover_families(None if d.pulse is None else d.pulse.statistics())
-        yield from host_families(d.cfg.state_dir)
+        yield from ScrapeCollector(take(self._director)).collect()
+
+
+class ScrapeCollector(Collector):
+    """Builds every family from one ``Scrape``."""
+
+    def __init__(self, scrape: Scrape) -> None:
+        self._scrape = scrape
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._scrape
+        yield from self._node_ipvs(s.services, s.totals)
+        yield from self._lvsd_services(s.services)
+        yield from self._lvsd_director(s.stats)
+        yield from health_families(s.nanny, s.health)
+        yield from failover_families(s.pulse)
+        yield from host_families(s.state_dir)
 
     @staticmethod
-    def _node_ipvs(services: list[Mapping[str, Any]]) -> Iterator[Metric]:
+    def _node_ipvs(
+        services: list[Mapping[str, Any]], totals: Mapping[str, int]
+    ) -> Iterator[Metric]:
+        # The kernel's /proc/net/ip_vs_stats, which node_exporter reads: global
+        # accumulators that deleting a service or a destination (or a reload) never
+        # takes down; only ``ipvsadm -Z`` of everything starts them again.
         for name, field, text in _COUNTER_FIELDS:
             fam = CounterMetricFamily(f"node_ipvs_{name}", text)
-            fam.add_metric([], float(sum(int(s[field]) for s in services)))
+            fam.add_metric([], float(totals[field]))
             yield fam
         active = GaugeMetricFamily(
             "node_ipvs_backend_connections_active",
@@ -226,11 +359,22 @@ class DirectorCollector(Collector):
             "New connections the director was asked to schedule, by outcome.",
             labels=("outcome",),
         )
-        decided = stats.decided - stats.no_service - stats.no_dest
+        decided = stats.decided - stats.no_service - stats.no_dest - stats.table_full
         decisions.add_metric(["scheduled"], float(max(0, decided)))
         decisions.add_metric(["no_service"], float(stats.no_service))
         decisions.add_metric(["no_destination"], float(stats.no_dest))
+        decisions.add_metric(["table_full"], float(stats.table_full))
         yield decisions
+        yield _counter(
+            "lvsd_connection_table_evictions",
+            "Half-open (SYN_RECV) entries evicted to make room in a full table.",
+            float(stats.evicted_half_open),
+        )
+        yield _counter(
+            "lvsd_icmp_errors_suppressed",
+            "ICMP errors not sent because of the rate limit (icmp_msgs_per_sec).",
+            float(stats.icmp_suppressed),
+        )
         echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
         echo.add_metric([], float(stats.echo_replies))
         yield echo
@@ -308,6 +452,12 @@ def health_families(stats: NannyStats, targets: Iterable[TargetHealth]) -> Itera
     ):
         changes.add_metric([change], float(n))
     yield changes
+    yield _counter(
+        "lvsd_health_internal_errors",
+        "Probes that failed for the director's own reasons (out of descriptors, buffers "
+        "or memory); they never take a real server out.",
+        float(stats.runner.internal_errors),
+    )
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -529,23 +679,89 @@ def registry_for(director: Observed) -> CollectorRegistry:
     return registry
 
 
-async def serve(director: Observed, address: HostPort) -> None:
-    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup)."""
-    registry = registry_for(director)
+Route = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+"""The console's hook: sees each request's head first and answers it when it returns True."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+READ_TIMEOUT_S = 5.0
+MAX_CLIENTS = 64
+
+
+class MetricsServer:
+    """Answers ``GET /metrics`` on ``address``. Event-loop thread only.
+
+    At most ``max_clients`` scrapers at once (one more is hung up on at once), each
+    hung up on if its request head takes longer than ``read_timeout`` seconds: idle
+    clients must not hold the descriptors the probes need.
+    """
+
+    def __init__(
+        self,
+        director: Observed,
+        address: HostPort,
+        *,
+        max_clients: int = MAX_CLIENTS,
+        read_timeout: float = READ_TIMEOUT_S,
+        route: Route | None = None,
+    ) -> None:
+        self.address = address
+        self._route = route
+        self.max_clients = max_clients
+        self.read_timeout = read_timeout
+        self.refused = 0
+        self._director = director
+        self._clients = 0
+        # One scrape rendered at a time: back-to-back scrapers queue, not pile up.
+        self._rendering = asyncio.Lock()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen; DirectorError naming ``metrics_address`` if that is not possible."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            self._server = await asyncio.start_server(
+                self._handle,
+                str(self.address.host),
+                self.address.port,
+                limit=MAX_REQUEST_HEAD,
+            )
+        except OSError as e:
+            # asyncio rewords bind errors; the errno's own text is the one-line reason.
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise DirectorError(
+                f"metrics_address {self.address}: cannot listen: {reason}"
+            ) from None
+        log.info("metrics on http://%s/metrics", self.address)
+
+    async def serve(self) -> None:
+        """Serve until cancelled (a task of the TaskGroup)."""
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._clients >= self.max_clients:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self._clients += 1
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
+            if self._route is not None and await self._route(head, reader, writer):
+                return
             parts = head.split(b"\r\n", 1)[0].split()
             path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
             if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
                 status, ctype, body = b"405 Method Not Allowed", b"text/plain", b"GET only\n"
             elif path in (b"/metrics", b"/"):
-                status, ctype, body = (
-                    b"200 OK",
-                    CONTENT_TYPE_LATEST.encode(),
-                    generate_latest(registry),
-                )
+                async with self._rendering:
+                    scrape = await take_sliced(self._director)
+                    body = await render_apart(scrape)
+                status, ctype = b"200 OK", CONTENT_TYPE_LATEST.encode()
             else:
                 status, ctype, body = b"404 Not Found", b"text/plain", b"see /metrics\n"
             writer.write(
@@ -556,17 +772,25 @@ async def serve(director: Observed, address: HostPort) -> None:
                 + b"\r\nContent-Length: "
                 + str(len(body)).encode()
                 + b"\r\nConnection: close\r\n\r\n"
-                + (body if parts[:1] != [b"HEAD"] else b"")
             )
+            if parts[:1] != [b"HEAD"]:
+                writer.write(body)  # apart: no copy of a 10 MB body on the loop
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # a client that hangs up or sends an oversized head
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+            TimeoutError,
+        ):
+            pass  # a client that hangs up, stays silent or sends an oversized head
         finally:
+            self._clients -= 1
             writer.close()
 
-    server = await asyncio.start_server(
-        handle, str(address.host), address.port, limit=MAX_REQUEST_HEAD
-    )
-    log.info("metrics on http://%s/metrics", address)
-    async with server:
-        await server.serve_forever()
+
+async def serve(director: Observed, address: HostPort, route: Route | None = None) -> None:
+    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup);
+    ``route`` (the console) sees each request's head first."""
+    server = MetricsServer(director, address, route=route)
+    await server.start()
+    await server.serve()

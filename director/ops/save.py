@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from director.config import (
+    SCHED_FLAGS,
     DirectorConfig,
     Network,
     Protocol,
@@ -118,7 +119,11 @@ def _addr_key(addr: str) -> tuple[int, int]:
 def _settings(svc: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "scheduler": str(svc["scheduler"]),
-        "sched_flags": tuple(sorted(svc.get("flags") or ())),
+        # lvs.cf names the flags its scheduler reads; flag bits a scheduler ignores
+        # (lvsadm -s rr -b flag-1) have no lvs.cf spelling and are left out.
+        "sched_flags": tuple(
+            sorted(f for f in svc.get("flags") or () if SCHED_FLAGS.get(f) == svc["scheduler"])
+        ),
         "persistent": int(svc.get("persistent") or 0),
         "pmask": ipaddress.IPv4Address(str(svc.get("netmask") or "255.255.255.255")),
     }

@@ -1,4 +1,8 @@
-"""``lvsd check``: validate an lvs.cf and print it normalized."""
+"""``lvsd check``: validate an lvs.cf and print it normalized.
+
+Refuses everything ``lvsd run`` refuses before it touches the host: the parser's rules
+(capacity limits included) and what ``load_config(..., serve=True)`` adds for a daemon.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,14 @@ def add_command(sub: Any) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Exit 1 with the reason for any file ``lvsd run`` refuses before it looks at the
+    host (the same validation); warnings go to standard error, the file to standard output."""
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, serve=True)
     except ConfigError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1
+    for warning in cfg.warnings:
+        print(f"lvsd: warning: {warning}", file=sys.stderr)
     sys.stdout.write(format_config(cfg))
     return 0

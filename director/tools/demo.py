@@ -2,9 +2,11 @@
 
 Brings the lab up, starts the director in the lab's director node on the thesis's
 lvs.cf (VIP 10.0.1.5, reals 192.168.1.10-12 with weights 2000/1000/1000, ports 80
-and 21, wlc), sends a few hundred HTTP requests from the client, prints the
-ipvsadm-style table with its counters and how often each real answered, and takes
-the lab down (``--keep`` leaves it up for exploring).
+and 21, wlc), sends a few hundred HTTP requests from the client, fetches a file over
+FTP through the VIP in passive mode (the reals' vsftpd names its private address; the
+director's FTP helper rewrites it), prints the ipvsadm-style table with its counters and
+how often each real answered, and takes the lab down (``--keep`` leaves it up for
+exploring).
 
 ``LabDirector`` — an ``lvsd run`` inside a lab node, ready when it says so through
 sd_notify — is shared with the tests and the benchmarks.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -43,7 +46,10 @@ class LabDirector:
 
     Readiness is the daemon's own sd_notify READY=1 on a socket of ours, so nothing
     polls or sleeps. ``stop()`` sends SIGTERM to the daemon's PID and waits for it.
-    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``).
+    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``ssh`` gives the daemon
+    the lab's ssh client settings (a lab up with ``sshd=True``).
+    ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``nofile`` sets the
+    daemon's descriptor limit, soft and hard (what ``ulimit -n`` gives a shell).
     """
 
     def __init__(
@@ -53,8 +59,11 @@ class LabDirector:
         *,
         node: str = "director",
         env: dict[str, str] | None = None,
+        ssh: bool = False,
+        nofile: int | None = None,
     ) -> None:
         self.lab = lab
+        self.nofile = nofile
         self.node = node
         self.dir = Path(tempfile.mkdtemp(prefix=f"lvsd-{lab.name}-{node}-"))
         self.socket_path = self.dir / "lvsd.sock"
@@ -63,6 +72,7 @@ class LabDirector:
         self.config_path.write_text(format_config(self.cfg))
         self.log_path = self.dir / "lvsd.log"
         self._env = env or {}
+        self._ssh = ssh
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LabDirector:
@@ -71,13 +81,17 @@ class LabDirector:
             notify.bind(notify_path)
             notify.settimeout(READY_TIMEOUT_S)
             env = {**os.environ, **self._env, "NOTIFY_SOCKET": notify_path}
+            argv = [sys.executable, "-m", "director", "run", "-c", str(self.config_path)]
+            if self._ssh:  # nanny's ``ssh REAL uptime`` with the lab's keys
+                argv = self.lab.ssh_argv(argv)
             with self.log_path.open("wb") as log:
                 self.proc = self.lab.popen(
                     self.node,
-                    [sys.executable, "-m", "director", "run", "-c", str(self.config_path)],
+                    argv,
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=None if self.nofile is None else self._limit_nofile,
                 )
             deadline = time.monotonic() + READY_TIMEOUT_S
             while True:
@@ -91,6 +105,10 @@ class LabDirector:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise LabError(f"lvsd run did not get ready: {self.log()}")
+
+    def _limit_nofile(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def status(self) -> dict[str, Any]:
         result = client.request(self.socket_path, "status")
@@ -136,6 +154,28 @@ def run_load(lab: Lab, url: str, count: int) -> dict[str, Any]:
     return result
 
 
+FTP_FETCH = """
+import ftplib, json, sys
+ftp = ftplib.FTP(sys.argv[1], timeout=10)
+ftp.trust_server_pasv_ipv4_address = True
+ftp.login()
+got = []
+done = ftp.retrbinary("RETR name.txt", got.append)
+ftp.quit()
+print(json.dumps({"done": done, "real": b"".join(got).decode().strip()}))
+"""
+
+
+def fetch_ftp(lab: Lab, vip: str) -> dict[str, Any]:
+    """A passive FTP download of ``name.txt`` from the lab's client through ``vip``:
+    ``{"done": <226 reply>, "real": <real that served>}``, or ``{"error": ...}``."""
+    done = lab.run("client", [sys.executable, "-c", FTP_FETCH, vip], check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or ["no output"]}
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def add_command(sub: Any) -> None:
     p = sub.add_parser("demo", help="the thesis's cluster in a lab, serving a few hundred requests")
     p.add_argument("-c", "--config", default=str(THESIS_CF), help="the lvs.cf to serve")
@@ -160,6 +200,7 @@ def run_demo(args: argparse.Namespace) -> int:
         vip = cfg.virtuals[0].address
         print(f"lvsd demo: director serving; {args.requests} HTTP requests to {vip}:80")
         result = run_load(lab, f"http://{vip}/", args.requests)
+        ftp = fetch_ftp(lab, str(vip)) if 21 in cfg.virtuals[0].ports else None
         status = director.status()
         print()
         print(format_list(status))
@@ -168,7 +209,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"requests: {result['ok']} answered, {result['failed']} failed")
         for real, n in result["by_real"].items():
             print(f"  {real}: {n}")
-        ok = result["failed"] == 0
+        if ftp is not None:
+            if "error" in ftp:
+                print(f"FTP: passive download of name.txt from {vip} failed: {ftp['error']}")
+            else:
+                print(
+                    f"FTP: fetched name.txt from {vip}:21 in passive mode, served by "
+                    f"{ftp['real']} ({ftp['done']})"
+                )
+        ok = result["failed"] == 0 and (ftp is None or "error" not in ftp)
     except BaseException:
         director.stop()
         lab.down()

@@ -33,6 +33,7 @@ from director.ipvs.service import (
 )
 
 DEFAULT_VIP = "10.0.1.5"
+DEFAULT_VPORT = 80
 DEFAULT_MAX_CONNS = 65536
 # An "advance" moves the clock in steps of at most this much, so timers fire in order.
 ADVANCE_STEP_MS = 1000
@@ -240,6 +241,9 @@ class Simulator:
         proto = _proto(op)
         timeout = _int(op, "persistent", 0, 0, 2**31 - 1)
         pmask = int(_addr(op, "pmask", "255.255.255.255"))
+        fwmark = _int(op, "fwmark", 0, 0, 2**32 - 1)
+        if fwmark and ("vip" in op or "vport" in op):
+            raise TraceError("fwmark: a firewall-mark service has no 'vip' or 'vport'")
         table = self._table_factory(self.max_conns)
         ipvs = IPVS(table, rand=self._rand)
         self.svc = ipvs.add_service(
@@ -250,6 +254,7 @@ class Simulator:
             _flags(op),
             timeout=timeout,
             netmask=pmask,
+            fwmark=fwmark,
         )
         self.ipvs = ipvs
 
@@ -264,8 +269,12 @@ class Simulator:
     def _flow(self, op: dict[str, Any], svc: VirtualService) -> tuple[int, int, int, int]:
         caddr = _addr(op, "client")
         cport = _int(op, "cport", 40000, 0, 65535)
-        vaddr = _addr(op, "daddr", str(ipaddress.IPv4Address(svc.vaddr)))
-        vport = _int(op, "vport", svc.vport, 0, 65535)
+        if svc.fwmark:  # marked packets: any address and port belong to the service
+            vaddr = _addr(op, "daddr", DEFAULT_VIP)
+            vport = _int(op, "vport", DEFAULT_VPORT, 0, 65535)
+        else:
+            vaddr = _addr(op, "daddr", str(ipaddress.IPv4Address(svc.vaddr)))
+            vport = _int(op, "vport", svc.vport, 0, 65535)
         return caddr, cport, vaddr, vport
 
     def _connect(self, op: dict[str, Any], svc: VirtualService) -> dict[str, Any]:
@@ -281,7 +290,9 @@ class Simulator:
         verdict = table.process(buf, self.now)
         dest: str | None = None
         if verdict == fastpath.NEW:
-            handle = ipvs.new_connection(proto, caddr, cport, vaddr, vport, self.now)
+            # The packet carries the service's mark, if it has one (ip_vs_service_find).
+            target = ipvs.find_service(proto, vaddr, vport, svc.fwmark)
+            handle = ipvs.new_connection(proto, caddr, cport, vaddr, vport, self.now, target)
             if handle is None:
                 return {"id": cid, "dest": None}
             d = ipvs.dest_at(table.conn_info(handle)[CONN_INFO_DEST])

@@ -27,7 +27,7 @@ def unique_lab_name() -> str:
 
 @pytest.fixture
 def lab_factory() -> Iterator[LabFactory]:
-    """``make(reals=3, backup=False, spec=LabSpec(), nginx=False, ftp=False) -> Lab``, up.
+    """``make(reals=3, backup=False, spec=LabSpec(), nginx=False, ftp=False, sshd=False)``.
 
     Every lab it made is downed at teardown, also when the test or ``up`` failed.
     """
@@ -40,10 +40,11 @@ def lab_factory() -> Iterator[LabFactory]:
         spec: LabSpec | None = None,
         nginx: bool = False,
         ftp: bool = False,
+        sshd: bool = False,
     ) -> Lab:
         lab = Lab(spec or LabSpec(), unique_lab_name())
         labs.append(lab)
-        lab.up(reals=reals, backup=backup, nginx=nginx, ftp=ftp)
+        lab.up(reals=reals, backup=backup, nginx=nginx, ftp=ftp, sshd=sshd)
         return lab
 
     try:

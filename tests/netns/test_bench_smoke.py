@@ -1,5 +1,6 @@
 """A smoke run of the data-plane benchmark on a lab of its own: the harness builds the lab,
 runs a peer through two short tests, removes everything and writes a well-formed table.
+One peer is enough: the harness is tested, and the routing peer runs no lvsd at all.
 
 client 10.0.1.100 ── br-pub ── director 10.0.1.1 | 192.168.1.1 ── br-priv ── real1 192.168.1.10
 (routing peer: the client reaches real1 through a route via the director)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from director.config import DirectorConfig, parse_config
+from director.ops import client
 from director.tools.demo import THESIS_CF, LabDirector, run_load
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
@@ -93,6 +94,19 @@ def _state_dump(lab: Lab, node: str) -> str:
     return "\n".join(out)
 
 
+def wait_udp_real_probed_up(director: LabDirector, within: float = 60.0) -> None:
+    """Poll (bounded) until nanny has seen the UDP service's real pass a probe."""
+    deadline = time.monotonic() + within
+    while True:
+        health = director.status()["health"]
+        assert isinstance(health, list)
+        udp = [h for h in health if h["target"].startswith(f"UDP {VIP}:{UDP_PORT} ")]
+        if udp and all(h["health"] == "up" for h in udp):
+            return
+        assert time.monotonic() < deadline, f"UDP real not probed up within {within}s: {udp}"
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module", params=["c", pytest.param("py")])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_root()
@@ -108,6 +122,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         try:
             status = director.status()
             assert status["fastpath"] == implementation, director.log()
+            # Probed up before any load: a real that has never passed a probe leaves at its
+            # first failure, and the UDP probe's first try may meet a saturating download.
+            wait_udp_real_probed_up(director)
             yield Cluster(lab, director, implementation)
         finally:
             assert director.stop() == 0, director.log()
@@ -175,8 +192,12 @@ for size in (64, 4000):
     got = s.recv(65535)
     print(size, len(got), got == payload)
 """
+    before = cluster.director.status()["reassembly"]
     lines = cluster.client(code).split("\n")
     assert lines[:2] == ["64 64 True", "4000 4000 True"]
+    # The 4000-byte datagram crossed the 1500-byte links in fragments both ways: lvsd
+    # put each direction's fragments back together before rewriting it.
+    assert cluster.director.status()["reassembly"] - before == 2
 
 
 def test_icmp_frag_needed_from_a_real_reaches_the_client_translated(cluster: Cluster) -> None:
@@ -217,6 +238,12 @@ send(IP(src='192.168.1.10', dst='10.0.1.100') / error / bytes(inner)[:28])
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "sent"
+        # The error only translates once lvsd has the flow: wait for its connection (the
+        # twin on a loaded machine may not have read the datagram yet).
+        deadline = time.monotonic() + 30
+        while not any(c["source"] == "10.0.1.100:40123" for c in connections(cluster.director)):
+            assert time.monotonic() < deadline, "no connection for the client's datagram"
+            time.sleep(0.05)
         cluster.lab.run("real1", [sys.executable, "-c", sender], timeout=60)
         out, _ = proc.communicate(timeout=90)
     finally:
@@ -232,6 +259,12 @@ send(IP(src='192.168.1.10', dst='10.0.1.100') / error / bytes(inner)[:28])
     assert struct.unpack("!H", pkt[26:28])[0] == 1400  # next-hop MTU kept
     assert _inet_checksum(pkt[20:]) == 0
     assert _inet_checksum(inner[:20]) == 0
+
+
+def connections(director: LabDirector) -> list[dict[str, str]]:
+    conns = client.request(director.socket_path, "connections")
+    assert isinstance(conns, list)
+    return conns
 
 
 def _inet_checksum(data: bytes) -> int:
@@ -263,12 +296,14 @@ send(IP(dst=vip) / TCP(sport=55555, dport=80, flags='A', seq=1, ack=1), count=6)
         "DROP_TRUNCATED": 5,
         "DROP_NO_CONN": 6,
     }
+    # The sends above returned; the daemon counts each packet once it has read it.
     deadline = time.monotonic() + 10
     while True:
         after = cluster.drops()
         got = {k: after[k] - before.get(k, 0) for k in expected}
         if got == expected or time.monotonic() > deadline:
             break
+        time.sleep(0.05)
     assert got == expected
     result = run_load(cluster.lab, f"http://{VIP}/", 30)
     assert result["failed"] == 0

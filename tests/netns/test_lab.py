@@ -4,6 +4,8 @@ client 10.0.1.100 ─┐ br-pub (in sw) ┌─ director eth0 10.0.1.1 ── eth
                    └────────────────┴─ backup   eth0 10.0.1.2 ── eth1 192.168.1.2 ─┤
                                                                   br-priv (in sw) ─┤
                                real1 192.168.1.10, real2 .11, real3 .12 ───────────┘
+
+No lvsd runs here, so no fast path is involved: the lab alone is tested.
 """
 
 from __future__ import annotations
@@ -32,10 +34,16 @@ LVSD = str(Path(sys.executable).parent / "lvsd")
 SPEC = LabSpec()
 
 
+# The names a lab gives its links (bridges, and the switch's end of each node's veth):
+# only these are compared in the root namespace, where other work may add links meanwhile.
+LAB_LINK = re.compile(r"(br-pub|br-priv|(sw|client|director|backup|real\d+)-eth\d+)")
+
+
 def root_links() -> set[str]:
-    """``index: name`` of every link in the root namespace (``ip -o link``)."""
+    """The root namespace's links named as a lab names its own (``ip -o link``)."""
     out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    return {m.group(1) for m in re.finditer(r"^(\d+: [^:@]+)", out, re.M)}
+    names = {m.group(1) for m in re.finditer(r"^\d+: ([^:@]+)", out, re.M)}
+    return {name for name in names if LAB_LINK.fullmatch(name)}
 
 
 def root_disable_ipv6() -> str:

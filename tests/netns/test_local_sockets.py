@@ -7,6 +7,7 @@ configuration) and left a TIME_WAIT socket for client:45000 -> VIP:80. The kerne
 early demux would attach that socket to the client's next SYN on the same tuple, and
 ip_forward drops a packet that carries a socket: the connection could not be made
 through lvsd until the TIME_WAIT expired. lvsd turns early demux off in its namespace.
+One fast path is enough: the kernel drops the SYN before either would see it.
 """
 
 from __future__ import annotations

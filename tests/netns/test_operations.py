@@ -37,7 +37,7 @@ from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
 from tests.netns.conftest import unique_lab_name
-from tests.netns.test_nanny import start_http, stop_http
+from tests.netns.test_nanny import logged_weights, start_http, stop_http
 
 pytestmark = pytest.mark.netns
 
@@ -90,9 +90,10 @@ def wait_for(what: str, cond: Callable[[], bool], within: float) -> None:
 
 
 class Ops:
-    def __init__(self, lab: Lab, director: LabDirector) -> None:
+    def __init__(self, lab: Lab, director: LabDirector, implementation: str) -> None:
         self.lab = lab
         self.director = director
+        self.implementation = implementation
         self.servers: list[subprocess.Popen[bytes]] = []
 
     def lvsadm(
@@ -146,15 +147,28 @@ class Ops:
         return None
 
 
-@pytest.fixture(scope="module")
-def ops() -> Iterator[Ops]:
+def serving(lab: Lab, real: str) -> bool:
+    """True if ``real``'s HTTP server answers the director on port 80."""
+    conn = lab.http("director", f"192.168.1.{9 + int(real.removeprefix('real'))}")
+    try:
+        conn.request("GET", "/stats")
+        return conn.getresponse().status == 200
+    except ConnectionRefusedError:
+        return False
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module", params=["c", "py"])
+def running(request: pytest.FixtureRequest) -> Iterator[Ops]:
     require_root()
     lab = Lab(LabSpec(), unique_lab_name())
     try:
         lab.up(reals=3, ftp=True)
         cfg = parse_config(without_real3(thesis()), "thesis-lvs.cf")
-        director = LabDirector(lab, cfg).start()
-        ops = Ops(lab, director)
+        env = {"DIRECTOR_NO_EXTENSIONS": "1"} if request.param == "py" else {}
+        director = LabDirector(lab, cfg, env=env).start()
+        ops = Ops(lab, director, request.param)
         try:
             yield ops
         finally:
@@ -164,6 +178,33 @@ def ops() -> Iterator[Ops]:
             assert director.stop() == 0, director.log()
     finally:
         lab.down()
+
+
+@pytest.fixture
+def ops(running: Ops) -> Ops:
+    """The module's director, put back on its starting configuration before each test.
+
+    No test depends on what an earlier one left: the thesis's lvs.cf without real3, real1
+    at 2000 and real2 at 1000 on TCP VIP:80, every real's HTTP server answering.
+    """
+    assert running.director.status()["fastpath"] == running.implementation
+    running.reload_with(without_real3(thesis()))
+    for real in running.lab.reals:
+        if not serving(running.lab, real):
+            running.servers.append(start_http(running.lab, real))
+    wait_for(
+        "the starting table",
+        lambda: (
+            (
+                running.listed_weight("192.168.1.10:80"),
+                running.listed_weight("192.168.1.11:80"),
+                running.listed_weight("192.168.1.12:80"),
+            )
+            == (2000, 1000, None)
+        ),
+        within=30,
+    )
+    return running
 
 
 def test_lvsadm_changes_and_lists_the_running_table(ops: Ops) -> None:
@@ -220,6 +261,8 @@ def test_save_clear_restore_gives_the_same_listing(ops: Ops) -> None:
 
 
 def test_reload_under_load_fails_no_request(ops: Ops) -> None:
+    """Load flows before the SIGHUP and still flows after READY=1, with no failed request;
+    a keep-alive connection to the real the reload removes is answered across it."""
     load = ops.lab.popen(
         "client",
         [
@@ -228,26 +271,48 @@ def test_reload_under_load_fails_no_request(ops: Ops) -> None:
             "lab.loadgen",
             f"http://{VIP}/",
             "--count",
-            "1500",
+            "3000",
             "--concurrency",
             "4",
             "--deadline",
-            "120",
+            "240",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
+    kept = ops.lab.http("client", VIP)
     try:
-        # Reload once the load is flowing: the service has counted connections.
-        for _ in range(10_000):
+
+        def http_conns() -> int:
             status = ops.director.status()
-            http = next(s for s in status["services"] if s["addr"] == f"{VIP}:80")
-            if http["conns"] >= 50 or load.poll() is not None:
+            return int(next(s for s in status["services"] if s["addr"] == f"{VIP}:80")["conns"])
+
+        # A connection to real2, which the reload removes: wlc gives it a third of them.
+        for _ in range(60):
+            kept.close()
+            kept.request("GET", "/")
+            answer = kept.getresponse()
+            answer.read()
+            if answer.getheader("X-Real") == "real2":
                 break
+        else:
+            pytest.fail("no connection reached real2 in 60 tries")
+        # Reload once the load is flowing: the service has counted connections.
+        wait_for("load flowing", lambda: http_conns() >= 50 or load.poll() is not None, 60)
+        assert load.poll() is None, "the load ended before the reload"
         ops.director.config_path.write_text(settled())
         messages = ops.reload()
-        out, _ = load.communicate(timeout=180)
+        # The load outlived the reload: requests were in flight across it.
+        assert load.poll() is None, "the load ended before the reload was done"
+        at_ready = http_conns()
+        kept.request("GET", "/")
+        answer = kept.getresponse()
+        answer.read()
+        assert (answer.status, answer.getheader("X-Real")) == (200, "real2")
+        kept.close()
+        out, _ = load.communicate(timeout=300)
     finally:
+        kept.close()
         if load.poll() is None:
             load.kill()
             load.wait()
@@ -255,7 +320,9 @@ def test_reload_under_load_fails_no_request(ops: Ops) -> None:
     assert messages[-1].split(b"\n")[0] == b"READY=1"
     result = json.loads(out)
     assert result["failed"] == 0, result
-    assert "real3" in result["by_real"]
+    assert http_conns() > at_ready  # connections scheduled after the reload
+    # real2 served before the reload only, real3 (added by it) after it only.
+    assert {"real2", "real3"} <= set(result["by_real"]), result
     # The removed real is drained: deleted at the director's next expiry tick once it
     # has no active connection left (docs/operations.md).
     wait_for(
@@ -298,25 +365,17 @@ def test_lvsadm_lists_nannys_weight_ramp(ops: Ops) -> None:
     )
     assert quick != settled()
     ops.reload_with(quick)
+    wait_for("real3 in TCP VIP:80", lambda: ops.listed_weight("192.168.1.12:80") == 1000, 30)
     real3 = "192.168.1.12:80"
     stop_http(ops.lab, "real3")
     wait_for("real3 out of TCP VIP:80", lambda: ops.listed_weight(real3) is None, 15)
+    logged = len(ops.director.log())
     ops.servers.append(start_http(ops.lab, "real3"))
-    seen: list[int] = []
-
-    def ramped() -> bool:
-        weight = ops.listed_weight(real3)
-        if weight is not None and (not seen or seen[-1] != weight):
-            seen.append(weight)
-        return weight == 1000
-
-    wait_for("real3 back at weight 1000", ramped, 30)
-    # 1000 >> 5, doubled at each passed probe, capped at the configured weight.
-    ramp = [31, 62, 124, 248, 496, 992, 1000]
-    assert seen[0] == 31, seen
-    assert set(seen) <= set(ramp), seen
-    assert len(seen) >= 3, seen
-    assert seen == sorted(seen)
+    wait_for("real3 back at weight 1000", lambda: ops.listed_weight(real3) == 1000, 30)
+    # 1000 >> 5, doubled at each passed probe, capped at the configured weight: every
+    # step from the daemon's log (a poll of the listing could miss one).
+    ramp = logged_weights(ops.director.log()[logged:], real3)
+    assert ramp == [31, 62, 124, 248, 496, 992, 1000], ramp
 
 
 def test_broken_reload_changes_nothing(ops: Ops) -> None:
@@ -328,6 +387,20 @@ def test_broken_reload_changes_nothing(ops: Ops) -> None:
 
 
 def test_metrics_scraped_in_the_director_namespace(ops: Ops) -> None:
+    ops.reload_with(settled())
+    wait_for(
+        "real1 probed at weight 500, real2 gone",
+        lambda: (
+            "192.168.1.11:80" not in ops.lvsadm("-L", "-n").stdout
+            and any(
+                h["health"] == "up" and h["target"].endswith("192.168.1.10:80")
+                for h in ops.director.status()["health"]
+            )
+        ),
+        30,
+    )
+    run = ops.lab.run("client", ["curl", "-sS", "--max-time", "10", f"http://{VIP}/"])
+    assert run.returncode == 0
     code = (
         "import urllib.request\n"
         "print(urllib.request.urlopen('http://127.0.0.1:9561/metrics', timeout=10).read().decode())"
@@ -348,7 +421,8 @@ def test_metrics_scraped_in_the_director_namespace(ops: Ops) -> None:
         "local_mark",
     }
     assert fams["node_ipvs_connections"].samples[0].value > 0
-    assert fams["lvsd_fastpath_info"].samples[0].labels["implementation"] in ("c", "py")
+    (info,) = fams["lvsd_fastpath_info"].samples
+    assert info.labels["implementation"] == ops.implementation
     health = {
         (s.labels["local_port"], s.labels["remote_address"], s.labels["state"]): s.value
         for s in fams["lvsd_backend_health"].samples
@@ -366,6 +440,8 @@ def test_metrics_scraped_in_the_director_namespace(ops: Ops) -> None:
 
 def test_lvsd_save_writes_the_running_state(ops: Ops, tmp_path: Path) -> None:
     out = tmp_path / "saved.cf"
+    ops.reload_with(settled())
+    wait_for("real2 gone", lambda: ops.listed_weight("192.168.1.11:80") is None, 30)
     ops.director.config_path.write_text(thesis())
     done = subprocess.run(
         [

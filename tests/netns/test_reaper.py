@@ -7,7 +7,8 @@
 One director on the thesis's lvs.cf, no backup. After ``kill -9`` of the daemon its
 reaper removes the proxy entry, the nat_router address and the policy rule, puts the
 sysctls back, and the client's ARP request for the VIP goes unanswered. After a clean
-stop the reaper exits without acting.
+stop the reaper exits without acting. One fast path is enough: the reaper is a process of
+its own that removes plumbing and never touches the connection table.
 """
 
 from __future__ import annotations

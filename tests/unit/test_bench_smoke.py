@@ -3,7 +3,9 @@ and a ``median (ratio)`` cell per peer. No load is generated here (tests/netns d
 
 from __future__ import annotations
 
+import importlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from benchmarks.run import (
     format_table,
     parse_wrk,
 )
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 WRK_LATENCY = """\
 Running 2s test @ http://10.0.1.5:80/
@@ -76,3 +80,11 @@ def test_the_download_is_reported_as_a_ratio_to_routing() -> None:
         "Bulk download real1 → client as a ratio to routing: lvsd-c 0.40, lvsd-dr 0.95"
     )
     assert format_download_ratios(Results(), ["lvsd-dr"]) == ""
+
+
+@pytest.mark.parametrize(
+    "module", sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
+)
+def test_every_benchmark_module_imports(module: str) -> None:
+    # make bench imports them; a test module they borrow from may move.
+    importlib.import_module(f"benchmarks.{module}")

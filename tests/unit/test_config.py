@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from director import config
 from director.config import (
+    MAX_CONNECTIONS,
     SCHED_FLAGS,
     SCHEDULER_NAMES,
     DirectorConfig,
@@ -303,8 +304,12 @@ def test_keyword_in_the_wrong_section() -> None:
     assert_error("scheduler = rr\n", 1, "scheduler", "virtual block")
 
 
-def test_piranha_keyword_lvsd_does_not_support() -> None:
-    assert_error("sync = 1\n", 1, "sync", "not supported by lvsd")
+def test_piranha_keyword_lvsd_does_not_support_is_ignored_with_a_warning() -> None:
+    cfg = parse_config("sync = 1\nipvsadm = /sbin/ipvsadm\n", "lvs.cf")
+    assert cfg == parse_config("")
+    assert len(cfg.warnings) == 2
+    assert cfg.warnings[0].startswith("lvs.cf:1: sync: ignored, not supported by lvsd")
+    assert cfg.warnings[1].startswith("lvs.cf:2: ipvsadm: ignored")
 
 
 def test_bad_address() -> None:
@@ -464,8 +469,20 @@ def test_unterminated_string() -> None:
     assert_error('active_cmd = "/bin/true\n', 1, '"', "unterminated")
 
 
-def test_keyword_given_twice() -> None:
-    assert_error("keepalive = 3\nkeepalive = 4\n", 2, "keepalive", "twice", "line 1")
+def test_keyword_given_twice_keeps_the_last_with_a_warning_naming_both_lines() -> None:
+    """Piranha's parser assigns each line as it comes: the last one wins."""
+    cfg = parse_config("backup_active = 1\nbackup = 10.0.0.2\nbackup_active = 0\n", "lvs.cf")
+    assert cfg.backup_active is False
+    assert cfg.warnings == (
+        "lvs.cf:3: backup_active: given twice in the global section (lines 1 and 3); "
+        "line 3's value is used",
+    )
+    cfg = parse_config("service = fos\nservice = lvs\n")
+    assert cfg.service.value == "lvs"
+    text = GOOD.replace("weight = 2", "weight = 2\n        weight = 3")
+    cfg = parse_config(text, "lvs.cf")
+    assert cfg.virtuals[0].servers[0].weight == 3
+    assert "lvs.cf:12: weight: given twice in server" in cfg.warnings[0]
 
 
 def test_l_threshold_above_u_threshold() -> None:
@@ -480,14 +497,25 @@ def test_l_threshold_without_u_threshold_is_refused_like_the_kernel() -> None:
     assert_error(text, 12, "l_threshold", "u_threshold (0)", "'5'")
 
 
-def test_nat_real_servers_reachability_is_the_kernels_not_the_files() -> None:
-    # Outside nat_router's subnet, or with no private network at all: the file is fine;
-    # lvsd run asks the kernel's routing table (plumbing: "the kernel has no route").
-    for text in (
-        GOOD.replace("192.168.1.10", "192.168.2.10"),
-        GOOD.replace("nat_router = 192.168.1.254 eth1:1\n", ""),
-    ):
-        parse_config(text)
+def test_nat_real_server_outside_connected_subnets_is_a_warning() -> None:
+    text = GOOD.replace("192.168.1.10", "192.168.2.10")
+    cfg = parse_config(text, "lvs.cf")
+    assert cfg.virtuals[0].servers[0].address == IPv4Address("192.168.2.10")
+    (warning,) = cfg.warnings
+    assert warning.startswith("lvs.cf:10: address: real server '192.168.2.10'"), warning
+    assert "192.168.1.0/24" in warning
+
+
+def test_nat_nmask_of_one_host_with_reals_elsewhere_is_a_warning() -> None:
+    text = GOOD.replace("network = nat\n", "network = nat\nnat_nmask = 255.255.255.255\n")
+    cfg = parse_config(text, "lvs.cf")
+    assert str(cfg.nat_nmask) == "255.255.255.255"
+    assert [w.split(":")[1] for w in cfg.warnings] == ["11"]
+
+
+def test_nat_without_any_private_network_is_a_warning() -> None:
+    text = GOOD.replace("nat_router = 192.168.1.254 eth1:1\n", "")
+    assert "none: no nat_router" in parse_config(text).warnings[0]
 
 
 def test_nat_nmask_widens_the_private_network() -> None:
@@ -507,9 +535,25 @@ def test_sched_flags_must_match_the_scheduler() -> None:
     assert_error(text, 9, "sched_flags", "unknown flag 'mh-hash'")
 
 
-def test_deadtime_must_exceed_keepalive() -> None:
-    assert_error("keepalive = 5\ndeadtime = 5\n", 2, "deadtime", "greater than keepalive")
-    assert_error("keepalive = 30\n", 1, "keepalive", "deadtime (18)")
+def test_deadtime_must_exceed_keepalive_when_heartbeats_run() -> None:
+    backup = "primary = 10.0.0.1\nbackup = 10.0.0.2\n"
+    assert_error(backup + "keepalive = 5\ndeadtime = 5\n", 4, "deadtime", "greater than keepalive")
+    assert_error(backup + "keepalive = 30\n", 3, "keepalive", "deadtime (18)")
+
+
+def test_deadtime_not_above_keepalive_without_an_active_backup_is_accepted() -> None:
+    """No heartbeat runs with backup_active = 0 (or heartbeat = 0): Piranha took any pair."""
+    cfg = parse_config(
+        "backup = 10.0.0.2\nbackup_active = 0\nkeepalive = 6\ndeadtime = 6\n", "lvs.cf"
+    )
+    assert (cfg.keepalive, cfg.deadtime) == (6, 6)
+    assert cfg.warnings == (
+        "lvs.cf:4: deadtime: deadtime (6.0) must be greater than keepalive (6.0), or every "
+        "late heartbeat declares the peer dead; no heartbeat runs here (backup_active = 0 "
+        "or heartbeat = 0), so it is accepted",
+    )
+    assert parse_config("keepalive = 30\n").deadtime == 18
+    assert parse_config("backup = 10.0.0.2\nheartbeat = 0\nkeepalive = 30\n").keepalive == 30
 
 
 def test_backup_active_needs_a_backup() -> None:
@@ -750,12 +794,13 @@ def configs(draw: st.DrawFn) -> DirectorConfig:
         inactive_cmd=draw(st.none() | COMMANDS),
         monitor_links=draw(st.booleans()),
         hard_shutdown=draw(st.booleans()),
+        garp_master_refresh=draw(st.sampled_from([0.0, 0.5, 10.0, 1.25])),
         public_iface=draw(st.none() | IFNAMES),
         private_iface=draw(st.none() | IFNAMES),
         metrics_address=draw(st.none() | st.builds(HostPort, ADDRESSES, st.integers(1, 65535))),
         control_socket=draw(PATHS),
         heartbeat_key_file=draw(st.none() | PATHS),
-        max_connections=draw(st.integers(1, 2**31 - 1)),
+        max_connections=draw(st.integers(1, MAX_CONNECTIONS)),
         state_dir=draw(PATHS),
         virtuals=tuple(vs),
         failovers=tuple(fos),
@@ -807,17 +852,75 @@ LVSCF_PIECES = st.sampled_from(
 @settings(deadline=None, max_examples=300)
 @given(st.lists(LVSCF_PIECES | st.text(max_size=5), max_size=40).map("".join))
 def test_any_text_parses_or_raises_config_error(text: str) -> None:
-    message = ""
     try:
         cfg = parse_config(text)
     except ConfigError as e:
         message = str(e)
-    if message:
-        assert message.startswith("<string>:")
     else:
         assert parse_config(format_config(cfg)) == cfg
+        return
+    assert message.startswith("<string>:")
 
 
 def test_config_knows_exactly_the_registered_schedulers() -> None:
     assert sorted(config.SCHEDULER_NAMES) == sorted(SCHEDULERS)
     assert set(config.SCHED_FLAGS) == set().union(*SCHEDULER_FLAGS.values())
+
+
+def test_ftp_ports_default_to_21_and_take_a_list() -> None:
+    assert parse_config("").ftp_ports == (21,)
+    cfg = parse_config("ftp_ports = 21, 2121\n")
+    assert cfg.ftp_ports == (21, 2121)
+    assert "ftp_ports = 21,2121\n" in format_config(cfg)
+    assert parse_config(format_config(cfg)).ftp_ports == (21, 2121)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("1", "from 2 to 65535, got 1"),
+        ("21,21", "listed twice"),
+        ("1,2,3,4,5,6,7,8,9", "at most 8 ports, got 9"),
+        ("70000", "'70000'"),
+    ],
+)
+def test_bad_ftp_ports(value: str, fragment: str) -> None:
+    assert_error(f"ftp_ports = {value}\n", 1, "ftp_ports", fragment)
+
+
+def many_virtuals(n_virtuals: int, ports: str, servers: int) -> str:
+    """``n_virtuals`` virtuals on distinct VIPs of 10.0.1.0/24 and 10.0.2.0/24..., each
+    with ``ports`` and ``servers`` reals on 192.168.1.0/24."""
+    out = ["primary = 10.0.1.1\nnetwork = nat\nnat_router = 192.168.1.254 eth1:1\n"]
+    for i in range(n_virtuals):
+        out.append(f"virtual v{i} {{\n address = 10.{1 + i // 250}.{i % 250}.5\n port = {ports}\n")
+        for j in range(servers):
+            out.append(f" server r{j} {{\n  address = 192.168.1.{10 + j}\n }}\n")
+        out.append("}\n")
+    return "".join(out)
+
+
+def test_max_connections_beyond_the_table_limit_is_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("max_connections = 2147483647\n" + GOOD, "lvs.cf")
+    assert str(e.value) == (
+        "lvs.cf:1: max_connections: must be an integer from 1 to 16777216, got '2147483647'"
+    )
+
+
+def test_more_services_than_the_fast_path_holds_are_refused() -> None:
+    parse_config(many_virtuals(512, "80,443", 1), "lvs.cf")  # 1,024: the limit
+    with pytest.raises(ConfigError) as e:
+        parse_config(many_virtuals(513, "80,443", 1), "lvs.cf")
+    assert "port: the fast path holds at most 1024 services" in str(e.value)
+    assert "brings the active ones to 1026" in str(e.value)
+
+
+def test_more_destinations_than_the_fast_path_holds_are_refused() -> None:
+    parse_config(many_virtuals(400, "80", 10), "lvs.cf")  # 4,000
+    with pytest.raises(ConfigError) as e:
+        parse_config(many_virtuals(410, "80", 10), "lvs.cf")
+    message = str(e.value)
+    assert message.startswith("lvs.cf:")
+    assert "server: the fast path holds at most 4096 destinations" in message
+    assert "brings the active ones to 4100" in message

@@ -48,6 +48,10 @@ G_RIP, G_RPORT = "10.0.1.23", 8080
 X_CLIENT, X_CPORT = "198.51.100.11", 40001
 X_RIP, X_RPORT = "10.0.1.24", 8080
 
+# An FTP control connection bound to the application helper.
+F_CLIENT, F_CPORT = "198.51.100.12", 40002
+F_RIP, F_PORT = "10.0.1.25", 21
+
 
 @dataclass(frozen=True)
 class Dest:
@@ -72,6 +76,7 @@ class Conn:
     daddr: str
     dport: int
     dest: int
+    app: bool = False
 
 
 DESTS = (
@@ -80,6 +85,7 @@ DESTS = (
     Dest(2, 1, Z_RIP, U_RPORT),
     Dest(3, 0, G_RIP, G_RPORT),
     Dest(4, 2, X_RIP, X_RPORT, available=False),
+    Dest(5, 3, F_RIP, F_PORT),
 )
 
 CONNECTIONS = (
@@ -88,6 +94,7 @@ CONNECTIONS = (
     Conn(17, Z_CLIENT, Z_CPORT, U_VIP, U_VPORT, Z_RIP, U_RPORT, 2),
     Conn(6, G_CLIENT, G_CPORT, T1_VIP, T1_VPORT, G_RIP, G_RPORT, 3),
     Conn(6, X_CLIENT, X_CPORT, T1_VIP, T1_VPORT, X_RIP, X_RPORT, 4),
+    Conn(6, F_CLIENT, F_CPORT, T1_VIP, F_PORT, F_RIP, F_PORT, 5, app=True),
 )
 
 
@@ -391,6 +398,25 @@ def _build() -> tuple[Vector, ...]:
         None,
         "DROP_DEST_UNAVAILABLE",
         vnet=True,
+    )
+    add(
+        "an FTP control command goes to the real with verdict APP (the helper reads it)",
+        _tcp(F_CLIENT, T1_VIP, F_CPORT, F_PORT, "PA", b"PASV\r\n"),
+        _tcp(F_CLIENT, F_RIP, F_CPORT, F_PORT, "PA", b"PASV\r\n"),
+        "APP",
+    )
+    reply = b"227 Entering Passive Mode (10,0,1,25,117,48).\r\n"
+    add(
+        "an FTP control reply leaves from VIP:21 with verdict APP, its payload untouched",
+        _tcp(F_RIP, F_CLIENT, F_PORT, F_CPORT, "PA", reply),
+        _tcp(T1_VIP, F_CLIENT, F_PORT, F_CPORT, "PA", reply),
+        "APP",
+    )
+    add(
+        "a pure ACK of an FTP control connection stays on the fast path (FORWARD)",
+        _tcp(F_CLIENT, T1_VIP, F_CPORT, F_PORT, "A"),
+        _tcp(F_CLIENT, F_RIP, F_CPORT, F_PORT, "A"),
+        "FORWARD",
     )
     return tuple(v)
 

@@ -31,20 +31,29 @@
 #define DOC_drops \
     "Packets dropped so far, by verdict name (every DROP_* name present)."
 
+#define DOC_evictions \
+    "Half-open (SYN_RECV) entries evicted so far to make room in a full table."
+
 #define DOC_insert \
     "Create a connection bound to `dest`; returns its handle, or -1 when the table is full.\n" \
+    "\n" \
+    "A full table first evicts its oldest half-open (SYN_RECV) entry that controls nothing\n" \
+    "and is not `ctl`; -1 only when there is none.\n" \
     "\n" \
     "proto is 6 (TCP, starts in NONE) or 17 (UDP, state UDP); the connection starts\n" \
     "INACTIVE: dest inactconns++, dest and svc conns++, then OVERLOAD when u_threshold\n" \
     "!= 0 and active + inactive >= u_threshold. `ctl` is a template (or controlling\n" \
-    "connection) handle to attach to (its n_control++), or -1. -1 counts DROP_TABLE_FULL."
+    "connection) handle to attach to (its n_control++), or -1. -1 counts DROP_TABLE_FULL.\n" \
+    "A TCP connection inserted with cport 0 is CONN_F_NO_CPORT (an expected FTP data\n" \
+    "connection): the first client packet to vaddr:vport fills in its port."
 
 #define DOC_insert_template \
     "Create a persistence template <proto, snet, 0, vaddr, vport> bound to `dest`.\n" \
     "\n" \
     "daddr:dport come from the dest slot; persistconns++ (OVERLOAD is set if the dest's\n" \
     "total is already >= u_threshold). proto 0 stands for a fwmark service. Returns the\n" \
-    "handle, or -1 (and counts DROP_TABLE_FULL) when the table is full."
+    "handle, or -1 (and counts DROP_TABLE_FULL) when the table is full (after evicting\n" \
+    "a half-open entry if it can, as insert does)."
 
 #define DOC_lookup_template \
     "The handle of the newest findable template for this key, or -1."
@@ -86,11 +95,17 @@
     "\n" \
     "A record is (proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags,\n" \
     "removed), the entry as it was at the event (fields in conn_info's order; dest is its\n" \
-    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK |\n" \
-    "CONN_F_NOOUTPUT (IPVS sync's flags: the method travels); removed is 1 for\n" \
-    "a removal (an invalidated template is removed under its old key), else 0. `lost`\n" \
-    "counts records dropped by a full log since the previous call: the log then misses\n" \
-    "changes, and the caller must resend everything."
+    "dest slot); flags are masked to CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ |\n" \
+    "CONN_F_OUT_SEQ | CONN_F_FWD_MASK | CONN_F_NOOUTPUT (IPVS sync's flags: the method\n" \
+    "travels); removed is 1 for a removal (an invalidated template is removed under its old\n" \
+    "key), else 0. `seq_update` logs a record too, when it changes an offset (read them\n" \
+    "with `seq_state`). `lost` counts records dropped by a full log since the previous\n" \
+    "call: the log then misses changes, and the caller must resend everything."
+
+#define DOC_uncount \
+    "Take a connection this table did not schedule (a synced copy) out of its dest's and\n" \
+    "service's conns counters, which count scheduled connections only (the kernel's\n" \
+    "ip_vs_conn_stats); refuses a template."
 
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
@@ -111,7 +126,9 @@
     "Returns FORWARD (rewritten: write it out), NEW (no connection; a TCP SYN without\n" \
     "RST or a UDP datagram that may start one: schedule, `insert`, call again), LOCAL\n" \
     "(non-error ICMP, or an error quoting neither TCP nor UDP: the caller decides),\n" \
-    "FRAGMENT (reassemble first), ROUTE (a client packet of a direct-routing connection,\n" \
+    "FRAGMENT (reassemble first), APP (a TCP packet with payload of a connection bound\n" \
+    "to the application helper, rewritten but for its sequence numbers: see `bind_app`),\n" \
+    "ROUTE (a client packet of a direct-routing connection,\n" \
     "or an ICMP error quoting one: sent unchanged to the dest's link, as ip_vs_dr_xmit\n" \
     "does; nothing is left to do), TUNNEL (the same for a tunnelled connection, left\n" \
     "unchanged for the caller to encapsulate to the real's address: it is counted and\n" \
@@ -121,6 +138,8 @@
     "real whose route to the client is the director) is FORWARD unchanged: written back,\n" \
     "the kernel routes it, as it does past ip_vs_out. Other packets from the server side\n" \
     "of a non-MASQ connection are DROP_NO_CONN.\n" \
+    "A client packet that matches no connection but an expected one (cport 0) to the\n" \
+    "same vaddr:vport fills it in.\n" \
     "A client-to-server packet of a connection whose dest is not AVAILABLE is\n" \
     "DROP_DEST_UNAVAILABLE: not rewritten, no state change, no timer re-arm (ip_vs_in,\n" \
     "expire_nodest_conn=0). Replies and ICMP errors (ip_vs_in_icmp) are not checked."
@@ -139,9 +158,53 @@
     "Packets of known connections are rewritten and written to `write_fd` (negative, the\n" \
     "default: back to `fd`; a failed write counts DROP_TX and never raises), or for a\n" \
     "direct-routing connection sent to its dest's link (ROUTE, see `process`); a NEW,\n" \
-    "LOCAL, FRAGMENT or TUNNEL packet is appended to `out` as (verdict, packet), the packet\n" \
-    "a bytearray with its vnet header, so that the caller acts on the verdict without\n" \
-    "classifying it again; drops are counted. Returns packets read."
+    "LOCAL, FRAGMENT, APP or TUNNEL packet is appended to `out` as (verdict, packet), the\n" \
+    "packet a bytearray with its vnet header, so that the caller acts on the verdict without\n" \
+    "classifying it again; drops are counted. An APP packet ends the call, so that the\n" \
+    "offsets the helper records for it apply to the packets read after it. Returns packets\n" \
+    "read."
+
+#define DOC_lookup \
+    "The handle of the connection a client packet caddr:cport -> vaddr:vport matches\n" \
+    "(the newest; an expected one with cport 0 is not tried), or -1."
+
+#define DOC_lookup_out \
+    "The handle of the connection a server packet daddr:dport -> caddr:cport matches,\n" \
+    "or -1."
+
+#define DOC_bind_app \
+    "Bind a TCP connection to the application helper (CONN_F_APP).\n" \
+    "\n" \
+    "From then on each of its packets that carries TCP payload is rewritten as usual\n" \
+    "(addresses, ports, state, counters) but its sequence numbers are left alone and\n" \
+    "the verdict is APP: the caller parses the payload, calls `seq_fix` (and after a\n" \
+    "change of length `seq_update`), and writes the packet out."
+
+#define DOC_seq_fix \
+    "The (seq, ack) a packet of this connection leaves with (ip_vs_app's fix-up).\n" \
+    "\n" \
+    "`inbound` is client to server. seq moves by the direction's delta when it is after\n" \
+    "that direction's init_seq, else by its previous_delta; ack moves back by the other\n" \
+    "direction's delta when ack - previous_delta is after its init_seq, else by its\n" \
+    "previous_delta (conntrack seqadj's test; ip_vs_app's init_seq + delta misplaces an\n" \
+    "ACK of the data just before a rewrite that shortened the payload)."
+
+#define DOC_seq_update \
+    "Record that a helper changed by `diff` bytes the payload of a packet whose\n" \
+    "original sequence number was `seq` (ip_vs_app's vs_seq_update).\n" \
+    "\n" \
+    "Unless the direction's flag is unset or `seq` is after its init_seq, nothing\n" \
+    "changes (a retransmission); else previous_delta = delta, delta += diff,\n" \
+    "init_seq = seq and the flag (CONN_F_IN_SEQ or CONN_F_OUT_SEQ) is set, and the sync\n" \
+    "log (when on) records the connection."
+
+#define DOC_seq_state \
+    "(in_init, in_delta, in_prev, out_init, out_delta, out_prev) of a connection;\n" \
+    "deltas signed, all zero for a direction whose flag is unset."
+
+#define DOC_set_seq_state \
+    "Install a connection's offsets as `seq_state` gives them (a synced copy); a\n" \
+    "direction with any non-zero value gets its flag, one of all zeros loses it."
 
 #define DOC_max_conns \
     "The capacity given at creation: connections plus templates."

@@ -10,6 +10,7 @@
 
 #include <sys/uio.h>
 
+#include "app.h"
 #include "table.h"
 
 #define VNET_HDR_LEN 10
@@ -273,6 +274,8 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
     uint32_t old_addr, new_addr, old_port, new_port;
     uint8_t *addr_at, *port_at;
     int32_t h = lookup_in(t, proto, saddr, sport, daddr, dport, 0);
+    if (h < 0 && proto == PROTO_TCP && t->no_cport > 0)
+        h = fill_cport(t, saddr, sport, daddr, dport);
     struct conn *c;
     if (h >= 0) {
         c = &t->c[h];
@@ -337,12 +340,23 @@ static int process_packet(struct table *t, uint8_t *vnet, uint8_t *ip, size_t n,
                proto == PROTO_UDP);
     count_pkt(t, c, tot, inbound);
     if (proto == PROTO_TCP) {
+        int verdict = V_FORWARD;
+        if ((c->flags & CONN_F_APP) && (int64_t)tot - 20 - (l4[12] >> 4) * 4 > 0) {
+            verdict = V_APP;
+        } else if (c->flags & (CONN_F_IN_SEQ | CONN_F_OUT_SEQ)) {
+            uint32_t seq = rd32(l4 + 4), ack = rd32(l4 + 8), nseq = seq, nack = ack;
+            seq_fix(c, inbound, &nseq, &nack);
+            wr32(l4 + 4, nseq);
+            wr32(l4 + 8, nack);
+            if (!partial)
+                csum_apply(csum_at, diff32(seq, nseq) + diff32(ack, nack), 0, 0);
+        }
         int cls = rst ? 3 : syn ? 0 : (tflags & 1) ? 1 : (tflags & 16) ? 2 : -1;
         int next = cls < 0 ? S_CLOSE : (inbound ? tcp_input : tcp_output)[cls][c->state];
         tbl_set_state(t, h, next, now);
-    } else {
-        tbl_arm(t, h, now, t->udp_to);
+        return verdict;
     }
+    tbl_arm(t, h, now, t->udp_to);
     return V_FORWARD;
 }
 

@@ -1,6 +1,6 @@
 /* The IPVS connection table of lvsd's C fast path.
  *
- * Entries. One flat array of `struct conn` (80 bytes) sized to max_conns, indexed by int32
+ * Entries. One flat array of `struct conn` (112 bytes) sized to max_conns, indexed by int32
  * handles; free slots form an intrusive LIFO list through `in_next`, so handles are reused
  * last-freed-first exactly as in the Python twin. Templates live in the same array.
  *
@@ -36,9 +36,16 @@
  * everything.
  * Hooked in tbl_set_state and tbl_release, which the packet path and expiry share.
  *
- * Memory: 80 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 28 bytes per
+ * Half-open entries. Every TCP entry in SYN_RECV is also on a doubly linked FIFO list
+ * (ho_prev, ho_next), in the order it entered that state. When the table is full, an
+ * insert evicts the oldest of them that controls nothing (ip_vs_conn.c's drop_entry drops
+ * half-open entries first under pressure; here the trigger is the table limit): a flood of
+ * spoofed SYNs then recycles its own entries, and a client that completes its handshake
+ * within (max_conns / SYN rate) seconds keeps its entry. Evictions are counted.
+ *
+ * Memory: 112 bytes per entry + 8 to 16 bytes of buckets + 256 KiB of wheel + 28 bytes per
  * sync log slot when enabled.
- * Cost: insert, lookup, remove O(1) expected; a packet O(1); expire O(ticks elapsed, capped
+ * Cost: insert (eviction included), lookup, remove O(1) expected; a packet O(1); expire O(ticks elapsed, capped
  * at 65,536) + O(k log k) for k entries due or re-filed. Never a scan of the whole table.
  */
 #ifndef LVSD_FASTPATH_TABLE_H
@@ -69,6 +76,7 @@ enum verdict {
     V_DROP_BAD_ICMP,
     V_DROP_TX,
     V_DROP_DEST_UNAVAILABLE,
+    V_APP,           /* a payload packet of a CONN_F_APP connection: the helper finishes it */
     V_ROUTE,         /* sent unchanged to a direct-routing dest's link: done */
     V_DROP_NO_NEIGH, /* a routed packet whose dest has no link address yet */
     V_TUNNEL,        /* a tunnelled connection's packet, unchanged: the caller encapsulates */
@@ -93,14 +101,20 @@ enum state {
 
 #define CONN_F_HASHED 0x0040
 #define CONN_F_INACTIVE 0x0100
+#define CONN_F_OUT_SEQ 0x0200
+#define CONN_F_IN_SEQ 0x0400
+#define CONN_F_NO_CPORT 0x0800 /* an expected FTP data connection: cport filled in later */
 #define CONN_F_TEMPLATE 0x1000
+#define CONN_F_APP 0x4000 /* payload packets go to the application helper (verdict APP) */
 /* Forwarding methods (ip_vs_conn.h): taken from the dest when a connection is inserted. */
 #define CONN_F_FWD_MASK 0x0007
 #define CONN_F_MASQ 0x0000
 #define CONN_F_TUNNEL 0x0002
 #define CONN_F_DROUTE 0x0003
 #define CONN_F_NOOUTPUT 0x0080 /* replies bypass the director: TCP input-only table */
-#define SYNC_FLAGS (CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_FWD_MASK | CONN_F_NOOUTPUT)
+#define SYNC_FLAGS                                                                           \
+    (CONN_F_INACTIVE | CONN_F_TEMPLATE | CONN_F_IN_SEQ | CONN_F_OUT_SEQ | CONN_F_FWD_MASK | \
+     CONN_F_NOOUTPUT)
 
 enum dest_field {
     DEST_ACTIVE,
@@ -145,19 +159,24 @@ struct conn {
     int32_t dest, ctl, n_control;
     int32_t in_next, out_next;
     int32_t t_next, t_prev;
+    int32_t ho_prev, ho_next; /* the half-open list, while in SYN_RECV */
     uint32_t timeout_ms;
     int64_t expires;
     int64_t slot_tick;
     uint64_t seq;
+    /* ip_vs_seq of each direction (ip_vs_app.c): in = client to server, out = server to
+     * client; meaningful while CONN_F_IN_SEQ / CONN_F_OUT_SEQ is set. */
+    uint32_t in_init, out_init;
+    int32_t in_delta, in_prev, out_delta, out_prev;
 };
 
-/* One change for connection sync; flags hold CONN_F_INACTIVE and CONN_F_TEMPLATE only. */
+/* One change for connection sync; flags hold SYNC_FLAGS only. */
 struct sync_rec {
     uint32_t caddr, vaddr, daddr;
     int32_t dest; /* the dest slot: through it the reader finds the service (its fwmark) */
     uint16_t cport, vport, dport;
     uint8_t proto, state;
-    uint8_t flags_hi, removed; /* flags >> 8: INACTIVE and TEMPLATE live in the high byte */
+    uint8_t flags_hi, removed; /* flags >> 8: INACTIVE, TEMPLATE, IN_SEQ, OUT_SEQ */
     uint8_t flags_lo;          /* flags & 0xff: the forwarding method and NOOUTPUT */
 };
 
@@ -181,11 +200,14 @@ struct table {
     int64_t *dests, *svcs;
     int32_t max_dests, max_svcs;
     uint64_t drops[V_COUNT];
+    int32_t ho_head, ho_tail; /* the oldest and newest half-open entries, or -1 */
+    uint64_t evicted;
     uint32_t tcp_to[S_SYNACK + 1];
     uint32_t udp_to;
     struct sync_rec *log;
     uint32_t log_cap, log_head, log_len;
     uint64_t log_lost;
+    int32_t no_cport; /* live CONN_F_NO_CPORT entries: a client miss retries with cport 0 */
 };
 
 static const uint32_t default_tcp_timeouts[S_SYNACK + 1] = {2,   900, 120, 60, 120, 120,
@@ -384,9 +406,40 @@ static inline int state_active(int s) {
     return s == S_ESTABLISHED || s == S_SYN_SENT || s == S_SYN_RECV || s == S_SYNACK;
 }
 
+/* -- half-open list ------------------------------------------------------------------------ */
+
+static void ho_append(struct table *t, int32_t h) {
+    struct conn *c = &t->c[h];
+    c->ho_next = -1;
+    c->ho_prev = t->ho_tail;
+    if (t->ho_tail >= 0)
+        t->c[t->ho_tail].ho_next = h;
+    else
+        t->ho_head = h;
+    t->ho_tail = h;
+}
+
+static void ho_unlink(struct table *t, int32_t h) {
+    struct conn *c = &t->c[h];
+    if (c->ho_prev >= 0)
+        t->c[c->ho_prev].ho_next = c->ho_next;
+    else
+        t->ho_head = c->ho_next;
+    if (c->ho_next >= 0)
+        t->c[c->ho_next].ho_prev = c->ho_prev;
+    else
+        t->ho_tail = c->ho_prev;
+}
+
+static inline int half_open(const struct conn *c) {
+    return c->proto == PROTO_TCP && c->state == S_SYN_RECV && !(c->flags & CONN_F_TEMPLATE);
+}
+
 static void tbl_set_state(struct table *t, int32_t h, int new_state, int64_t now) {
     struct conn *c = &t->c[h];
     if (new_state != c->state) {
+        if (half_open(c))
+            ho_unlink(t, h);
         int was_active = !(c->flags & CONN_F_INACTIVE);
         int active = state_active(new_state);
         if (active != was_active) {
@@ -402,6 +455,8 @@ static void tbl_set_state(struct table *t, int32_t h, int new_state, int64_t now
             }
         }
         c->state = (uint8_t)new_state;
+        if (half_open(c))
+            ho_append(t, h);
         tbl_log(t, c, 0);
     }
     tbl_arm(t, h, now, t->tcp_to[new_state]);
@@ -413,12 +468,22 @@ static inline int tbl_live(const struct table *t, int64_t h) {
     return h >= 0 && h < t->next_unused && t->c[h].live;
 }
 
-/* A zeroed entry, or -1 (counted) when the table is full. */
-static int32_t tbl_alloc(struct table *t) {
+static void tbl_release(struct table *t, int32_t h);
+
+/* A zeroed entry, or -1 (counted) when the table is full and no half-open entry other than
+ * `keep` that controls nothing can be evicted. */
+static int32_t tbl_alloc(struct table *t, int32_t keep) {
     int32_t h;
     if (t->count >= t->max) {
-        t->drops[V_DROP_TABLE_FULL]++;
-        return -1;
+        int32_t v = t->ho_head;
+        while (v >= 0 && (t->c[v].n_control > 0 || v == keep))
+            v = t->c[v].ho_next;
+        if (v < 0) {
+            t->drops[V_DROP_TABLE_FULL]++;
+            return -1;
+        }
+        tbl_release(t, v);
+        t->evicted++;
     }
     if (t->free_head >= 0) {
         h = t->free_head;
@@ -438,6 +503,8 @@ static int32_t tbl_alloc(struct table *t) {
 static void tbl_release(struct table *t, int32_t h) {
     struct conn *c = &t->c[h];
     FP_ASSERT(c->live && c->n_control == 0);
+    if (half_open(c))
+        ho_unlink(t, h);
     tbl_log(t, c, 1);
     tbl_unhash(t, h);
     if (c->slot_tick != INT64_MAX)
@@ -445,6 +512,8 @@ static void tbl_release(struct table *t, int32_t h) {
     if (c->ctl >= 0)
         t->c[c->ctl].n_control--;
     tbl_unbind(t, c);
+    if (c->flags & CONN_F_NO_CPORT)
+        t->no_cport--;
     c->live = 0;
     c->in_next = t->free_head;
     t->free_head = h;
@@ -542,6 +611,8 @@ static void tbl_flush(struct table *t) {
     t->count = 0;
     t->next_unused = 0;
     t->free_head = -1;
+    t->no_cport = 0;
+    t->ho_head = t->ho_tail = -1;
 }
 
 #ifdef DIRECTOR_DEBUG

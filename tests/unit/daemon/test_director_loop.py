@@ -17,7 +17,8 @@ import pytest
 
 from director.config import parse_config
 from director.daemon.director import Director, build_ipvs
-from tests.unit.dataplane.fastpath_ref import ip_header_ok, l4_ok, syn
+from tests.unit.dataplane.fastpath_ref import ip_header_ok, l4_ok, ones_sum, syn
+from tests.vectors.nat_vectors import vnet_header
 
 CF = """\
 primary = 10.0.1.1
@@ -110,3 +111,106 @@ def test_a_syn_to_no_service_is_answered_port_unreachable(
     assert reply[10 + 20 : 10 + 22] == b"\x03\x03"  # destination unreachable, port
     assert len(d.table) == 0
     assert d.statistics().no_service == 1
+
+
+def fragment(
+    payload: bytes, offset: int, more: bool, proto: int, src: int, dst: int, ident: int = 77
+) -> bytes:
+    """A vnet-headed IPv4 fragment carrying ``payload`` at byte ``offset`` of its datagram."""
+    frag = (0x2000 if more else 0) | (offset // 8)
+    ip = bytearray(
+        struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(payload), ident, frag, 64, proto, 0, src, dst)
+    )
+    struct.pack_into("!H", ip, 10, ~ones_sum(bytes(ip)) & 0xFFFF)
+    return vnet_header() + bytes(ip) + payload
+
+
+def test_a_syn_in_fragments_with_a_hole_makes_no_connection_and_reaches_no_real(
+    loop: tuple[Director, socket.socket],
+) -> None:
+    d, peer = loop
+    segment = syn(CLIENT, 4000, VIP, 80)[10 + 20 :] + bytes(20)  # TCP header + 20 bytes
+    # [0,8) more, [16,24) last, [32,40) more: bytes 8..16 never arrive.
+    for start, more in ((0, True), (16, False), (32, True)):
+        peer.send(fragment(segment[start : start + 8], start, more, 6, CLIENT, VIP))
+    d._on_readable(d._fd, 0)
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(2048)
+    assert len(d.table) == 0
+    assert d.statistics().decided == 0
+    assert d.statistics().drops["fragment_beyond_end"] == 1
+
+
+def test_a_fragmented_echo_request_to_the_vip_is_answered(
+    loop: tuple[Director, socket.socket],
+) -> None:
+    d, peer = loop
+    data = bytes(range(256)) * 12  # 3,072 bytes of echo data
+    icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1) + data)
+    struct.pack_into("!H", icmp, 2, ~ones_sum(bytes(icmp)) & 0xFFFF)
+    for start in range(0, len(icmp), 1480):
+        piece = bytes(icmp[start : start + 1480])
+        peer.send(fragment(piece, start, start + 1480 < len(icmp), 1, CLIENT, VIP))
+    d._on_readable(d._fd, 0)
+    reply = peer.recv(8192)[10:]
+    assert ip_header_ok(reply)
+    assert struct.unpack_from("!II", reply, 12) == (VIP, CLIENT)
+    assert reply[9] == 1
+    assert reply[20] == 0
+    assert reply[24:28] == struct.pack("!HH", 0x1234, 1)
+    assert reply[28:] == data
+    assert ones_sum(reply[20:]) == 0xFFFF
+    assert d.statistics().echo_replies == 1
+
+
+def test_a_full_table_drops_a_new_syn_silently_and_counts_it_once(fastpath: ModuleType) -> None:
+    d = loop_director(fastpath.ConnTable(2))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    peer.setblocking(False)
+    d._fd = ours.fileno()
+    try:
+        for cport in (4000, 4001):
+            peer.send(syn(CLIENT, cport, VIP, 80))
+        d._on_readable(d._fd, 0)
+        for _ in range(2):
+            peer.recv(2048)
+        # Both past their handshake: nothing to evict.
+        for h in range(2):
+            d.table.set_state(h, 1, 0)
+        peer.send(syn(CLIENT, 4002, VIP, 80))
+        d._on_readable(d._fd, 0)
+        with pytest.raises(BlockingIOError):
+            peer.recv(2048)  # no ICMP error, nothing forwarded
+        stats = d.statistics()
+        assert (stats.table_full, stats.no_dest, stats.no_service) == (1, 0, 0)
+        assert stats.drops["DROP_TABLE_FULL"] == 1
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_a_syn_flood_in_a_full_table_evicts_half_open_entries_not_established_ones(
+    fastpath: ModuleType,
+) -> None:
+    d = loop_director(fastpath.ConnTable(8))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    peer.settimeout(5)
+    d._fd = ours.fileno()
+    try:
+        peer.send(syn(CLIENT, 5000, VIP, 80))
+        d._on_readable(d._fd, 0)
+        peer.recv(2048)
+        d.table.set_state(0, 1, 0)  # the legitimate client completed its handshake
+        for i in range(100):  # spoofed SYNs, each from a new source
+            peer.send(syn(0xCB007100 + i, 1024 + i, VIP, 80))
+            d._on_readable(d._fd, 1 + i)
+            peer.recv(2048)
+        assert d.table.conn_info(0)[2] == 5000
+        assert d.table.evictions() == 100 - 7
+        assert d.statistics().table_full == 0
+    finally:
+        ours.close()
+        peer.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from ipaddress import IPv4Address
 from socket import IPPROTO_TCP
 from types import ModuleType
@@ -10,17 +12,21 @@ from typing import Any, cast
 import pytest
 
 from director.config import DirectorConfig
-from director.daemon.pulse import Pulse
+from director.daemon.pulse import Pulse, run_hook, sync_path
 from director.dataplane.plumbing import Plumbing
+from director.errors import ConfigError
 from director.ipvs.service import IPVS
 from failover import packet, sync
+from failover.events import SyncReceived
 from failover.peer import FailoverSettings, HeartbeatPath
 
 VIP, RIP, CLIENT = 0xC000020A, 0x0A000102, 0xC6336401
 ES, FW = 1, 4
 
 
-def _pulse(fastpath: ModuleType) -> tuple[Pulse, IPVS]:
+def _pulse(
+    fastpath: ModuleType, syncid: int = 0, cfg: DirectorConfig | None = None
+) -> tuple[Pulse, IPVS]:
     ipvs = IPVS(fastpath.ConnTable(64, max_dests=8, max_svcs=4))
     svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
     svc.add_dest(RIP, 80)
@@ -31,9 +37,15 @@ def _pulse(fastpath: ModuleType) -> tuple[Pulse, IPVS]:
         keepalive_s=1,
         deadtime_s=3,
         key=b"",
+        syncid=syncid,
     )
     pulse = Pulse(
-        DirectorConfig(), settings, cast(Plumbing, None), ipvs.table, lambda: ipvs, lambda c: True
+        cfg or DirectorConfig(syncd_id=syncid),
+        settings,
+        cast(Plumbing, None),
+        ipvs.table,
+        lambda: ipvs,
+        lambda c: True,
     )
     return pulse, ipvs
 
@@ -201,3 +213,83 @@ def test_marked_entry_needs_the_dest_in_its_fwmark_service(fastpath: ModuleType)
     other = stray._replace(fwmark=MARK + 1)
     assert standby.apply_entry(other, 0)
     assert _keys(ipvs.table) == [(1000, ES)]
+
+
+def test_ftp_offsets_and_expected_connections_reach_the_standby(fastpath: ModuleType) -> None:
+    """After a rewritten 227 the standby holds the control connection, bound to the helper
+    with the same sequence offsets, and the expected data connection (cport 0, LISTEN)."""
+    ipvs = IPVS(fastpath.ConnTable(64, max_dests=8, max_svcs=4))
+    ipvs.add_service(IPPROTO_TCP, VIP, 21, "rr").add_dest(RIP, 21)
+    standby, _ = _pulse(fastpath)
+    standby._ipvs = lambda: ipvs
+    standby.table = ipvs.table
+    active = fastpath.ConnTable(64, 8, 4)
+    active.set_dest(0, 0, RIP, 21, 0, 0)
+    active.enable_sync_log(256)
+    ctl = active.insert(6, CLIENT, 40000, VIP, 21, RIP, 21, 0, 0)
+    active.bind_app(ctl)
+    active.set_state(ctl, ES, 0)
+    active.seq_update(ctl, False, 5001, -4)
+    data = active.insert(6, CLIENT, 0, VIP, 30000, RIP, 30000, 0, 0, ctl)
+    active.set_state(data, fastpath.LISTEN, 0)
+    _mirror(standby, sync.Streamer().tick(active, 0))
+    h = ipvs.table.lookup(6, CLIENT, 40000, VIP, 21)
+    assert ipvs.table.conn_info(h)[9] & fastpath.CONN_F_APP
+    assert ipvs.table.seq_state(h) == (0, 0, 0, 5001, -4, 0)
+    d = ipvs.table.lookup(6, CLIENT, 0, VIP, 30000)
+    assert ipvs.table.conn_info(d)[5:9] == (RIP, 30000, 0, fastpath.LISTEN)
+
+
+def _established(cport: int) -> sync.ConnEntry:
+    return sync.ConnEntry(6, CLIENT, cport, VIP, 80, RIP, 80, ES, 0, 0)
+
+
+def test_a_standby_ignores_the_sync_of_another_syncd_id(fastpath: ModuleType) -> None:
+    """Two pairs on one segment with syncd_id 1 and 2: neither applies the other's sync."""
+    standby, ipvs = _pulse(fastpath, syncid=1)
+    [other] = sync.encode([_established(1000)], syncid=2)
+    [ours] = sync.encode([_established(1001)], syncid=1)
+    standby._sync_received(SyncReceived(other, False))
+    assert len(ipvs.table) == 0
+    assert standby._counts["sync_refused"] == 1
+    standby._sync_received(SyncReceived(ours, False))
+    assert _keys(ipvs.table) == [(1001, ES)]
+
+
+def test_syncdaemon_0_applies_no_sync(fastpath: ModuleType) -> None:
+    standby, ipvs = _pulse(fastpath, cfg=DirectorConfig(syncdaemon=False))
+    [msg] = sync.encode([_established(1000)])
+    standby._sync_received(SyncReceived(msg, True))
+    assert len(ipvs.table) == 0
+    assert standby._counts["sync_received"] == 0
+
+
+def test_a_syncd_iface_that_no_heartbeat_path_uses_is_refused() -> None:
+    path = HeartbeatPath("public", IPv4Address("192.0.2.2"), IPv4Address("192.0.2.1"))
+    with pytest.raises(ConfigError, match="syncd_iface = eth7: lvsd sends connection sync"):
+        sync_path(DirectorConfig(syncd_iface="eth7"), [path])
+    assert sync_path(DirectorConfig(), [path]) is None
+
+
+def test_a_hook_runs_with_its_output_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="director.daemon.pulse")
+    rc = asyncio.run(run_hook("echo one; echo two >&2; exit 3", "active_cmd"))
+    assert rc == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert "failover: active_cmd: one" in lines
+    assert "failover: active_cmd: two" in lines
+    assert any("exited with 3" in line for line in lines)
+    assert asyncio.run(run_hook(None, "inactive_cmd")) is None
+
+
+def test_synced_connections_are_not_counted_as_scheduled_here(fastpath: ModuleType) -> None:
+    """A standby's conns counters count what it schedules, as the kernel's: not sync."""
+    standby, ipvs = _pulse(fastpath)
+    [msg] = sync.encode([_established(1000), _established(1001)])
+    standby._sync_received(SyncReceived(msg, False))
+    assert len(ipvs.table) == 2
+    svc = next(iter(ipvs.services.values()))
+    dest = svc.dests[0]
+    assert ipvs.table.svc_buffer()[svc.index * fastpath.SVC_FIELDS + fastpath.SVC_CONNS] == 0
+    assert ipvs.table.dest_buffer()[dest.slot * fastpath.DEST_FIELDS + fastpath.DEST_CONNS] == 0
+    assert dest.inactive_conns + dest.active_conns == 2  # bound all the same

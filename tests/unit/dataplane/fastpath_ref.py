@@ -57,6 +57,8 @@ def standard_table(fp: Any, now: int = 0, max_conns: int = 64) -> Any:
             now,
         )
         assert h >= 0
+        if c.app:
+            t.bind_app(h)
     return t
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.packet import Raw
 
+from director.dataplane import icmp
 from director.dataplane.icmp import echo_reply, port_unreachable
 
 
@@ -57,3 +58,13 @@ def test_no_error_about_an_error_or_a_later_fragment() -> None:
     later = IP(dst="10.0.1.5", frag=10) / Raw(b"\0" * 20)
     assert port_unreachable(bytes(later)) is None
     assert port_unreachable(bytes(IP(src="224.0.0.1", dst="10.0.1.5") / TCP())) is None
+
+
+def test_errors_are_rate_limited_like_icmp_msgs_per_sec() -> None:
+    limit = icmp.RateLimit(rate=1000, burst=50)
+    assert sum(limit.allow(0) for _ in range(200)) == 50  # the burst
+    assert limit.suppressed == 150
+    assert sum(limit.allow(10) for _ in range(200)) == 10  # 10 ms refill 10
+    # A second of flood, five attempts a millisecond:
+    sent = sum(limit.allow(1000 + ms) for ms in range(1000) for _ in range(5))
+    assert sent == 50 + 999  # the refilled burst, then one per millisecond

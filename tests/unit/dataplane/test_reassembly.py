@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -82,3 +84,76 @@ def test_garbage_is_refused_not_raised() -> None:
     for junk in (b"", b"\x45" * 10, b"\x4f" + b"\0" * 30):
         assert r.add(junk, now=0) is None
     assert r.statistics().refused == 3
+
+
+def _fragment(payload: bytes, offset: int, more: bool, ident: int = 9, src: int = 1) -> bytes:
+    frag = (0x2000 if more else 0) | (offset // 8)
+    return (
+        struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(payload), ident, frag, 64, 17, 0, src, 2)
+        + payload
+    )
+
+
+def test_a_datagram_with_a_hole_is_never_returned() -> None:
+    # [0,8) more, [16,24) last, [32,40) more: 24 bytes held for a 24-byte datagram, with
+    # bytes 8..16 missing and 32..40 past its end. In every order, nothing comes out.
+    frags = [_fragment(bytes(8), 0, True), _fragment(bytes(8), 16, False)]
+    frags.append(_fragment(bytes(8), 32, True))
+    for order in itertools.permutations(frags):
+        r = Reassembler()
+        assert [r.add(f, now=0) for f in order] == [None, None, None]
+        assert r.statistics().drops["beyond_end"] >= 1
+
+
+def test_eight_thousand_tiny_fragments_in_any_order_reassemble() -> None:
+    data = random.Random(1).randbytes(8 * 8000)
+    frags = [_fragment(data[i : i + 8], i, i + 8 < len(data)) for i in range(0, len(data), 8)]
+    random.Random(2).shuffle(frags)
+    r = Reassembler(max_fragments=8192, high_thresh=1 << 30, max_dist=1 << 20)
+    outs = [r.add(f, now=0) for f in frags]
+    assert outs[:-1] == [None] * (len(frags) - 1)
+    whole = outs[-1]
+    assert whole is not None
+    assert whole[20:] == data
+    assert r.statistics().memory == 0
+
+
+def test_fragments_per_datagram_are_bounded() -> None:
+    r = Reassembler(max_fragments=100)
+    for i in range(101):
+        r.add(_fragment(bytes(8), 8 * i, True), now=0)
+    stats = r.statistics()
+    assert stats.drops["too_many_fragments"] == 1
+    assert (stats.pending, stats.memory) == (0, 0)
+
+
+def test_memory_above_high_thresh_evicts_the_oldest_datagrams() -> None:
+    r = Reassembler(high_thresh=10_000, low_thresh=6_000)
+    for ident in range(20):  # 1,480 + overhead each: the 6th crosses 10,000
+        assert r.add(_fragment(bytes(1480), 0, True, ident=ident), now=ident) is None
+        assert r.statistics().memory <= 10_000
+    stats = r.statistics()
+    assert stats.drops["memory"] > 0
+    assert stats.pending == 20 - stats.drops["memory"]
+    # The newest survive; a datagram still being sent completes.
+    assert r.add(_fragment(bytes(8), 1480, False, ident=19), now=20) is not None
+
+
+def test_a_datagram_left_behind_by_its_sources_traffic_is_dropped() -> None:
+    r = Reassembler(max_dist=64)
+    r.add(_fragment(bytes(8), 0, True, ident=1), now=0)
+    for ident in range(2, 70):  # 68 fragments of other datagrams from the same source
+        r.add(_fragment(bytes(8), 0, True, ident=ident), now=0)
+    assert r.add(_fragment(bytes(8), 8, False, ident=1), now=0) is None
+    assert r.statistics().drops["too_far"] == 1
+
+
+def test_an_exact_duplicate_is_ignored_and_a_partial_one_drops_the_datagram() -> None:
+    r = Reassembler()
+    first = _fragment(bytes(16), 0, True)
+    assert r.add(first, now=0) is None
+    assert r.add(first, now=0) is None
+    assert r.statistics().refused == 0
+    assert r.add(_fragment(b"\1" * 8, 8, False), now=0) is None
+    assert r.statistics().drops["overlap"] == 1
+    assert r.statistics().pending == 0

@@ -25,7 +25,7 @@ def test_bad_seconds_refused(value: str) -> None:
 
 def test_fractional_deadtime_must_exceed_keepalive() -> None:
     with pytest.raises(ConfigError, match="greater than keepalive"):
-        parse_config("keepalive = 0.5\ndeadtime = 0.5\n")
+        parse_config("backup = 10.0.0.2\nkeepalive = 0.5\ndeadtime = 0.5\n")
 
 
 def test_heartbeat_insecure_defaults_off_and_round_trips() -> None:

@@ -88,6 +88,41 @@ def test_returning_primary_waits_for_the_table_then_preempts() -> None:
     assert change.new is Role.MASTER
 
 
+def test_returning_primary_that_cannot_serve_does_not_preempt() -> None:
+    """A primary holding the table but without its reals (nanny has them out) waits."""
+    primary = Failover(primary=True, deadtime_ms=DEADTIME)
+    primary.start(0)
+    primary.heard(100, Role.MASTER, False)
+    primary.set_ready(150, False)
+    primary.table_synced(200)
+    assert not primary.wants_active
+    primary.set_ready(300, True)
+    assert primary.wants_active
+
+
+def test_a_primary_back_from_fault_serves_only_once_ready() -> None:
+    """Even a peer heard in standby (a heartbeat sent before it took over) does not make
+    a primary that left FAULT active before the director says it can serve."""
+    fsm = Failover(primary=True, deadtime_ms=DEADTIME)
+    fsm.start(0)
+    fsm.fault(100, "link down")
+    fsm.recover(200, "link up")
+    assert fsm.heard(250, Role.BACKUP, False) == []
+    assert fsm.role is Role.BACKUP
+    fsm.set_ready(300, True)
+    [change] = fsm.heard(400, Role.BACKUP, False)
+    assert change.new is Role.MASTER
+
+
+def test_without_sync_a_returning_primary_needs_no_table() -> None:
+    primary = Failover(primary=True, deadtime_ms=DEADTIME, sync=False)
+    primary.start(0)
+    primary.heard(100, Role.MASTER, False)
+    assert primary.role is Role.BACKUP
+    assert not primary.need_dump
+    assert primary.wants_active
+
+
 def test_fault_releases_and_recovers_to_standby() -> None:
     fsm = Failover(primary=True, deadtime_ms=DEADTIME)
     fsm.start(0)

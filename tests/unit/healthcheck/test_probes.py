@@ -217,6 +217,14 @@ async def test_udp(
     assert server.received() == b"PING"
 
 
+async def test_udp_without_send_sends_an_empty_datagram_and_passes_on_any_reply(
+    peer_server: StartPeer,
+) -> None:
+    server = peer_server("udp", "answer", b"x".hex())
+    out = await udp.probe(spec(ProbeKind.UDP, server.port, T))
+    assert (out.ok, out.reason) == (True, "replied 'x'"), out
+
+
 async def test_udp_refused_by_icmp_port_unreachable() -> None:
     out = await udp.probe(spec(ProbeKind.UDP, free_port(socket.SOCK_DGRAM), send="PING"))
     assert (out.ok, out.reason) == (False, "connection refused")

@@ -153,3 +153,21 @@ def test_churn_is_bounded_by_timeout_and_reentry(
     span = len(pattern) * step
     bound = 2 * (span / (timeout + reentry) + 1)
     assert bounce_transitions(pattern, step, timeout, reentry) <= bound
+
+
+def _probe(t: Tracker, ok: bool, started: float, now: float) -> None:
+    t.probe_started = started
+    t.observe(ok, "probe", now)
+
+
+def test_settled_needs_a_probe_started_since_and_no_server_about_to_return() -> None:
+    t = make(reentry=4)
+    assert not t.settled(0)  # never probed
+    _probe(t, False, 1, 1)
+    assert t.settled(1)
+    assert not t.settled(2)  # the probe began before
+    _probe(t, True, 3, 3)  # passing, out until reentry: about to come back
+    assert not t.settled(2)
+    _probe(t, True, 7, 7)
+    assert t.health is Health.UP
+    assert t.settled(2)

@@ -262,6 +262,83 @@ def test_a_dest_referenced_again_restarts_its_trash_period(ipvs: IPVS) -> None:
     assert ipvs.dest_at(b.slot) is None
 
 
+@pytest.mark.parametrize("sched", ["lblc", "lblcr"])
+def test_a_dest_held_by_the_scheduler_stays_in_the_trash_until_let_go(
+    ipvs: IPVS, sched: str
+) -> None:
+    """ip_vs_dest_trash_expire frees only a dest whose sole reference is the trash's:
+    an lblc entry or an lblcr set keeps it until GC drops the entry (24 h idle)."""
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, sched)
+    a = svc.add_dest(A, 80)
+    assert svc.pick(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is a
+    svc.del_dest(A, 80)
+    for now in range(0, 10 * TRASH_PERIOD_MS, 60_000):
+        ipvs.expire(now)
+    assert ipvs.trashed() == [a]
+    assert svc.add_dest(A, 80) is a
+    svc.add_dest(B, 80)
+    assert svc.pick(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 10 * TRASH_PERIOD_MS) is a
+    # Deleted again and left idle: the GC's full check after 24 h drops the entry, and
+    # the trash frees the dest one trash period later.
+    svc.del_dest(A, 80)
+    day = 24 * 3600_000
+    for now in range(10 * TRASH_PERIOD_MS, 2 * day, 60_000):
+        ipvs.expire(now)
+    assert ipvs.trashed() == []
+    assert ipvs.dest_at(a.slot) is None
+
+
+def test_a_deleted_service_lets_go_of_its_schedulers_holds(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "lblcr")
+    a = svc.add_dest(A, 80)
+    assert svc.pick(IPPROTO_TCP, CLIENT, 40000, VIP, 80, 0) is a
+    ipvs.del_service(IPPROTO_TCP, VIP, 80)
+    ipvs.expire(0)
+    ipvs.expire(TRASH_PERIOD_MS)
+    assert ipvs.trashed() == []
+    again = ipvs.add_service(IPPROTO_TCP, VIP, 80, "lblcr")
+    assert again.add_dest(A, 80) is not a
+
+
+def test_one_packet_service_schedules_each_datagram_and_keeps_no_entry(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_UDP, VIP, 53, "rr")
+    svc.one_packet = True
+    svc.add_dest(A, 53)
+    svc.add_dest(B, 53)
+    got = []
+    for now in range(4):
+        buf = craft_packet(IPPROTO_UDP, CLIENT, 5000, VIP, 53)
+        assert ipvs.table.process(buf, now) == 1  # NEW: no entry from the last datagram
+        h = ipvs.new_connection(IPPROTO_UDP, CLIENT, 5000, VIP, 53, now)
+        assert h is not None
+        got.append(dest_of(ipvs, h).addr)
+        assert ipvs.table.process(buf, now) == 0  # FORWARD
+        ipvs.one_packet_done(svc, IPPROTO_UDP, h)
+        assert len(ipvs.table) == 0
+    assert got == [B, A, B, A]
+    assert (svc.dests[0].inactive_conns, svc.dests[1].inactive_conns) == (0, 0)
+    assert [d.stats[0] for d in svc.dests] == [2, 2]  # each datagram a connection
+
+
+def test_totals_never_go_down_when_services_and_dests_go(ipvs: IPVS) -> None:
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    assert connect(ipvs, CLIENT, 40000) is not None
+    assert connect(ipvs, CLIENT, 40001) is not None
+    before = ipvs.totals()
+    assert before[0] == 2
+    ipvs.del_service(IPPROTO_TCP, VIP, 80)
+    assert ipvs.totals() == before
+    for now in range(0, 10 * TRASH_PERIOD_MS, 30_000):
+        ipvs.expire(now)
+    assert ipvs.trashed() == []  # the slot was freed: its counters stay in the totals
+    assert ipvs.totals() == before
+    again = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    assert again.stats == (0, 0, 0, 0, 0)
+    ipvs.zero_totals()
+    assert ipvs.totals() == (0, 0, 0, 0, 0)
+
+
 # --- schedulers and their hooks -------------------------------------------------------------
 
 
@@ -302,8 +379,11 @@ def test_unknown_scheduler_and_bad_flags(ipvs: IPVS) -> None:
     with pytest.raises(SchedulerNotFound, match="wlcx") as e:
         ipvs.add_service(IPPROTO_TCP, VIP, 80, "wlcx")
     assert e.value.errno == errno.ENOENT
-    with pytest.raises(InvalidArgument, match="sh-port"):
-        ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr", frozenset({"sh-port"}))
+    with pytest.raises(InvalidArgument, match="'bogus'"):
+        ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr", frozenset({"bogus"}))
+    # The kernel keeps any flag bit on any scheduler; rr ignores it.
+    rr = ipvs.add_service(IPPROTO_TCP, VIP, 81, "rr", frozenset({"sh-port", "flag-3"}))
+    assert rr.sched_flags == {"sh-port", "flag-3"}
     svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "sh", frozenset({"sh-port"}))
     with pytest.raises(SchedulerNotFound):
         svc.set_scheduler("nope")
@@ -423,10 +503,23 @@ def test_full_table_is_none_and_counted(fastpath: ModuleType) -> None:
     ipvs = IPVS(fastpath.ConnTable(2, max_dests=2, max_svcs=1))
     svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
     svc.add_dest(A, 80)
-    assert connect(ipvs, CLIENT, 1) is not None
-    assert connect(ipvs, CLIENT, 2) is not None
+    handles = [connect(ipvs, CLIENT, 1), connect(ipvs, CLIENT, 2)]
+    # Half-open entries would be evicted to make room; established ones are not.
+    for h in handles:
+        assert h is not None
+        ipvs.table.set_state(h, 1, 0)
     assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 3, VIP, 80, 0) is None
     assert ipvs.no_memory == 1
+
+
+def test_full_table_of_half_open_entries_evicts_the_oldest(fastpath: ModuleType) -> None:
+    ipvs = IPVS(fastpath.ConnTable(2, max_dests=2, max_svcs=1))
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
+    svc.add_dest(A, 80)
+    first = connect(ipvs, CLIENT, 1)
+    assert connect(ipvs, CLIENT, 2) is not None
+    assert ipvs.new_connection(IPPROTO_TCP, CLIENT, 3, VIP, 80, 0) == first
+    assert (ipvs.no_memory, ipvs.table.evictions()) == (0, 1)
 
 
 def test_set_timeouts_changes_established(ipvs: IPVS) -> None:

@@ -65,3 +65,9 @@ async def test_keep_alive_sends_watchdog_to_the_notify_socket(tmp_path: Path) ->
             first = await loop.sock_recv(sock, 4096)
             task.cancel()
     assert first == b"WATCHDOG=1"
+
+
+def test_unit_sets_a_descriptor_limit_the_daemon_raises_its_soft_limit_to() -> None:
+    lines = UNIT.read_text().splitlines()
+    limit = [line for line in lines if line.startswith("LimitNOFILE=")]
+    assert limit == ["LimitNOFILE=65536"]

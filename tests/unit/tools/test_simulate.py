@@ -1,8 +1,9 @@
 """``lvsd simulate``: the hand-checked traces, the protocol's edges and the crafted packets.
 
 Each tests/vectors/traces/NAME.jsonl is replayed on both fast paths and must print exactly
-NAME.expected.jsonl; NAME.md beside them works each expected line out from
-IPVS-SEMANTICS.md (list order, wrr's cw, lc/wlc overheads, TCP states, timers).
+NAME.expected.jsonl; NAME.md beside them works each expected line out by hand from the
+kernel's rules (list order, wrr's cw, lc/wlc overheads, TCP states, timers: ip_vs_ctl.c,
+ip_vs_wrr.c, ip_vs_wlc.c, ip_vs_proto_tcp.c); docs/simulate.md lists them.
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def test_first_line_defaults(fastpath: ModuleType) -> None:
     assert sim.svc is not None
     assert str(sim.svc) == "TCP 10.0.1.5:80"
     assert (sim.svc.timeout, sim.svc.netmask, sim.svc.sched_flags) == (0, 0xFFFFFFFF, frozenset())
+
+
+def test_a_fwmark_service_takes_every_daddr_and_refuses_a_vip(fastpath: ModuleType) -> None:
+    out = replay(
+        fastpath,
+        [
+            '{"op":"service","scheduler":"dh","fwmark":7,"vip":"10.0.1.5"}',
+            '{"op":"service","scheduler":"dh","fwmark":7}',
+            '{"op":"add_dest","addr":"192.168.1.10","port":0}',
+            '{"op":"connect","id":"c1","client":"203.0.113.7","daddr":"198.51.100.9","vport":25}',
+            '{"op":"pick","client":"203.0.113.8","daddr":"192.0.2.1","vport":53}',
+        ],
+    )
+    assert out[0] == {
+        "error": "fwmark: a firewall-mark service has no 'vip' or 'vport'",
+        "line": 1,
+    }
+    assert out[1:] == [{"id": "c1", "dest": "192.168.1.10:0"}, {"dest": "192.168.1.10:0"}]
 
 
 def test_bad_lines_are_reported_and_replay_goes_on(fastpath: ModuleType) -> None:
