@@ -38,7 +38,6 @@ stderr.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -234,7 +233,9 @@ def watch(spec: PlumbingSpec | str, pipe: IO[bytes]) -> tuple[str, ...] | None:
     if disarmed:
         log.debug("reaper: the director stops cleanly")
         return None
-    # The plumbing (and pyroute2) only now: there is work to do.
+    # The plumbing (and pyroute2, dataclasses) only now: there is work to do.
+    import dataclasses  # noqa: PLC0415
+
     from director.dataplane.plumbing import Plumbing, restore_sysctls  # noqa: PLC0415
 
     if isinstance(spec, str):
