@@ -62,16 +62,7 @@ def frag_needed(packet: bytes | bytearray, mtu: int) -> bytes | None:
     """ICMP fragmentation needed (RFC 1191: next-hop MTU ``mtu``) from the packet's
     destination to its source, as the kernel's tunnel transmit sends it for a DF packet
     that does not fit once encapsulated. Same refusals as ``port_unreachable``."""
-    if len(packet) < 28 or packet[0] != 0x45 or packet[9] == ICMP:
-        return None
-    if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
-        return None
-    if packet[12] >= 224 or packet[12:16] == b"\xff\xff\xff\xff":
-        return None
-    quoted = bytes(packet[:28])
-    icmp = bytearray(struct.pack("!BBHHH", DEST_UNREACH, FRAG_NEEDED, 0, 0, mtu) + quoted)
-    struct.pack_into("!H", icmp, 2, checksum(icmp))
-    return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), 0) + icmp)
+    return _dest_unreach(packet, FRAG_NEEDED, mtu)
 
 
 def port_unreachable(packet: bytes | bytearray) -> bytes | None:
@@ -81,6 +72,12 @@ def port_unreachable(packet: bytes | bytearray) -> bytes | None:
     that must not be answered with an error (ICMP itself, a fragment past the first,
     a broadcast or multicast source).
     """
+    return _dest_unreach(packet, PORT_UNREACH, 0)
+
+
+def _dest_unreach(packet: bytes | bytearray, code: int, rest: int) -> bytes | None:
+    """Destination unreachable ``code`` answering ``packet``; ``rest`` is the header's last
+    32 bits (for frag-needed, the next-hop MTU in its low 16)."""
     if len(packet) < 28 or packet[0] != 0x45 or packet[9] == ICMP:
         return None
     if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
@@ -88,7 +85,7 @@ def port_unreachable(packet: bytes | bytearray) -> bytes | None:
     if packet[12] >= 224 or packet[12:16] == b"\xff\xff\xff\xff":
         return None
     quoted = bytes(packet[:28])
-    icmp = bytearray(struct.pack("!BBHI", DEST_UNREACH, PORT_UNREACH, 0, 0) + quoted)
+    icmp = bytearray(struct.pack("!BBHI", DEST_UNREACH, code, 0, rest) + quoted)
     struct.pack_into("!H", icmp, 2, checksum(icmp))
     return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), 0) + icmp)
 
