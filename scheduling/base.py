@@ -111,6 +111,8 @@ class Scheduler(Protocol):
 
     def holds(self, dest: DestView, now: int | None = None) -> bool: ...
 
+    def set_flags(self, flags: frozenset[str]) -> None: ...
+
 
 class SchedulerBase:
     """Shared constructor and bookkeeping of lvsd's schedulers (not part of the contract).
@@ -130,6 +132,15 @@ class SchedulerBase:
         flags: frozenset[str] = frozenset(),
         rand: Callable[[int], int] | None = None,
     ) -> None:
+        self._check_flags(flags)
+        self.flags: frozenset[str] = frozenset(flags)
+        self._rand: Callable[[int], int] = (
+            rand if rand is not None else random.SystemRandom().randrange
+        )
+        self._dests: tuple[DestView, ...] = ()
+        self._reset()
+
+    def _check_flags(self, flags: frozenset[str]) -> None:
         for flag in sorted(flags):
             if flag in self.accepted_flags:
                 continue
@@ -142,15 +153,20 @@ class SchedulerBase:
             raise SchedulerFlagError(
                 f"{self.name}: unknown scheduler flag {flag!r}; {self.name} accepts: {accepts}"
             )
-        self.flags: frozenset[str] = frozenset(flags)
-        self._rand: Callable[[int], int] = (
-            rand if rand is not None else random.SystemRandom().randrange
-        )
-        self._dests: tuple[DestView, ...] = ()
-        self._reset()
 
     def _reset(self) -> None:
         """Set the state a fresh scheduler has before init_service; stateless ones have none."""
+
+    def set_flags(self, flags: frozenset[str]) -> None:
+        """Take new flags and keep every other state (``ipvsadm -E`` with the running
+        scheduler: the kernel stores the flags in the service, which sh and mh read at each
+        decision, so the next one follows them)."""
+        self._check_flags(flags)
+        self.flags = frozenset(flags)
+        self._read_flags()
+
+    def _read_flags(self) -> None:
+        """Cache what ``flags`` say; only schedulers that read flags have anything to do."""
 
     def update(self, dests: Sequence[DestView], kind: str, dest: DestView | None = None) -> None:
         """Take the new list (see ``Scheduler.update``)."""

@@ -44,10 +44,13 @@ class MaglevHashing(SchedulerBase):
 
     def _reset(self) -> None:
         self._table = [None] * TAB_SIZE
-        self._fallback = "mh-fallback" in self.flags
-        self._port = "mh-port" in self.flags
+        self._read_flags()
         self._gcd = 0
         self._rshift = 0
+
+    def _read_flags(self) -> None:
+        self._fallback = "mh-fallback" in self.flags
+        self._port = "mh-port" in self.flags
 
     def _changed(self, kind: str, dest: DestView | None, old: tuple[DestView, ...]) -> None:
         dests = self._dests

@@ -34,6 +34,9 @@ class SourceHashing(SchedulerBase):
 
     def _reset(self) -> None:
         self._table = [None] * TAB_SIZE
+        self._read_flags()
+
+    def _read_flags(self) -> None:
         self._fallback = "sh-fallback" in self.flags
         self._port = "sh-port" in self.flags
 

@@ -363,13 +363,16 @@ class VirtualService:
         """Switch the scheduler (``ipvsadm -E -s``); only a different one starts afresh.
 
         Re-specifying the running scheduler keeps its state (the kernel compares the
-        scheduler, not the flags, which are stored either way).
+        scheduler, not the flags) and gives it the new flags, which sh and mh read at
+        their next decision as the kernel's read the service's flags.
         """
         if name != self.sched_name:
             scheduler = self._ipvs.make_scheduler(name, flags)
             scheduler.update(self.dests, "init")
             self.scheduler = scheduler
             self.sched_name = name
+        elif flags != self.sched_flags:
+            self.scheduler.set_flags(self._ipvs.own_flags(name, flags))
         self.sched_flags = flags
 
     def set_persistence(self, timeout: int, netmask: int = 0xFFFFFFFF) -> None:
@@ -541,6 +544,12 @@ class IPVS:
         self._retired: Stats = ZERO_STATS
         self._totals_base: Stats = ZERO_STATS
 
+    @staticmethod
+    def own_flags(name: str, flags: frozenset[str]) -> frozenset[str]:
+        """The flags of ``flags`` that scheduler ``name`` reads (all, if it is unknown)."""
+        cls = SCHEDULERS.get(name)
+        return flags if cls is None else flags & cls.accepted_flags
+
     def make_scheduler(self, name: str, flags: frozenset[str]) -> Scheduler:
         """The scheduler ``name`` with the flags it reads; the kernel takes any flag bit
         on any scheduler (``-s rr -b flag-1``), and a scheduler ignores those not its own."""
@@ -550,11 +559,8 @@ class IPVS:
                 f"unknown scheduler flag {unknown[0]!r}; expected some of: "
                 f"{', '.join(sorted(KNOWN_FLAGS))}"
             )
-        cls = SCHEDULERS.get(name)
-        if cls is not None:
-            flags = flags & cls.accepted_flags
         try:
-            return get_scheduler(name, flags=flags, rand=self.rand)
+            return get_scheduler(name, flags=self.own_flags(name, flags), rand=self.rand)
         except UnknownSchedulerError as e:
             raise SchedulerNotFound(str(e)) from e
         except SchedulerError as e:

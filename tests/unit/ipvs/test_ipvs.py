@@ -363,6 +363,25 @@ def test_same_scheduler_keeps_its_state_a_different_one_reinits(ipvs: IPVS) -> N
     assert picks(svc, 3) == ["10", "10", "11"]
 
 
+@pytest.mark.parametrize("name", ["sh", "mh"])
+def test_same_scheduler_takes_new_flags_at_the_next_decision(ipvs: IPVS, name: str) -> None:
+    """ipvsadm -E -s sh -b sh-port: the kernel reads the service's flags at each decision."""
+    svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, name)
+    for addr in (A, B, C):
+        svc.add_dest(addr, 80)
+
+    def by_port() -> set[str]:
+        chosen = (svc.pick(IPPROTO_TCP, CLIENT, 40000 + i, VIP, 80, 0) for i in range(32))
+        return {"-" if d is None else str(d.addr & 0xFF) for d in chosen}
+
+    assert len(by_port()) == 1  # one source address, one real server
+    svc.set_scheduler(name, frozenset({f"{name}-port"}))
+    assert len(by_port()) == 3  # the source port now counts
+    svc.set_scheduler(name, frozenset({"flag-3"}))  # not the scheduler's: stored, unread
+    assert len(by_port()) == 1
+    assert svc.sched_flags == {"flag-3"}
+
+
 def test_scheduler_sees_add_del_and_upd(ipvs: IPVS) -> None:
     svc = ipvs.add_service(IPPROTO_TCP, VIP, 80, "rr")
     svc.add_dest(A, 80)
