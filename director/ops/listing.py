@@ -194,15 +194,16 @@ def _rule_service(svc: Mapping[str, Any], name: Namer) -> str:
     return f"{'-t' if svc['proto'] == 'TCP' else '-u'} {name(svc['addr'], svc['proto'])}"
 
 
-def format_rules(snapshot: Mapping[str, Any], *, sort: bool = True, name: Namer = numeric) -> str:
+def format_rules(snapshot: Mapping[str, Any], *, name: Namer = numeric) -> str:
     """``ipvsadm -S``: one ``-A`` line per service, then one ``-a`` line per destination.
 
     In ipvsadm 1.31's order (its print_service_entry with FMT_RULE): ``-s``, then ``-p``
     and ``-M`` when persistent, ``-o``, then ``-b``; and for a destination ``-r``, the
     forwarding method and ``-w`` only: ipvsadm saves no thresholds, so neither does lvsadm.
+    Always sorted: ipvsadm's option table refuses ``--nosort`` with ``-S``.
     """
     out: list[str] = []
-    for svc, dests in _sorted(snapshot, sort):
+    for svc, dests in _sorted(snapshot, True):
         vname = _rule_service(svc, name)
         line = f"-A {vname} -s {svc['scheduler']}"
         if svc.get("persistent"):

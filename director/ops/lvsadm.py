@@ -670,7 +670,7 @@ def _run(
             tcp, tcpfin, udp = c.timeouts
             call("set_timeouts", tcp=tcp, tcpfin=tcpfin, udp=udp)
         case "S":
-            out.write(format_rules(_listing(call), sort="nosort" not in c.options, name=name))
+            out.write(format_rules(_listing(call), name=name))
         case "R":
             if restoring:
                 err.write(f"Try `{prog} -h' or '{prog} --help' for more information.\n")
