@@ -15,6 +15,18 @@ from healthcheck.specs import ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
+class FtpStats:
+    """What the FTP helper did since start: packets seen, replies rewritten, expected data
+    connections created, and replies or commands left alone as malformed or split."""
+
+    packets: int = 0
+    rewritten: int = 0
+    expected: int = 0
+    malformed: int = 0
+    split: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DirectorStats:
     """What the director did with the packets that came back from the fast path."""
 
@@ -29,6 +41,7 @@ class DirectorStats:
     table_full: int = 0
     evicted_half_open: int = 0
     icmp_suppressed: int = 0
+    ftp: FtpStats = FtpStats()
 
 
 @dataclass(frozen=True, slots=True)

@@ -745,6 +745,7 @@ class Director:
             table_full=self._counts["table_full"],
             evicted_half_open=int(self.table.evictions()),
             icmp_suppressed=self._icmp_limit.suppressed,
+            ftp=self.ftp.statistics(),
         )
 
     def snapshot(self) -> dict[str, object]:

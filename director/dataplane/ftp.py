@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 
 from director.dataplane import fastpath
+from director.stats import FtpStats
 
 _VNET = fastpath.VNET_HDR_LEN
 _INFO_CADDR, _INFO_CPORT, _INFO_VADDR, _INFO_VPORT = 1, 2, 3, 4
@@ -54,18 +54,6 @@ _PORT_CMD = re.compile(
     rb"PORT +(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\r\n", re.I
 )
 _EPRT_CMD = re.compile(rb"EPRT +([\x21-\x7e])(\d)\1([0-9.]{7,15})\1(\d{1,5})\1\r\n", re.I)
-
-
-@dataclass(frozen=True, slots=True)
-class FtpStats:
-    """What the helper did since start: packets seen, replies rewritten, expected data
-    connections created, and replies or commands left alone as malformed or split."""
-
-    packets: int
-    rewritten: int
-    expected: int
-    malformed: int
-    split: int
 
 
 class FtpHelper:

@@ -378,6 +378,30 @@ class ScrapeCollector(Collector):
         echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
         echo.add_metric([], float(stats.echo_replies))
         yield echo
+        ftp = stats.ftp
+        yield _counter(
+            "lvsd_ftp_control_packets",
+            "FTP control-connection payloads the helper inspected.",
+            float(ftp.packets),
+        )
+        yield _counter(
+            "lvsd_ftp_replies_rewritten",
+            "FTP 227 replies whose address the helper rewrote to the VIP.",
+            float(ftp.rewritten),
+        )
+        yield _counter(
+            "lvsd_ftp_data_connections_expected",
+            "FTP data connections the helper expected (PASV, EPSV, PORT, EPRT).",
+            float(ftp.expected),
+        )
+        ignored = CounterMetricFamily(
+            "lvsd_ftp_ignored",
+            "FTP replies or commands the helper passed unchanged, by reason.",
+            labels=("reason",),
+        )
+        ignored.add_metric(["malformed"], float(ftp.malformed))
+        ignored.add_metric(["split"], float(ftp.split))
+        yield ignored
 
 
 def _key_labels(key: ServiceKey, addr: str, port: int) -> list[str]:

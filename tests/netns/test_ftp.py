@@ -142,6 +142,25 @@ class Cluster:
         assert isinstance(ftp, dict)
         return ftp
 
+    def exported_ftp(self) -> dict[str, float]:
+        """The helper's counters as a Prometheus scrape of the director shows them."""
+        done = self.lab.run(
+            "director", ["curl", "-sS", "--max-time", "10", "http://127.0.0.1:9561/metrics"]
+        )
+        names = {
+            "lvsd_ftp_control_packets_total": "packets",
+            "lvsd_ftp_replies_rewritten_total": "rewritten",
+            "lvsd_ftp_data_connections_expected_total": "expected",
+            'lvsd_ftp_ignored_total{reason="malformed"}': "malformed",
+            'lvsd_ftp_ignored_total{reason="split"}': "split",
+        }
+        out: dict[str, float] = {}
+        for line in done.stdout.splitlines():
+            sample, _, value = line.rpartition(" ")
+            if sample in names:
+                out[names[sample]] = float(value)
+        return out
+
 
 @pytest.fixture(scope="module", params=["c", "py"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
@@ -175,6 +194,7 @@ def test_ftplib_transfer_through_the_vip_arrives_intact(cluster: Cluster, mode: 
     if mode == "PASV":
         assert after["rewritten"] - before["rewritten"] == 3
     assert after["malformed"] == before["malformed"]
+    assert cluster.exported_ftp() == {k: float(v) for k, v in after.items()}
 
 
 @pytest.mark.parametrize("mode", ["PASV", "EPSV", "PORT", "EPRT"])
