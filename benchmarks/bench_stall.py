@@ -26,7 +26,8 @@ from director.config import parse_config
 from director.daemon import reload as reload_
 from director.daemon.director import Director
 from director.daemon.nanny import wanted_targets
-from director.ops import control, metrics
+from director.ops import control, exporter
+from director.ops.scrape import take_sliced
 
 TICK_S = 0.001
 
@@ -80,8 +81,8 @@ async def main(conns: int) -> None:
     commands = director.admin.commands()
 
     async def scrape() -> None:
-        scrape = await metrics.take_sliced(director)
-        await metrics.render_apart(scrape)
+        taken = await take_sliced(director)
+        await exporter.render_apart(taken)
 
     async def listing(name: str) -> None:
         result = commands[name]({})

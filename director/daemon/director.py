@@ -52,7 +52,7 @@ from director.ipvs.service import (
     VirtualService,
     format_addr,
 )
-from director.ops import control, metrics, watchdog
+from director.ops import control, exporter, watchdog
 from director.ops.admin import Admin, VipRefused
 from director.ops.console import Console, read_token
 from director.ops.control import ControlServer
@@ -261,7 +261,7 @@ class Director:
         scrapes = None
         try:
             if self.cfg.metrics_address is not None:
-                scrapes = metrics.MetricsServer(
+                scrapes = exporter.MetricsServer(
                     self,
                     self.cfg.metrics_address,
                     max_clients=self.budget.metrics_clients,
@@ -274,7 +274,7 @@ class Director:
             if scrapes is not None:
                 scrapes.close()
 
-    async def _run(self, control: ControlServer, scrapes: metrics.MetricsServer | None) -> None:
+    async def _run(self, control: ControlServer, scrapes: exporter.MetricsServer | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)

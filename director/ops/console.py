@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from director.errors import ConfigError, DirectorError
-from director.ops.metrics import Observed
+from director.ops.scrape import Observed
 
 log = logging.getLogger(__name__)
 

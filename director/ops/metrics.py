@@ -11,22 +11,20 @@ connection table, drops by reason, scheduling decisions, the fast path in use, n
 health state and probe results per real server, failover (role in keepalived's
 numbering, the peer, heartbeat loss and round trip, sync lag, configuration mismatch)
 when it runs, and the host figures an operator watches (load, memory, network, the
-state directory's disk use). The only module that imports prometheus_client. Served over HTTP on the
-configured ``metrics_address`` by ``serve``, in the event loop, so each scrape reads
-the live table without locks.
+state directory's disk use). The only module that imports prometheus_client, and the
+daemon never does: ``director.ops.exporter`` serves them on ``metrics_address``, with the
+data of each scrape taken on the event loop (``director.ops.scrape``, so it reads the
+live table without locks) and its text made here, in a forked child.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -37,16 +35,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from director.config import DirectorConfig, HostPort
-from director.errors import DirectorError
-from director.ops import control
-from director.ops.admin import Admin
+from director.ops.scrape import Observed, Scrape, take
 from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
 
 if TYPE_CHECKING:
     from healthcheck.specs import ServiceKey
 
 log = logging.getLogger(__name__)
+
+#: The media type of ``render``'s text, as this prometheus_client version names it.
+CONTENT_TYPE: str = CONTENT_TYPE_LATEST
 
 BACKEND_LABELS = (
     "local_address",
@@ -64,45 +62,11 @@ _COUNTER_FIELDS = (
     ("incoming_bytes", "inbytes", "The total amount of incoming data."),
     ("outgoing_bytes", "outbytes", "The total amount of outgoing data."),
 )
-MAX_REQUEST_HEAD = 16 * 1024
-# Seconds of work per slice when a scrape's data is gathered on the event loop.
-SLICE_S = 0.005
 STATE_DIR_MAX_FILES = 10_000
 
 
 HEALTH_STATES = ("up", "down", "unknown")
 _PROTO_NAMES = {6: "TCP", 17: "UDP"}
-
-
-class HealthReport(Protocol):
-    """What the collector reads from nanny."""
-
-    def statistics(self) -> NannyStats: ...
-
-    def health(self) -> tuple[TargetHealth, ...]: ...
-
-    def iter_health(self) -> Iterator[TargetHealth]: ...
-
-
-class FailoverReport(Protocol):
-    """What the collector reads from pulse."""
-
-    def statistics(self) -> PulseStats: ...
-
-
-class Observed(Protocol):
-    """What the collector reads from a director (event-loop thread)."""
-
-    cfg: DirectorConfig
-    admin: Admin
-
-    @property
-    def nanny(self) -> HealthReport: ...
-
-    @property
-    def pulse(self) -> FailoverReport | None: ...
-
-    def statistics(self) -> DirectorStats: ...
 
 
 def _split(addr: str) -> tuple[str, str]:
@@ -125,63 +89,6 @@ def _backend_labels(svc: Mapping[str, Any], dest: Mapping[str, Any]) -> list[str
     return [local_address, local_port, host, port, proto, mark]
 
 
-@dataclass(frozen=True, slots=True)
-class Scrape:
-    """Everything one scrape reports, taken from the director on the event loop; the
-    text is then made from it in a worker thread (``render``)."""
-
-    services: list[Mapping[str, Any]]
-    totals: Mapping[str, int]
-    stats: DirectorStats
-    nanny: NannyStats
-    health: tuple[TargetHealth, ...]
-    pulse: PulseStats | None
-    state_dir: Path
-
-
-def take(director: Observed) -> Scrape:
-    """A scrape in one go (tests, and small configurations)."""
-    return Scrape(
-        list(director.admin.iter_services(raw=True)),
-        director.admin.totals(),
-        director.statistics(),
-        director.nanny.statistics(),
-        tuple(director.nanny.iter_health()),
-        None if director.pulse is None else director.pulse.statistics(),
-        director.cfg.state_dir,
-    )
-
-
-async def take_sliced(director: Observed, slice_s: float = SLICE_S) -> Scrape:
-    """``take``, a slice of at most about ``slice_s`` seconds at a time: the event loop
-    (and the packets) run between slices. Event-loop thread only."""
-    deadline = time.perf_counter() + slice_s
-
-    async def pace() -> None:
-        nonlocal deadline
-        if time.perf_counter() >= deadline:
-            await asyncio.sleep(control.PAUSE_S)
-            deadline = time.perf_counter() + slice_s
-
-    services: list[Mapping[str, Any]] = []
-    for svc in director.admin.iter_services(raw=True):
-        services.append(svc)
-        await pace()
-    health: list[TargetHealth] = []
-    for h in director.nanny.iter_health():
-        health.append(h)
-        await pace()
-    return Scrape(
-        services,
-        director.admin.totals(),
-        director.statistics(),
-        director.nanny.statistics(),
-        tuple(health),
-        None if director.pulse is None else director.pulse.statistics(),
-        director.cfg.state_dir,
-    )
-
-
 def render(scrape: Scrape, pid: int | None = None) -> bytes:
     """The exposition text of ``scrape`` and of process ``pid`` (CPU, memory; default this
     one). Touches no live state: any thread, or a forked child."""
@@ -190,51 +97,6 @@ def render(scrape: Scrape, pid: int | None = None) -> bytes:
     who = os.getpid() if pid is None else pid
     ProcessCollector(pid=lambda: who, registry=registry)
     return generate_latest(registry)
-
-
-async def render_apart(scrape: Scrape) -> bytes:
-    """``render`` in a forked child, which has its own interpreter lock: seconds of
-    formatting then take nothing from the event loop (a worker thread would share the
-    lock, and under CPU contention hold the loop up while descheduled with it). The child
-    sees the scrape copy-on-write, writes the text to a pipe and exits; it touches no
-    descriptor it inherited. Falls back to a worker thread if the fork fails."""
-    parent = os.getpid()
-    read_fd, write_fd = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
-        return await asyncio.to_thread(render, scrape, parent)
-    if pid == 0:  # the child: render, write, exit; never return into the event loop
-        status = 1
-        try:
-            os.close(read_fd)
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(render(scrape, parent))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    try:
-        pipe = os.fdopen(read_fd, "rb")
-        reader = asyncio.StreamReader(limit=1 << 20)
-        try:
-            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), pipe
-            )
-        except BaseException:
-            pipe.close()
-            raise
-        try:
-            body = await reader.read()
-        finally:
-            transport.close()  # and with it the pipe
-    finally:
-        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
-    if status != 0:
-        raise RuntimeError(f"metrics: the rendering child failed (wait status {status})")
-    return body
 
 
 class DirectorCollector(Collector):
@@ -701,120 +563,3 @@ def registry_for(director: Observed) -> CollectorRegistry:
     registry.register(DirectorCollector(director))
     ProcessCollector(registry=registry)
     return registry
-
-
-Route = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
-"""The console's hook: sees each request's head first and answers it when it returns True."""
-
-READ_TIMEOUT_S = 5.0
-MAX_CLIENTS = 64
-
-
-class MetricsServer:
-    """Answers ``GET /metrics`` on ``address``. Event-loop thread only.
-
-    At most ``max_clients`` scrapers at once (one more is hung up on at once), each
-    hung up on if its request head takes longer than ``read_timeout`` seconds: idle
-    clients must not hold the descriptors the probes need.
-    """
-
-    def __init__(
-        self,
-        director: Observed,
-        address: HostPort,
-        *,
-        max_clients: int = MAX_CLIENTS,
-        read_timeout: float = READ_TIMEOUT_S,
-        route: Route | None = None,
-    ) -> None:
-        self.address = address
-        self._route = route
-        self.max_clients = max_clients
-        self.read_timeout = read_timeout
-        self.refused = 0
-        self._director = director
-        self._clients = 0
-        # One scrape rendered at a time: back-to-back scrapers queue, not pile up.
-        self._rendering = asyncio.Lock()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        """Listen; DirectorError naming ``metrics_address`` if that is not possible."""
-        try:
-            self._server = await asyncio.start_server(
-                self._handle,
-                str(self.address.host),
-                self.address.port,
-                limit=MAX_REQUEST_HEAD,
-            )
-        except OSError as e:
-            # asyncio rewords bind errors; the errno's own text is the one-line reason.
-            reason = os.strerror(e.errno) if e.errno else str(e)
-            raise DirectorError(
-                f"metrics_address {self.address}: cannot listen: {reason}"
-            ) from None
-        log.info("metrics on http://%s/metrics", self.address)
-
-    async def serve(self) -> None:
-        """Serve until cancelled (a task of the TaskGroup)."""
-        assert self._server is not None
-        async with self._server:
-            await self._server.serve_forever()
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._clients >= self.max_clients:
-            self.refused += 1
-            writer.transport.abort()
-            return
-        self._clients += 1
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                head = await reader.readuntil(b"\r\n\r\n")
-            if self._route is not None and await self._route(head, reader, writer):
-                return
-            parts = head.split(b"\r\n", 1)[0].split()
-            path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
-            if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
-                status, ctype, body = b"405 Method Not Allowed", b"text/plain", b"GET only\n"
-            elif path in (b"/metrics", b"/"):
-                async with self._rendering:
-                    scrape = await take_sliced(self._director)
-                    body = await render_apart(scrape)
-                status, ctype = b"200 OK", CONTENT_TYPE_LATEST.encode()
-            else:
-                status, ctype, body = b"404 Not Found", b"text/plain", b"see /metrics\n"
-            writer.write(
-                b"HTTP/1.1 "
-                + status
-                + b"\r\nContent-Type: "
-                + ctype
-                + b"\r\nContent-Length: "
-                + str(len(body)).encode()
-                + b"\r\nConnection: close\r\n\r\n"
-            )
-            if parts[:1] != [b"HEAD"]:
-                writer.write(body)  # apart: no copy of a 10 MB body on the loop
-            await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            ConnectionError,
-            TimeoutError,
-        ):
-            pass  # a client that hangs up, stays silent or sends an oversized head
-        finally:
-            self._clients -= 1
-            writer.close()
-
-
-async def serve(director: Observed, address: HostPort, route: Route | None = None) -> None:
-    """Answer ``GET /metrics`` on ``address`` until cancelled (a task of the TaskGroup);
-    ``route`` (the console) sees each request's head first."""
-    server = MetricsServer(director, address, route=route)
-    await server.start()
-    await server.serve()

@@ -69,9 +69,11 @@ def test_lvsadm_loads_nothing_of_the_daemon() -> None:
     assert loaded_heavy(body) == []
 
 
-def test_the_daemon_loads_no_scapy_and_no_lab() -> None:
+def test_the_daemon_loads_no_scapy_no_lab_and_no_prometheus_client() -> None:
+    # prometheus_client (3 MiB) is loaded only by the child that renders a scrape.
     loaded = loaded_heavy("import director.daemon.run\nassert not new('lab')")
     assert "scapy" not in loaded
+    assert "prometheus_client" not in loaded
     assert "pyroute2" in loaded  # the check can see a heavy import
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from director.config import HostPort, parse_config
 from director.daemon.director import Director
-from director.ops import metrics
+from director.ops import exporter
 from tests.unit.test_config import many_virtuals
 
 SCRAPERS, SCRAPES_EACH = 2, 2
@@ -48,7 +48,7 @@ async def test_back_to_back_scrapes_of_4000_destinations_leave_the_loop_running(
     director = Director(parse_config(many_virtuals(400, "80", 10), "lvs.cf"))
     gc.freeze()  # as the daemon does once it is built
     assert sum(len(s.dests) for s in director.ipvs.services.values()) == 4000
-    server = metrics.MetricsServer(director, HostPort(IPv4Address("127.0.0.1"), 0))
+    server = exporter.MetricsServer(director, HostPort(IPv4Address("127.0.0.1"), 0))
     await server.start()
     assert server._server is not None
     port = server._server.sockets[0].getsockname()[1]

@@ -1,6 +1,6 @@
 """The console over HTTP on the metrics listener: the page, its state, its guarded actions.
 
-A real service layer (``Admin`` over ``IPVS``) behind ``metrics.serve`` with the console's
+A real service layer (``Admin`` over ``IPVS``) behind ``exporter.serve`` with the console's
 route, spoken to over loopback with raw HTTP requests, as a browser or a forger would.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from director.config import HostPort, parse_config
 from director.errors import ConfigError
 from director.ops import console as console_mod
-from director.ops import metrics
+from director.ops import exporter
 from director.ops.console import Console, assets, read_token
 from tests.unit.ops.console_fakes import FakeDirector, FakePulse, director
 
@@ -33,7 +33,7 @@ EXTERNAL = re.compile(
 
 
 class Server:
-    """``metrics.serve`` with a console, on a free loopback port."""
+    """``exporter.serve`` with a console, on a free loopback port."""
 
     def __init__(self, d: FakeDirector, console: Console, port: int) -> None:
         self.director = d
@@ -86,7 +86,7 @@ async def _serve(tmp_path: Path, token: bytes | None) -> AsyncIterator[Server]:
 
     server.console._reload = reload
     task = asyncio.ensure_future(
-        metrics.serve(d, HostPort(IPv4Address("127.0.0.1"), port), server.console.route)
+        exporter.serve(d, HostPort(IPv4Address("127.0.0.1"), port), server.console.route)
     )
     for _ in range(200):  # the server binds in its first steps
         try:

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from director.config import HostPort, parse_config
@@ -28,7 +28,7 @@ from director.daemon.director import Director, now_ms
 from director.daemon.pulse import Pulse
 from director.dataplane import fastpath
 from director.errors import DirectorError
-from director.ops import metrics
+from director.ops import exporter, metrics
 from director.ops.admin import ServiceSpec
 from director.tools.simulate import craft_packet
 from failover import packet, sync
@@ -319,7 +319,7 @@ def test_lvsd_families(director: Director) -> None:
 async def test_served_over_http(director: Director) -> None:
     port = free_port()
     async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(metrics.serve(director, HostPort(IPv4Address("127.0.0.1"), port)))
+        task = tg.create_task(exporter.serve(director, HostPort(IPv4Address("127.0.0.1"), port)))
         for _ in range(500):  # the server binds in its first steps
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -334,6 +334,8 @@ async def test_served_over_http(director: Director) -> None:
         task.cancel()
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
+    # The type prometheus_client names, though the daemon never imports it.
+    assert b"\r\nContent-Type: " + CONTENT_TYPE_LATEST.encode() + b"\r\n" in head
     assert "node_ipvs_backend_weight" in families(body.decode())
 
 
@@ -512,14 +514,14 @@ async def test_a_busy_port_is_one_line_naming_the_setting(director: Director) ->
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         address = HostPort(IPv4Address("127.0.0.1"), busy.getsockname()[1])
-        server = metrics.MetricsServer(director, address)
+        server = exporter.MetricsServer(director, address)
         with pytest.raises(DirectorError) as e:
             await server.start()
     assert str(e.value) == f"metrics_address {address}: cannot listen: Address already in use"
 
 
 async def test_idle_scrapers_are_capped_and_hung_up_on(director: Director) -> None:
-    server = metrics.MetricsServer(
+    server = exporter.MetricsServer(
         director, HostPort(IPv4Address("127.0.0.1"), 0), max_clients=2, read_timeout=0.5
     )
     await server.start()
