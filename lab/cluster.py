@@ -70,8 +70,9 @@ PUBLIC_BRIDGE = "br-pub"
 PRIVATE_BRIDGE = "br-priv"
 
 _LAB_NAME = re.compile(r"[a-z0-9]{1,16}")
-_NODE_NAME = re.compile(r"sw|client|director|backup|real([1-9][0-9]*)")
-_NODE_ORDER = {"sw": 0, "client": 1, "director": 2, "backup": 3}
+_NODE_NAME = re.compile(r"sw|client|director|backup|router|director[1-9]|real([1-9][0-9]*)")
+_NODE_ORDER = {"sw": 0, "client": 1, "director": 2, "backup": 3, "router": 4}
+# ``lab.router``'s scale-out shape adds ``router`` and ``director1``..``director9``.
 
 SERVER_START_TIMEOUT = 10.0
 """Seconds ``up`` waits for each real's server to accept a connection."""
@@ -205,6 +206,8 @@ def check_lab_name(name: str) -> str:
 def _node_key(node: str) -> tuple[int, int]:
     if node in _NODE_ORDER:
         return (_NODE_ORDER[node], 0)
+    if node.startswith("director"):
+        return (_NODE_ORDER["director"], int(node.removeprefix("director")))
     return (len(_NODE_ORDER), int(node.removeprefix("real")))
 
 
