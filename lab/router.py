@@ -315,6 +315,8 @@ def director_config(
         f"deadtime = {deadtime}\n"
         f"heartbeat_key_file = {key_file}\n"
         "metrics_address = none\n"
+        "public_iface = eth0\n"
+        "private_iface = eth1\n"
         "active_active = 1\n"
         f"directors = {directors}\n"
         f"bgp_neighbor = {spec.router_public}\n"
