@@ -133,6 +133,8 @@ class Group(Pulse):
         self._lag_ms: int | None = None
         self.group_events: asyncio.Queue[GroupEvent] = asyncio.Queue()
         self.link = GroupLink(settings, self.group_events)
+        if not cfg.syncdaemon:
+            self.link.need_dump.clear()  # no tables to wait for
         assert cfg.bgp_neighbor is not None
         self.announcer = Announcer(
             BgpSpec(
