@@ -852,6 +852,15 @@ def add_command(sub: Any) -> None:
     up.add_argument(
         "--sshd", action="store_true", help="also run sshd (lab keys) and the load meter"
     )
+    up.add_argument(
+        "--router",
+        action="store_true",
+        help="the scale-out shape: a BGP router (BIRD, ECMP) in front of --directors "
+        "directors, direct-routing reals (docs/scale-out.md)",
+    )
+    up.add_argument(
+        "--directors", type=int, default=3, help="with --router: how many directors (default 3)"
+    )
     up.set_defaults(func=run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
@@ -860,7 +869,7 @@ def add_command(sub: Any) -> None:
 
     ex = lab_sub.add_parser("exec", help="run a command in a node: lab exec NODE -- CMD...")
     ex.add_argument("--name", default="lab", help="lab name (default: lab)")
-    ex.add_argument("node", help="sw, client, director, backup or realN")
+    ex.add_argument("node", help="sw, client, director, backup, router, directorN or realN")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
     ex.set_defaults(func=run_exec)
 
@@ -870,6 +879,10 @@ def add_command(sub: Any) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    if args.router:
+        from lab import router  # noqa: PLC0415  (the scale-out shape imports this module)
+
+        return router.run_up(args.name, args.directors, args.reals, nginx=args.nginx)
     try:
         lab = Lab(LabSpec(mode=args.mode), args.name)
         lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp, sshd=args.sshd)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -173,6 +174,7 @@ def up(lab: Lab, spec: RouterSpec, *, nginx: bool = False) -> None:
         for node in nodes[1:]:
             _configure(lab, spec, node)
         start_router(lab, spec)
+        write_director_configs(lab, spec)
         reals = [n for n in nodes if n.startswith("real")]
         started = [
             (node, lab._start_server(node, node, argv))
@@ -335,6 +337,20 @@ def director_config(
         f"{servers}"
         "}\n"
     )
+
+
+def write_director_configs(lab: Lab, spec: RouterSpec) -> None:
+    """``<run_dir>/directorN/lvs.cf`` for each director (its own control socket there) and
+    the group's key, so ``lvsd lab exec directorN -- lvsd run -c <that file>`` serves."""
+    key = lab.run_dir / "group.key"
+    key.write_bytes(secrets.token_hex(32).encode())
+    key.chmod(0o600)
+    text = director_config(spec, key_file=key)
+    for node in spec.director_names():
+        conf_dir = lab.run_dir / node
+        conf_dir.mkdir(mode=0o755, exist_ok=True)
+        sock = conf_dir / "lvsd.sock"
+        (conf_dir / "lvs.cf").write_text(f"control_socket = {sock}\n{text}")
 
 
 def run_up(name: str, directors: int, reals: int, nginx: bool = False) -> int:
