@@ -831,7 +831,9 @@ director's expected entry for them (VIP:20) requires."""
 # -- the ``lvsd lab`` command -----------------------------------------------------------
 
 
-def add_command(sub: Any) -> None:
+def add_command(sub: Any, up_func: Any = None) -> None:
+    """``lvsd lab``; ``up_func`` runs ``lab up`` (default ``run_up``: this module's shapes;
+    ``lab.router`` passes one that also builds the scale-out shape)."""
     p = sub.add_parser("lab", help="build, enter and remove the network-namespace lab")
     lab_sub = p.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
 
@@ -861,7 +863,7 @@ def add_command(sub: Any) -> None:
     up.add_argument(
         "--directors", type=int, default=3, help="with --router: how many directors (default 3)"
     )
-    up.set_defaults(func=run_up)
+    up.set_defaults(func=up_func or run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
     down.add_argument("--name", default="lab", help="lab name (default: lab)")
@@ -880,9 +882,8 @@ def add_command(sub: Any) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     if args.router:
-        from lab import router  # noqa: PLC0415  (the scale-out shape imports this module)
-
-        return router.run_up(args.name, args.directors, args.reals, nginx=args.nginx)
+        print("lvsd: lab up --router: the scale-out shape is lab.router's", file=sys.stderr)
+        return 2
     try:
         lab = Lab(LabSpec(mode=args.mode), args.name)
         lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp, sshd=args.sshd)

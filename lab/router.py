@@ -30,6 +30,7 @@ down``/``exec``/``status`` handle this shape as any other.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import secrets
@@ -39,9 +40,11 @@ import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
+from typing import Any
 
 from pyroute2 import IPRoute, netns
 
+from lab import cluster
 from lab.cluster import Lab, LabSpec, lab_namespaces
 from lab.errors import LabError
 
@@ -197,7 +200,10 @@ def _wire(lab: Lab, spec: RouterSpec, nodes: list[str]) -> None:
             for ifname, bridge, _ in spec.links(node):
                 port = f"{node}-{ifname}"
                 ipr.link(
-                    "add", ifname=port, kind="veth", peer={"ifname": ifname, "net_ns_fd": lab.ns(node)}
+                    "add",
+                    ifname=port,
+                    kind="veth",
+                    peer={"ifname": ifname, "net_ns_fd": lab.ns(node)},
                 )
                 master = ipr.link_lookup(ifname=bridge)[0]
                 ipr.link("set", ifname=port, master=master, state="up")
@@ -209,7 +215,9 @@ def _configure(lab: Lab, spec: RouterSpec, node: str) -> None:
         for ifname, _, address in spec.links(node):
             index = ipr.link_lookup(ifname=ifname)[0]
             ipr.link("set", index=index, state="up")
-            ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+            ipr.addr(
+                "add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen
+            )
         if node == "client":
             ipr.route("add", dst="0.0.0.0/0", gateway=str(spec.router_edge))
         elif node.startswith("real"):
@@ -263,9 +271,7 @@ def start_router(lab: Lab, spec: RouterSpec) -> None:
 
 def birdc(lab: Lab, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``birdc`` on the router's control socket."""
-    return lab.run(
-        "router", ["birdc", "-s", str(bird_socket(lab)), *command.split()], check=check
-    )
+    return lab.run("router", ["birdc", "-s", str(bird_socket(lab)), *command.split()], check=check)
 
 
 _ROUTE_VIA = re.compile(r"via (\d+\.\d+\.\d+\.\d+) on \S+")
@@ -353,15 +359,20 @@ def write_director_configs(lab: Lab, spec: RouterSpec) -> None:
         (conf_dir / "lvs.cf").write_text(f"control_socket = {sock}\n{text}")
 
 
-def run_up(name: str, directors: int, reals: int, nginx: bool = False) -> int:
-    """``lvsd lab up --router``: build, print the status table."""
-    from lab.cluster import format_status  # noqa: PLC0415  (the CLI's printer)
+def add_command(sub: Any) -> None:
+    """``lvsd lab``: ``lab.cluster``'s command, whose ``up --router`` builds this shape."""
+    cluster.add_command(sub, up_func=run_up)
 
+
+def run_up(args: argparse.Namespace) -> int:
+    """``lvsd lab up``: with ``--router`` this module's shape, else ``lab.cluster``'s."""
+    if not args.router:
+        return cluster.run_up(args)
     try:
-        lab = Lab(LabSpec(mode="direct"), name)
-        up(lab, RouterSpec(directors=directors, reals=reals), nginx=nginx)
+        lab = Lab(LabSpec(mode="direct"), args.name)
+        up(lab, RouterSpec(directors=args.directors, reals=args.reals), nginx=args.nginx)
     except LabError as e:
         print(f"lvsd: {e}", file=sys.stderr)
         return 1
-    sys.stdout.write(format_status(lab))
+    sys.stdout.write(cluster.format_status(lab))
     return 0

@@ -91,9 +91,7 @@ def bird_config(spec: BgpSpec) -> str:
 
 
 def bird_binary() -> str:
-    found = shutil.which("bird") or (
-        "/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None
-    )
+    found = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
     if found is None:
         raise AnnounceError(
             "active_active: BIRD is not installed (bird, Debian package bird2); "
@@ -102,13 +100,13 @@ def bird_binary() -> str:
     return found
 
 
-async def bird_command(sock: Path, command: str, timeout: float = COMMAND_TIMEOUT_S) -> str:
+async def bird_command(sock: Path, command: str, limit_s: float = COMMAND_TIMEOUT_S) -> str:
     """Send ``command`` on BIRD's control socket ``sock``; its reply text.
 
     Raises AnnounceError for an error reply (code 8000 and up) or no answer in time.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             reader, writer = await asyncio.open_unix_connection(str(sock))
             try:
                 await _reply(reader)  # the greeting, 0001
@@ -183,7 +181,7 @@ class Announcer:
                 self._remove_dir()
                 raise AnnounceError(f"bird exited with {self._proc.returncode}: {text}")
             try:
-                await bird_command(self.socket_path, "show status", timeout=1.0)
+                await bird_command(self.socket_path, "show status", limit_s=1.0)
                 break
             except AnnounceError:
                 if loop.time() > deadline:

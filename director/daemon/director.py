@@ -31,8 +31,8 @@ from pathlib import Path
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
 from director.daemon import limits, reload
-from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.group import Group, group_settings
+from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
 from director.daemon.reload import ConfigEvent
@@ -246,14 +246,12 @@ class Director:
             )
         )
         # Active-active: serves at once, announces its VIPs over BGP, syncs with the group.
-        self.group = (
-            Group(
-                cfg, group_settings(cfg), self.plumbing, self.table, lambda: self.ipvs,
-                self._packets_in,
-            )  # fmt: skip
-            if cfg.active_active
-            else None
-        )
+        self.group: Group | None = None
+        if cfg.active_active:
+            settings = group_settings(cfg)
+            self.group = Group(
+                cfg, settings, self.plumbing, self.table, lambda: self.ipvs, self._packets_in
+            )
 
     def stop(self) -> None:
         self._stop.set()
