@@ -18,6 +18,7 @@ machines would do (docs/scale-out.md).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -61,6 +62,13 @@ def _wrk(lab: Lab, spec: router.RouterSpec, seconds: float) -> tuple[float, int]
     return rate, failed
 
 
+def _cpu_s(d: LabDirector) -> float:
+    """CPU seconds (user + system) the director's lvsd process has used."""
+    assert d.proc is not None
+    fields = Path(f"/proc/{d.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _conns(d: LabDirector) -> int:
     return sum(int(x["conns"]) for s in d.status()["services"] for x in s["dests"])
 
@@ -78,6 +86,7 @@ def run(seconds: float, repeat: int, name: str, sync: bool = True) -> str:
     rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
     shares: dict[int, list[int]] = {n: [0] * n for n in rates}
     failed = dict.fromkeys(rates, 0)
+    busy: dict[int, list[float]] = {n: [] for n in rates}
     for _ in range(repeat):
         for n in rates:
             # A fresh lab for every run: a run leaves the reals' TIME_WAIT sockets and the
@@ -91,7 +100,12 @@ def run(seconds: float, repeat: int, name: str, sync: bool = True) -> str:
                     directors.append(LabDirector(lab, cfg, node=node).start())
                 want = {str(spec.director_address(i)) for i in range(1, n + 1)}
                 _wait(f"{n} next hops", lambda w=want: router.ecmp_next_hops(lab, spec) == w)
+                cpu = [_cpu_s(d) for d in directors]
                 rate, errs = _wrk(lab, spec, seconds)
+                # The busiest director's share of one core during the run.
+                busy[n].append(
+                    max(_cpu_s(d) - c for d, c in zip(directors, cpu, strict=True)) / seconds
+                )
                 rates[n].append(rate)
                 failed[n] += errs
                 for i, d in enumerate(directors):
@@ -105,16 +119,21 @@ def run(seconds: float, repeat: int, name: str, sync: bool = True) -> str:
     for n, got in rates.items():
         total = sum(shares[n]) or 1
         split = " / ".join(f"{100 * s / total:.0f}%" for s in shares[n])
-        rows.append((n, statistics.median(got), min(got), max(got), failed[n], split))
+        load = f"{100 * statistics.median(busy[n]):.0f}%"
+        rows.append((n, statistics.median(got), min(got), max(got), failed[n], split, load))
     lines = [
         f"Connection rate through N active directors (wrk -t2 -c32, Connection: close, "
         f"{seconds:g} s x {repeat}; median [min-max]; connection sync "
         f"{'on' if sync else 'off'})",
         "",
-        "| directors | conn/s | min | max | errors | scheduled by each director |",
-        "|---|---|---|---|---|---|",
+        "| directors | conn/s | min | max | errors | scheduled by each director "
+        "| busiest lvsd's CPU |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {n} | {m:.0f} | {lo:.0f} | {hi:.0f} | {f} | {s} |" for n, m, lo, hi, f, s in rows]
+    lines += [
+        f"| {n} | {m:.0f} | {lo:.0f} | {hi:.0f} | {f} | {s} | {c} |"
+        for n, m, lo, hi, f, s, c in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
