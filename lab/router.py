@@ -325,6 +325,7 @@ def director_config(
         "metrics_address = none\n"
         "public_iface = eth0\n"
         "private_iface = eth1\n"
+        "monitor_links = 1\n"
         "active_active = 1\n"
         f"directors = {directors}\n"
         f"bgp_neighbor = {spec.router_public}\n"

@@ -13,8 +13,9 @@ once behind a router that spreads the VIPs' packets over them by ECMP. ``Group``
   entry, ``Pulse.apply_entry``), unless this director holds that connection itself.
 * the announcement (``director.daemon.announce``: BIRD as a child process). The VIPs are
   announced while this director can serve: it holds the table of every live peer (once,
-  after it starts), its public link is up with its carrier, it is not draining, and a
-  service has a real to schedule to. Otherwise they are withdrawn.
+  after it starts), its public link (and with ``monitor_links = 1`` its private link) is
+  up with its carrier, it is not draining, and a service has a real to schedule to.
+  Otherwise they are withdrawn.
 * the drain (SIGTERM): withdraw, then go on forwarding until the director's own
   connections are over or no packet has come for ``quiet`` seconds (the router moved
   every flow to the others, which hold them by sync), at most ``drain_timeout``.
@@ -166,9 +167,14 @@ class Group(Pulse):
         """None when this director should announce its VIPs; otherwise why not."""
         if self.draining:
             return "draining"
-        broken = link_state(self.plumbing.public_iface)
-        if broken is not None:
-            return f"public interface {self.plumbing.public_iface} {broken}"
+        # As pulse's FAULT: the public link always; with monitor_links the reals' side too.
+        links = [("public", self.plumbing.public_iface)]
+        if self.cfg.monitor_links:
+            links.append(("private", self.plumbing.private_iface))
+        for role, name in links:
+            broken = link_state(name)
+            if broken is not None:
+                return f"{role} interface {name} {broken}"
         if not self.link.synced():
             return "waiting for the peers' tables"
         if not self._serving():

@@ -216,12 +216,22 @@ def test_spread_kill_and_rejoin_break_no_connection(scale: ScaleOut) -> None:
     assert rejoined[0] == 0, rejoined
 
 
-def test_drain_withdraws_then_finishes(scale: ScaleOut) -> None:
+def test_lost_data_plane_and_drain_withdraw_and_break_nothing(scale: ScaleOut) -> None:
     every = {addr(n) for n in SPEC.director_names()}
     scale.wait("three next hops in the router's FIB", lambda: scale.hops() == every)
     stop = scale.tmp / "stop-2"
     proc = scale.clients(stop)
     try:
+        # director3 loses the reals' side (monitor_links = 1): it withdraws, its session
+        # stays, and announces again once the link is back.
+        scale.lab.run("director3", ["ip", "link", "set", "eth1", "down"])
+        scale.wait(
+            "the router to drop director3", lambda: scale.hops() == every - {addr("director3")}
+        )
+        assert "director3" in router.established(scale.lab)
+        assert scale.group("director3")["not_serving"] == "private interface eth1 down"
+        scale.lab.run("director3", ["ip", "link", "set", "eth1", "up"])
+        scale.wait("director3 back in the router's FIB", lambda: scale.hops() == every)
         drained = scale.directors["director2"]
         assert drained.proc is not None
         scale.wait(
