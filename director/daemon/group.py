@@ -16,9 +16,10 @@ once behind a router that spreads the VIPs' packets over them by ECMP. ``Group``
   after it starts), its public link (and with ``monitor_links = 1`` its private link) is
   up with its carrier, it is not draining, and a service has a real to schedule to.
   Otherwise they are withdrawn.
-* the drain (SIGTERM): withdraw, then go on forwarding until the director's own
-  connections are over or no packet has come for ``quiet`` seconds (the router moved
-  every flow to the others, which hold them by sync), at most ``drain_timeout``.
+* the drain (SIGTERM): withdraw, then go on forwarding until no connection in the table
+  is active (the peers' copies count, as the kernel counts synced connections in its
+  dests' active connections) or no packet has come for ``quiet`` seconds (the router
+  moved every flow to the others, which hold them by sync), at most ``drain_timeout``.
 
 Event-loop thread only.
 """
@@ -205,7 +206,7 @@ class Group(Pulse):
             await self._set_announced()
 
     async def drain(self, timeout_s: float) -> None:
-        """Withdraw the VIPs and forward until this director's connections are over or
+        """Withdraw the VIPs and forward until no connection is active or the flows have
         moved (no packet for ``quiet`` seconds), at most ``timeout_s``."""
         self.draining = True
         await self._set_announced()
@@ -214,8 +215,8 @@ class Group(Pulse):
         seen = self._packets()
         why = "timeout"
         while time.monotonic() - start < timeout_s:
-            if self._own_active() == 0:
-                why = "no connection left"
+            if self._active() == 0:
+                why = "no active connection left"
                 break
             now = time.monotonic()
             if (count := self._packets()) != seen:
@@ -228,14 +229,13 @@ class Group(Pulse):
         if self.cfg.syncdaemon:
             self.stream_once(now_ms())
         log.info(
-            "group: drained in %.1f s (%s); %d connections of ours left",
+            "group: drained in %.1f s (%s); %d active connections left (the peers hold them)",
             time.monotonic() - start,
             why,
-            self._own_active(),
+            self._active(),
         )
 
-    def _own_active(self) -> int:
-        # Copies of the peers' connections are uncounted: this is ours only.
+    def _active(self) -> int:
         return sum(d.active_conns for s in self._ipvs().services.values() for d in s.dests)
 
     # -- connection sync -------------------------------------------------------------------
