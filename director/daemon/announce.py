@@ -91,12 +91,16 @@ def bird_config(spec: BgpSpec) -> str:
 
 
 def bird_binary() -> str:
+    """BIRD's path; AnnounceError (at start-up, before anything is touched) if BIRD or
+    setpriv (util-linux: the parent-death signal) is missing."""
     found = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
     if found is None:
         raise AnnounceError(
             "active_active: BIRD is not installed (bird, Debian package bird2); "
             "./bootstrap install installs it"
         )
+    if shutil.which("setpriv") is None:
+        raise AnnounceError("active_active: setpriv (util-linux) is not installed")
     return found
 
 
@@ -144,7 +148,7 @@ class Announcer:
     def __init__(self, spec: BgpSpec, bird: str | None = None) -> None:
         self.spec = spec
         self.announced = False
-        self._bird = bird
+        self._bird = bird or bird_binary()
         self._dir: Path | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -158,7 +162,7 @@ class Announcer:
         return None if self._proc is None else self._proc.pid
 
     async def start(self) -> None:
-        bird = self._bird or bird_binary()
+        bird = self._bird
         self._dir = Path(tempfile.mkdtemp(prefix=f"lvsd-bird-{self.spec.local}-"))
         conf = self._dir / "bird.conf"
         conf.write_text(bird_config(self.spec))
