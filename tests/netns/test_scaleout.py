@@ -77,16 +77,18 @@ asyncio.run(main())
 class ScaleOut:
     """The lab, its directors by node, the client load."""
 
-    def __init__(self, lab: Lab, tmp: Path) -> None:
+    def __init__(self, lab: Lab, tmp: Path, implementation: str) -> None:
         self.lab = lab
         self.tmp = tmp
+        self.env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
         key = tmp / "group.key"
         key.write_bytes(KEY)
         self.cfg = parse_config(router.director_config(SPEC, key_file=key), "scale-out lvs.cf")
         self.directors: dict[str, LabDirector] = {}
 
     def start(self, node: str) -> LabDirector:
-        d = self.directors[node] = LabDirector(self.lab, self.cfg, node=node).start()
+        d = LabDirector(self.lab, self.cfg, node=node, env=self.env).start()
+        self.directors[node] = d
         return d
 
     def hops(self) -> set[str]:
@@ -136,16 +138,20 @@ def addr(node: str) -> str:
     return str(SPEC.director_address(int(node.removeprefix("director"))))
 
 
-@pytest.fixture(scope="module")
-def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleOut]:
+@pytest.fixture(scope="module", params=["c", "py"])
+def scale(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScaleOut]:
+    """The lab with three directors serving, on the C fast path and on its Python twin."""
     require_root()
+    implementation: str = request.param
     lab = Lab(LabSpec(mode="direct"), unique_lab_name())
     try:
         router.up(lab, SPEC)
-        s = ScaleOut(lab, tmp_path_factory.mktemp("scaleout"))
+        s = ScaleOut(lab, tmp_path_factory.mktemp("scaleout"), implementation)
         try:
             for node in SPEC.director_names():
-                s.start(node)
+                assert s.start(node).status()["fastpath"] == implementation
             yield s
         finally:
             for d in s.directors.values():
