@@ -66,6 +66,7 @@ def bird_config(spec: BgpSpec) -> str:
     routes = "".join(f"    route {vip}/32 blackhole;\n" for vip in spec.vips)
     return (
         f"router id {spec.local};\n"
+        "log stderr { info, remote, warning, error, auth, fatal, bug };\n"
         "protocol device { }\n"
         "protocol static vips {\n"
         "    disabled;\n"
@@ -142,13 +143,15 @@ async def _reply(reader: asyncio.StreamReader) -> tuple[int, str]:
 
 class Announcer:
     """One BIRD child announcing ``spec.vips``; ``start``, then ``announce``/``withdraw``,
-    then ``close``. Event-loop thread only (the child is spawned from it, so its
-    parent-death signal follows this process)."""
+    then ``close``. Its configuration, control socket and log are in ``run_dir`` (made
+    afresh at start, removed at close; a temporary directory when None). Event-loop thread
+    only (the child is spawned from it, so its parent-death signal follows this process)."""
 
-    def __init__(self, spec: BgpSpec, bird: str | None = None) -> None:
+    def __init__(self, spec: BgpSpec, run_dir: Path | None = None, bird: str | None = None) -> None:
         self.spec = spec
         self.announced = False
         self._bird = bird or bird_binary()
+        self._run_dir = run_dir
         self._dir: Path | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -163,7 +166,13 @@ class Announcer:
 
     async def start(self) -> None:
         bird = self._bird
-        self._dir = Path(tempfile.mkdtemp(prefix=f"lvsd-bird-{self.spec.local}-"))
+        if self._run_dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix=f"lvsd-bird-{self.spec.local}-"))
+        else:
+            # What a director killed by SIGKILL left here is stale: its BIRD died with it.
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir.mkdir(mode=0o700, parents=True)
+            self._dir = self._run_dir
         conf = self._dir / "bird.conf"
         conf.write_text(bird_config(self.spec))
         log_file = (self._dir / "bird.log").open("wb")

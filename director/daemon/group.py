@@ -146,7 +146,9 @@ class Group(Pulse):
                 neighbor_asn=cfg.bgp_neighbor_asn,
                 hold_time=cfg.bgp_hold_time,
                 vips=vips_of(plumbing.spec.vips),
-            )
+            ),
+            # Beside the control socket: one per director, also with several on one host.
+            run_dir=cfg.control_socket.with_name(f"{cfg.control_socket.stem}-bird"),
         )
         self.draining = False
         self._why_not: str | None = "starting"

@@ -13,6 +13,7 @@ import select
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD (bird
 SCRIPT = r"""
 import asyncio, json, os, signal, subprocess, sys
 from ipaddress import IPv4Address as A
+from pathlib import Path
 from director.daemon.announce import Announcer, BgpSpec
 
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -34,7 +36,7 @@ def birdc(sock, *cmd):
 
 async def main():
     out = {}
-    a = Announcer(spec)
+    a = Announcer(spec, run_dir=Path(sys.argv[2]))
     await a.start()
     sock, d = a.socket_path, a.socket_path.parent
     out["start"] = birdc(sock, "show", "route", "protocol", "vips")
@@ -48,9 +50,9 @@ async def main():
     out["gone"] = not os.path.exists(f"/proc/{pid}") and not d.exists()
     print(json.dumps(out))
 
-if sys.argv[1:] == ["orphan"]:
+if sys.argv[1] == "orphan":
     async def orphan():
-        a = Announcer(spec)
+        a = Announcer(spec, run_dir=Path(sys.argv[2]))
         await a.start()
         print(a.pid, flush=True)
         await asyncio.sleep(60)
@@ -73,12 +75,12 @@ def test_the_generated_configuration_parses() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_announce_withdraw_close_on_a_real_bird() -> None:
+def test_announce_withdraw_close_on_a_real_bird(tmp_path: Path) -> None:
     require_root()
     import json  # noqa: PLC0415
 
     done = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", SCRIPT],
+        ["unshare", "-n", sys.executable, "-c", SCRIPT, "main", str(tmp_path / "bird")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -93,10 +95,10 @@ def test_announce_withdraw_close_on_a_real_bird() -> None:
     assert out["gone"]
 
 
-def test_bird_dies_with_a_killed_director() -> None:
+def test_bird_dies_with_a_killed_director(tmp_path: Path) -> None:
     require_root()
     with subprocess.Popen(
-        ["unshare", "-n", sys.executable, "-c", SCRIPT, "orphan"],
+        ["unshare", "-n", sys.executable, "-c", SCRIPT, "orphan", str(tmp_path / "bird")],
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:
