@@ -90,9 +90,8 @@ def run(seconds: float, repeat: int, name: str, sync: bool = True) -> str:
     for _ in range(repeat):
         for n in rates:
             # A fresh lab for every run: a run leaves the reals' TIME_WAIT sockets and the
-            # tables' entries for the client's recycled ports, and the next run's rate
-            # falls with them (4 back-to-back runs through one director here: 20.8k,
-            # 12.1k, 4.9k, 1.3k conn/s); each figure is then a first run.
+            # tables' entries for the client's recycled ports (a SYN that meets one is not
+            # scheduled, nor counted); each figure is then a first run.
             router.up(lab, spec, nginx=True)
             directors: list[LabDirector] = []
             try:
