@@ -19,7 +19,7 @@ from types import ModuleType
 
 COMMAND_MODULES: dict[str, str] = {
     "check": "director.tools.check",
-    "lab": "lab.cluster",
+    "lab": "lab.router",  # lab.cluster's command, plus the scale-out shape
     "run": "director.daemon.run",
     "demo": "director.tools.demo",
     "simulate": "director.tools.simulate",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from director.errors import ConfigError
 from healthcheck.specs import ProbeKind
@@ -248,6 +248,14 @@ class DirectorConfig:
     # The ports of ip_vs_ftp's ``ports=``: TCP services on them get the FTP helper.
     ftp_ports: tuple[int, ...] = (21,)
     state_dir: Path = Path("/var/lib/lvsd")
+    # Active-active (docs/scale-out.md): every director in ``directors`` serves, announces
+    # the VIPs to ``bgp_neighbor`` over BGP, and syncs its connections to the others.
+    active_active: bool = False
+    directors: tuple[IPv4Address, ...] = ()
+    bgp_neighbor: IPv4Address | None = None
+    bgp_asn: int = 0
+    bgp_neighbor_asn: int = 0
+    bgp_hold_time: int = 9
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
     # What the file says that Piranha accepted and lvsd reads otherwise or doubts, each
@@ -887,6 +895,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         state_dir=g.get("state_dir", _path, defaults.state_dir),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
         ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
+        **_active_active(g, defaults),
     )
     virtuals: list[VirtualConfig] = []
     failovers: list[FailoverConfig] = []
@@ -1095,6 +1104,52 @@ def _check_routed_ports(
         )
 
 
+def _ipv4_list(values: list[_Token]) -> tuple[IPv4Address, ...]:
+    """Addresses separated by spaces or commas, none twice."""
+    parts = [p for v in values for p in v.text.split(",") if p]
+    if not parts:
+        raise _Bad("must be one or more IPv4 addresses, got nothing")
+    addrs = [_ipv4_text(p) for p in parts]
+    for i, addr in enumerate(addrs):
+        if addr in addrs[:i]:
+            raise _Bad(f"{addr} is listed twice")
+    return tuple(addrs)
+
+
+BGP_ASN_MAX = 4294967295
+
+
+def _active_active(g: _Fields, defaults: DirectorConfig) -> dict[str, Any]:
+    """The active-active keys; with ``active_active = 1``, ``directors`` (two or more),
+    ``bgp_neighbor``, ``bgp_asn`` and ``bgp_neighbor_asn`` are required, and a backup
+    director (pulse failover) is refused: the group replaces it."""
+    active = g.get("active_active", _boolean, defaults.active_active)
+    keys = ("directors", "bgp_neighbor", "bgp_asn", "bgp_neighbor_asn", "bgp_hold_time")
+    if not active:
+        for key in keys:
+            if g.has(key):
+                raise g.error(key, "needs active_active = 1")
+        return {}
+    if g.get("backup_active", _boolean, g.has("backup")):
+        raise g.error(
+            "active_active", "cannot be combined with a backup director (backup_active = 1)"
+        )
+    directors = g.require("directors", _ipv4_list)
+    if len(directors) < 2:
+        raise g.error("directors", f"must name at least two directors, got {len(directors)}")
+    asn = _integer(1, BGP_ASN_MAX)
+    # RFC 4271: a hold time is 0 (no keepalives) or at least 3 seconds.
+    hold = g.get("bgp_hold_time", _integer(3, 65535), defaults.bgp_hold_time)
+    return {
+        "active_active": True,
+        "directors": directors,
+        "bgp_neighbor": g.require("bgp_neighbor", _ipv4),
+        "bgp_asn": g.require("bgp_asn", asn),
+        "bgp_neighbor_asn": g.require("bgp_neighbor_asn", asn),
+        "bgp_hold_time": hold,
+    }
+
+
 def _check_heartbeat_times(g: _Fields, keepalive: float, deadtime: float, used: bool) -> list[str]:
     """deadtime must exceed keepalive where heartbeats run; with backup_active = 0 (or
     heartbeat = 0) no heartbeat is sent or awaited, and Piranha took any pair: a warning."""
@@ -1258,6 +1313,13 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "state_dir", str(cfg.state_dir))
     _line(out, "", "drain_timeout", cfg.drain_timeout)
     out.append(f"ftp_ports = {','.join(map(str, cfg.ftp_ports))}")
+    if cfg.active_active:
+        _line(out, "", "active_active", cfg.active_active)
+        out.append(f"directors = {' '.join(map(str, cfg.directors))}")
+        _line(out, "", "bgp_neighbor", cfg.bgp_neighbor)
+        _line(out, "", "bgp_asn", cfg.bgp_asn)
+        _line(out, "", "bgp_neighbor_asn", cfg.bgp_neighbor_asn)
+        _line(out, "", "bgp_hold_time", cfg.bgp_hold_time)
     for v in cfg.virtuals:
         out.append("")
         out.extend(_format_virtual(v))

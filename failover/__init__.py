@@ -1,1 +1,2 @@
-"""Heartbeat failover between two directors in the manner of Piranha's pulse."""
+"""Heartbeat failover between two directors in the manner of Piranha's pulse, and the
+group channel of active-active directors (``group``)."""

@@ -70,8 +70,9 @@ PUBLIC_BRIDGE = "br-pub"
 PRIVATE_BRIDGE = "br-priv"
 
 _LAB_NAME = re.compile(r"[a-z0-9]{1,16}")
-_NODE_NAME = re.compile(r"sw|client|director|backup|real([1-9][0-9]*)")
-_NODE_ORDER = {"sw": 0, "client": 1, "director": 2, "backup": 3}
+_NODE_NAME = re.compile(r"sw|client|director|backup|router|director[1-9]|real([1-9][0-9]*)")
+_NODE_ORDER = {"sw": 0, "client": 1, "director": 2, "backup": 3, "router": 4}
+# ``lab.router``'s scale-out shape adds ``router`` and ``director1``..``director9``.
 
 SERVER_START_TIMEOUT = 10.0
 """Seconds ``up`` waits for each real's server to accept a connection."""
@@ -205,6 +206,8 @@ def check_lab_name(name: str) -> str:
 def _node_key(node: str) -> tuple[int, int]:
     if node in _NODE_ORDER:
         return (_NODE_ORDER[node], 0)
+    if node.startswith("director"):
+        return (_NODE_ORDER["director"], int(node.removeprefix("director")))
     return (len(_NODE_ORDER), int(node.removeprefix("real")))
 
 
@@ -828,7 +831,9 @@ director's expected entry for them (VIP:20) requires."""
 # -- the ``lvsd lab`` command -----------------------------------------------------------
 
 
-def add_command(sub: Any) -> None:
+def add_command(sub: Any, up_func: Any = None) -> None:
+    """``lvsd lab``; ``up_func`` runs ``lab up`` (default ``run_up``: this module's shapes;
+    ``lab.router`` passes one that also builds the scale-out shape)."""
     p = sub.add_parser("lab", help="build, enter and remove the network-namespace lab")
     lab_sub = p.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
 
@@ -849,7 +854,16 @@ def add_command(sub: Any) -> None:
     up.add_argument(
         "--sshd", action="store_true", help="also run sshd (lab keys) and the load meter"
     )
-    up.set_defaults(func=run_up)
+    up.add_argument(
+        "--router",
+        action="store_true",
+        help="the scale-out shape: a BGP router (BIRD, ECMP) in front of --directors "
+        "directors, direct-routing reals (docs/scale-out.md)",
+    )
+    up.add_argument(
+        "--directors", type=int, default=3, help="with --router: how many directors (default 3)"
+    )
+    up.set_defaults(func=up_func or run_up)
 
     down = lab_sub.add_parser("down", help="remove the lab, also a half-built one")
     down.add_argument("--name", default="lab", help="lab name (default: lab)")
@@ -857,7 +871,7 @@ def add_command(sub: Any) -> None:
 
     ex = lab_sub.add_parser("exec", help="run a command in a node: lab exec NODE -- CMD...")
     ex.add_argument("--name", default="lab", help="lab name (default: lab)")
-    ex.add_argument("node", help="sw, client, director, backup or realN")
+    ex.add_argument("node", help="sw, client, director, backup, router, directorN or realN")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
     ex.set_defaults(func=run_exec)
 
@@ -867,6 +881,9 @@ def add_command(sub: Any) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    if args.router:
+        print("lvsd: lab up --router: the scale-out shape is lab.router's", file=sys.stderr)
+        return 2
     try:
         lab = Lab(LabSpec(mode=args.mode), args.name)
         lab.up(reals=args.reals, backup=args.backup, nginx=args.nginx, ftp=args.ftp, sshd=args.sshd)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
 from director.daemon import limits, reload
+from director.daemon.group import Group, group_settings
 from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
@@ -244,6 +245,13 @@ class Director:
                 settled=self.nanny.settled,
             )
         )
+        # Active-active: serves at once, announces its VIPs over BGP, syncs with the group.
+        self.group: Group | None = None
+        if cfg.active_active:
+            settings = group_settings(cfg)
+            self.group = Group(
+                cfg, settings, self.plumbing, self.table, lambda: self.ipvs, self._packets_in
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -309,6 +317,8 @@ class Director:
                     tg.create_task(control.serve())
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
+                    if self.group is not None:
+                        tg.create_task(self.group.run())
                     if scrapes is not None:
                         tg.create_task(self.console.sample_forever())
                         tg.create_task(scrapes.serve())
@@ -328,6 +338,8 @@ class Director:
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
                     self._notifier.stopping()
+                    if self.group is not None:  # withdraw, let the flows move, then stop
+                        await self.group.drain(self.cfg.drain_timeout)
                     control.close()
                     raise _Stopped
             except* _Stopped:
@@ -600,6 +612,10 @@ class Director:
             await asyncio.sleep(INTERVAL_S)
             self.estimator.sample(self._counter_sets())
 
+    def _packets_in(self) -> int:
+        """Packets forwarded to the reals so far, over every service."""
+        return sum(five[1] for key, five in self._counter_sets() if key[0] == "svc")
+
     def _counter_sets(self) -> list[tuple[tuple[str, int], tuple[int, int, int, int, int]]]:
         sbuf = self.table.svc_buffer()
         dbuf = self.table.dest_buffer()
@@ -808,6 +824,7 @@ class Director:
             "ftp": asdict(self.ftp.statistics()),
             "services": services,
             "failover": None if self.pulse is None else self.pulse.snapshot(),
+            "group": None if self.group is None else self.group.snapshot(),
             "health": self.nanny.snapshot(),
         }
 

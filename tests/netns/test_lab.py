@@ -310,8 +310,8 @@ def test_lab_api_runs_commands_and_refuses_unknown_nodes(lab: Lab) -> None:
     assert lab.run("director", ["ip", "-4", "-o", "addr", "show", "eth1"]).stdout.split()[3] == (
         "192.168.1.1/24"
     )
-    with pytest.raises(LabError, match="unknown node 'router'"):
-        lab.ns("router")
+    with pytest.raises(LabError, match="unknown node 'routers'"):
+        lab.ns("routers")
     with pytest.raises(LabError, match="no node 'real9'"):
         lab.run("real9", ["true"])
     proc = lab.popen("client", ["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -56,7 +56,9 @@ def test_namespace_names_carry_the_lab_prefix() -> None:
     lab = Lab(LabSpec(), "t42x0")
     assert lab.ns("real12") == "lvsd-t42x0-real12"
     assert lab.ns("sw") == "lvsd-t42x0-sw"
-    for bad in ("real0", "real", "router", "Real1"):
+    assert lab.ns("router") == "lvsd-t42x0-router"  # the scale-out shape's (lab.router)
+    assert lab.ns("director3") == "lvsd-t42x0-director3"
+    for bad in ("real0", "real", "routers", "Real1", "director0", "director10"):
         with pytest.raises(LabError, match="unknown node"):
             lab.ns(bad)
 
