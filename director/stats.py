@@ -89,3 +89,35 @@ class PulseStats:
     sync_log_lost: int = 0
     sync_dumps: int = 0
     sync_dumping: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPeerStats:
+    """One peer of an active-active group: heard, and its table received."""
+
+    address: str
+    alive: bool
+    table: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """Active-active as metrics see it: the peers, the announcement, the drain and the sync.
+
+    ``not_serving`` says why the VIPs are withdrawn (None while they are announced);
+    ``rejected`` counts datagrams refused (unknown sender, bad key or envelope).
+    """
+
+    peers: tuple[GroupPeerStats, ...]
+    announced: bool
+    draining: bool
+    not_serving: str | None
+    announcements: int
+    withdrawals: int
+    sync_sent: int
+    sync_received: int
+    sync_applied: int
+    sync_refused: int
+    sync_lag_ms: int | None
+    shadow_conns: int
+    rejected: int

@@ -48,6 +48,7 @@ from director.dataplane import fastpath
 from director.dataplane.plumbing import Plumbing
 from director.errors import ConfigError
 from director.ipvs.service import IPVS
+from director.stats import GroupPeerStats, GroupStats
 from failover import packet, sync
 from failover.group import GroupDumpRequested, GroupEvent, GroupLink, GroupSettings, GroupSync
 from failover.peer import link_state
@@ -301,6 +302,29 @@ class Group(Pulse):
         return super().apply_entry(e, now)
 
     # -- reporting -------------------------------------------------------------------------
+
+    def group_statistics(self) -> GroupStats:
+        c = self._counts
+        return GroupStats(
+            peers=tuple(
+                GroupPeerStats(str(p), self.link.alive(p), p not in self.link.need_dump)
+                for p in self.settings_group.peers
+            ),
+            announced=self.announcer.announced,
+            draining=self.draining,
+            not_serving=self._why_not,
+            announcements=c["announcements"],
+            withdrawals=c["withdrawals"],
+            sync_sent=c["sync_sent"],
+            sync_received=c["sync_received"],
+            sync_applied=c["sync_applied"],
+            sync_refused=c["sync_refused"],
+            sync_lag_ms=self._lag_ms,
+            shadow_conns=len(self._shadow),
+            rejected=sum(
+                n for k, n in self.link.counts.items() if k.startswith(("rejected", "unknown"))
+            ),
+        )
 
     def snapshot(self) -> dict[str, object]:
         """Plain data for ``Director.snapshot()["group"]``."""

@@ -36,7 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from director.ops.scrape import Observed, Scrape, take
-from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
+from director.stats import DirectorStats, GroupStats, NannyStats, PulseStats, TargetHealth
 
 if TYPE_CHECKING:
     from healthcheck.specs import ServiceKey
@@ -122,6 +122,7 @@ class ScrapeCollector(Collector):
         yield from self._lvsd_director(s.stats)
         yield from health_families(s.nanny, s.health)
         yield from failover_families(s.pulse)
+        yield from group_families(s.group)
         yield from host_families(s.state_dir)
 
     @staticmethod
@@ -356,6 +357,76 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
     fam = CounterMetricFamily(name, text)
     fam.add_metric([], value)
     return fam
+
+
+def group_families(stats: GroupStats | None) -> Iterator[Metric]:
+    """An active-active director: its peers, its announcement over BGP, the drain and the
+    sync. Only ``lvsd_group_enabled`` (0) outside a group."""
+    yield _gauge(
+        "lvsd_group_enabled",
+        "1 when this director serves in an active-active group.",
+        float(stats is not None),
+    )
+    if stats is None:
+        return
+    yield _gauge(
+        "lvsd_group_vips_announced",
+        "1 while this director announces its VIPs to the router (BGP).",
+        float(stats.announced),
+    )
+    why = GaugeMetricFamily(
+        "lvsd_group_not_serving",
+        "1 with the reason while the VIPs are withdrawn (starting, draining, a link down, ...).",
+        labels=("reason",),
+    )
+    if stats.not_serving is not None:
+        why.add_metric([stats.not_serving], 1.0)
+    yield why
+    yield _gauge("lvsd_group_draining", "1 while this director drains.", float(stats.draining))
+    for name, text, value in (
+        ("announcements", "Times the VIPs were announced.", stats.announcements),
+        ("withdrawals", "Times the VIPs were withdrawn.", stats.withdrawals),
+        (
+            "datagrams_rejected",
+            "Group datagrams refused (unknown sender, bad key).",
+            stats.rejected,
+        ),
+    ):
+        yield _counter(f"lvsd_group_{name}", text, float(value))
+    alive = GaugeMetricFamily(
+        "lvsd_group_peer_alive", "1 while the peer's heartbeats arrive.", labels=("peer",)
+    )
+    table = GaugeMetricFamily(
+        "lvsd_group_peer_table_received",
+        "1 once this director holds the peer's connection table.",
+        labels=("peer",),
+    )
+    for peer in stats.peers:
+        alive.add_metric([peer.address], float(peer.alive))
+        table.add_metric([peer.address], float(peer.table))
+    yield from (alive, table)
+    sync = CounterMetricFamily(
+        "lvsd_group_sync_messages", "Connection sync messages, by outcome.", labels=("outcome",)
+    )
+    for outcome, n in (
+        ("sent", stats.sync_sent),
+        ("received", stats.sync_received),
+        ("applied", stats.sync_applied),
+        ("refused", stats.sync_refused),
+    ):
+        sync.add_metric([outcome], float(n))
+    yield sync
+    if stats.sync_lag_ms is not None:
+        yield _gauge(
+            "lvsd_group_sync_lag_seconds",
+            "Age of the last sync message from a peer when it arrived.",
+            stats.sync_lag_ms / 1000.0,
+        )
+    yield _gauge(
+        "lvsd_group_peer_connections",
+        "Connections held as copies of the peers' (ready for a flow ECMP moves here).",
+        float(stats.shadow_conns),
+    )
 
 
 def failover_families(stats: PulseStats | None) -> Iterator[Metric]:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from director.config import DirectorConfig
 from director.ops import control
 from director.ops.admin import Admin
-from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
+from director.stats import DirectorStats, GroupStats, NannyStats, PulseStats, TargetHealth
 
 # Seconds of work per slice when a scrape's data is gathered on the event loop.
 SLICE_S = 0.005
@@ -40,6 +40,12 @@ class FailoverReport(Protocol):
     def statistics(self) -> PulseStats: ...
 
 
+class GroupReport(Protocol):
+    """What the collector reads from an active-active director's group."""
+
+    def group_statistics(self) -> GroupStats: ...
+
+
 class Observed(Protocol):
     """What the collector reads from a director (event-loop thread)."""
 
@@ -51,6 +57,9 @@ class Observed(Protocol):
 
     @property
     def pulse(self) -> FailoverReport | None: ...
+
+    @property
+    def group(self) -> GroupReport | None: ...
 
     def statistics(self) -> DirectorStats: ...
 
@@ -66,6 +75,7 @@ class Scrape:
     nanny: NannyStats
     health: tuple[TargetHealth, ...]
     pulse: PulseStats | None
+    group: GroupStats | None
     state_dir: Path
 
 
@@ -78,6 +88,7 @@ def take(director: Observed) -> Scrape:
         director.nanny.statistics(),
         tuple(director.nanny.iter_health()),
         None if director.pulse is None else director.pulse.statistics(),
+        None if director.group is None else director.group.group_statistics(),
         director.cfg.state_dir,
     )
 
@@ -108,5 +119,6 @@ async def take_sliced(director: Observed, slice_s: float = SLICE_S) -> Scrape:
         director.nanny.statistics(),
         tuple(health),
         None if director.pulse is None else director.pulse.statistics(),
+        None if director.group is None else director.group.group_statistics(),
         director.cfg.state_dir,
     )

@@ -7,17 +7,23 @@ connection it holds itself changes nothing (no duplicate entry, no echo loop).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 from socket import IPPROTO_TCP
 from types import ModuleType, SimpleNamespace
 from typing import cast
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from director.config import DirectorConfig
 from director.daemon.group import Group
 from director.dataplane.plumbing import Plumbing
 from director.ipvs.service import IPVS
+from director.ops import metrics
 from failover import packet, sync
 from failover.group import GroupSettings, GroupSync
 
@@ -110,3 +116,34 @@ def test_why_not_serving_names_the_reason(fastpath: ModuleType, draining: bool) 
     else:
         g.plumbing = cast(Plumbing, SimpleNamespace(public_iface="lo", spec=g.plumbing.spec))
         assert g.why_not_serving() == "waiting for the peers' tables"
+
+
+def test_the_metrics_show_the_copies_the_sync_and_why_not_serving(fastpath: ModuleType) -> None:
+    a, ipvs_a, sent_a = _group(fastpath, A, B)
+    b, _, _ = _group(fastpath, B, A)
+    for port in (1000, 1001):
+        h = ipvs_a.table.insert(6, CLIENT, port, VIP, 80, RIP, 80, 0, 0)
+        ipvs_a.table.set_state(h, ES, 0)
+    a.stream_once(0)
+    _deliver(b, sent_a, A)
+    registry = CollectorRegistry(auto_describe=False)
+
+    class Group_(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from metrics.group_families(b.group_statistics())
+
+    registry.register(Group_())
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in fam.samples
+    }
+    assert samples[("lvsd_group_enabled", ())] == 1.0
+    assert samples[("lvsd_group_peer_connections", ())] == 2.0
+    assert samples[("lvsd_group_sync_messages_total", (("outcome", "applied"),))] >= 1.0
+    assert samples[("lvsd_group_vips_announced", ())] == 0.0
+    assert samples[("lvsd_group_not_serving", (("reason", "starting"),))] == 1.0
+    assert samples[("lvsd_group_peer_alive", (("peer", str(A)),))] == 0.0
+    assert ("lvsd_group_withdrawals_total", ()) in samples
+    # Outside a group only the switch is exported.
+    assert [m.name for m in metrics.group_families(None)] == ["lvsd_group_enabled"]

@@ -83,6 +83,7 @@ class FakeDirector:
     admin: Admin
     nanny: FakeNanny = field(default_factory=FakeNanny)
     pulse: FakePulse | None = None
+    group: None = None
 
     def statistics(self) -> DirectorStats:
         return DirectorStats("py", len(self.admin.ipvs.table), 4096, 3, 1, 0, 0, {"truncated": 2})
