@@ -27,9 +27,7 @@ Event-loop thread only.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import socket
 import time
 from collections.abc import Callable
 
@@ -41,6 +39,7 @@ from director.daemon.pulse import (
     SYNC_LOG_CAPACITY,
     Pulse,
     _empty,
+    is_local,
     now_ms,
     read_key,
 )
@@ -59,21 +58,10 @@ QUIET_MIN_S = 1.0
 """A drain ends after at least this long without a packet (and two keepalives)."""
 
 
-def _is_local(addr: object) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((str(addr), 0))
-        except OSError as e:
-            if e.errno == errno.EADDRNOTAVAIL:
-                return False
-            raise
-    return True
-
-
 def group_settings(cfg: DirectorConfig) -> GroupSettings:
     """This director's place in ``directors`` (found by its own address) and the channel's
     parameters; ConfigError if none of them is an address here, or without a key."""
-    mine = [a for a in cfg.directors if _is_local(a)]
+    mine = [a for a in cfg.directors if is_local(a)]
     if len(mine) != 1:
         raise ConfigError(
             f"directors = {' '.join(map(str, cfg.directors))}: "

@@ -94,7 +94,8 @@ def wants_failover(cfg: DirectorConfig) -> bool:
     return cfg.heartbeat and cfg.backup_active and cfg.backup is not None
 
 
-def _is_local(addr: IPv4Address) -> bool:
+def is_local(addr: IPv4Address) -> bool:
+    """Whether ``addr`` is an address of this host (it can be bound)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.bind((str(addr), 0))
@@ -177,9 +178,9 @@ def failover_settings(cfg: DirectorConfig) -> FailoverSettings | None:
     """
     if cfg.primary is None or cfg.backup is None:
         raise ConfigError("failover: needs both primary and backup addresses")
-    if _is_local(cfg.primary):
+    if is_local(cfg.primary):
         primary, public = True, HeartbeatPath("public", cfg.primary, cfg.backup)
-    elif _is_local(cfg.backup):
+    elif is_local(cfg.backup):
         primary, public = False, HeartbeatPath("public", cfg.backup, cfg.primary)
     else:
         raise ConfigError(

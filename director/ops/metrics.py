@@ -359,6 +359,20 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
     return fam
 
 
+def _sync_messages(prefix: str, stats: PulseStats | GroupStats) -> CounterMetricFamily:
+    sync = CounterMetricFamily(
+        f"{prefix}_sync_messages", "Connection sync messages, by outcome.", labels=("outcome",)
+    )
+    for outcome, n in (
+        ("sent", stats.sync_sent),
+        ("received", stats.sync_received),
+        ("applied", stats.sync_applied),
+        ("refused", stats.sync_refused),
+    ):
+        sync.add_metric([outcome], float(n))
+    return sync
+
+
 def group_families(stats: GroupStats | None) -> Iterator[Metric]:
     """An active-active director: its peers, its announcement over BGP, the drain and the
     sync. Only ``lvsd_group_enabled`` (0) outside a group."""
@@ -405,17 +419,7 @@ def group_families(stats: GroupStats | None) -> Iterator[Metric]:
         alive.add_metric([peer.address], float(peer.alive))
         table.add_metric([peer.address], float(peer.table))
     yield from (alive, table)
-    sync = CounterMetricFamily(
-        "lvsd_group_sync_messages", "Connection sync messages, by outcome.", labels=("outcome",)
-    )
-    for outcome, n in (
-        ("sent", stats.sync_sent),
-        ("received", stats.sync_received),
-        ("applied", stats.sync_applied),
-        ("refused", stats.sync_refused),
-    ):
-        sync.add_metric([outcome], float(n))
-    yield sync
+    yield _sync_messages("lvsd_group", stats)
     if stats.sync_lag_ms is not None:
         yield _gauge(
             "lvsd_group_sync_lag_seconds",
@@ -502,19 +506,7 @@ def failover_families(stats: PulseStats | None) -> Iterator[Metric]:
     yield _gauge(
         "lvsd_failover_vips_claimed", "1 while this director holds the VIPs.", float(stats.claimed)
     )
-    sync = CounterMetricFamily(
-        "lvsd_failover_sync_messages",
-        "Connection sync messages, by outcome.",
-        labels=("outcome",),
-    )
-    for outcome, n in (
-        ("sent", stats.sync_sent),
-        ("received", stats.sync_received),
-        ("applied", stats.sync_applied),
-        ("refused", stats.sync_refused),
-    ):
-        sync.add_metric([outcome], float(n))
-    yield sync
+    yield _sync_messages("lvsd_failover", stats)
     yield CounterMetricFamily(
         "lvsd_failover_sync_log_lost",
         "Sync log records lost to a full log; each loss makes the active resend the table.",
