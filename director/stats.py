@@ -15,6 +15,26 @@ from healthcheck.specs import ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotStats:
+    """The connection table snapshots written since start (``director.daemon.snapshot``).
+
+    ``failures`` by reason: ``error`` (an OSError), ``no_space`` (the file system, after
+    pruning), ``over_budget`` (one snapshot larger than ``snapshot_budget``). ``last_*``
+    describe the newest snapshot written (created: Unix ms, 0 if none yet).
+    """
+
+    written: int
+    failures: dict[str, int]
+    pruned_files: int
+    pruned_bytes: int
+    last_created_ms: int
+    last_bytes: int
+    last_entries: int
+    last_write_s: float
+    last_capture_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class DirectorStats:
     """What the director did with the packets that came back from the fast path."""
 
@@ -29,6 +49,7 @@ class DirectorStats:
     table_full: int = 0
     evicted_half_open: int = 0
     icmp_suppressed: int = 0
+    snapshot: SnapshotStats | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
-from director.daemon import limits, reload
+from director.daemon import limits, reload, snapshot
 from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
@@ -228,6 +228,9 @@ class Director:
             vips=self,
         )
         self._reaper: Reaper | None = None
+        self.snapshots = snapshot.SnapshotWriter(
+            self.table, lambda: self.ipvs, lambda: self.cfg, now_ms
+        )
         self.console = Console(
             self, self.admin.commands(), self.reload, read_token(cfg.console_token_file)
         )
@@ -294,6 +297,10 @@ class Director:
         await asyncio.to_thread(reaper.tell_sysctls, self.plumbing.sysctl_changes)
         try:
             await self._wait_links_resolved(LINK_START_WAIT_S)
+            # Before the first packet is read: a restored connection is never seen as new.
+            await asyncio.to_thread(
+                snapshot.restore_latest, self.table, self.ipvs, self.cfg, now_ms()
+            )
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]
             readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
@@ -307,6 +314,7 @@ class Director:
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
                     tg.create_task(control.serve())
+                    tg.create_task(self.snapshots.run())
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
                     if scrapes is not None:
@@ -336,6 +344,12 @@ class Director:
                 self._tg = None
                 for fd, _ in readers:
                     loop.remove_reader(fd)
+                if self.cfg.snapshot_interval:
+                    # The freshest state for the next start (a restart, an upgrade).
+                    try:
+                        await self.snapshots.write_once()
+                    except Exception:
+                        log.exception("the last snapshot failed")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -745,6 +759,7 @@ class Director:
             table_full=self._counts["table_full"],
             evicted_half_open=int(self.table.evictions()),
             icmp_suppressed=self._icmp_limit.suppressed,
+            snapshot=self.snapshots.statistics(),
         )
 
     def snapshot(self) -> dict[str, object]:

@@ -61,6 +61,7 @@ static int check_template(ConnTableObject *self, long long h) {
 
 #include "fastpath/app_methods.h"
 #include "fastpath/fwd_methods.h"
+#include "fastpath/snap_methods.h"
 
 static int int64_array(PyObject **ba, Py_buffer *view, size_t n) {
     *ba = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(int64_t)));
@@ -634,6 +635,7 @@ static PyMethodDef ConnTable_methods[] = {
     {"drain", (PyCFunction)(void (*)(void))ConnTable_drain, METH_VARARGS | METH_KEYWORDS,
      DOC_drain},
     APP_METHODS,
+    SNAP_METHODS,
     {NULL, NULL, 0, NULL},
 };
 

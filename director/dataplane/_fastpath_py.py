@@ -281,6 +281,8 @@ _DROPS = tuple(v for v, name in VERDICT_NAMES.items() if name.startswith("DROP_"
 
 _KEY = struct.Struct("!IIHH")
 _TKEY = struct.Struct("!BIIH")
+# One entry of dump_from: the layout of struct snap_rec in fastpath/snap_methods.h.
+_SNAP = struct.Struct("<qQiiiIIIIIiiIiiHHHHBB2x")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _SEQACK = struct.Struct("!II")
@@ -1016,6 +1018,52 @@ class ConnTable:
                 rows.append((h, *self.conn_info(h)))
             h += 1
         return rows, h if h < end else -1
+
+    def dump_from(self, start: int, limit: int, now: int) -> tuple[bytes, int]:
+        """Up to `limit` live entries from handle `start` on, as snapshot records: (data, next).
+
+        `data` is bytes of 80-byte little-endian records, one per entry in handle order:
+        remaining_ms (expires - `now`) q, seq Q, handle i, ctl i, dest i, caddr I, vaddr I,
+        daddr I, timeout_ms I, in_init I, in_delta i, in_prev i, out_init I, out_delta i,
+        out_prev i, cport H, vport H, dport H, flags H, proto B, state B, 2 pad bytes.
+        `next` is the handle to continue from, or -1 once the walk passed the last handle.
+        """
+        _check_range("start", start, 0, 1 << 62)
+        _check_range("limit", limit, 0, 1 << 62)
+        conns = self._conns
+        end = len(conns)
+        parts: list[bytes] = []
+        h = start
+        while h < end and len(parts) < limit:
+            c = conns[h]
+            if c is not None:
+                parts.append(
+                    _SNAP.pack(
+                        c.expires - now,
+                        c.seq,
+                        h,
+                        c.ctl,
+                        c.dest,
+                        c.caddr,
+                        c.vaddr,
+                        c.daddr,
+                        c.timeout_ms,
+                        c.in_init,
+                        c.in_delta,
+                        c.in_prev,
+                        c.out_init,
+                        c.out_delta,
+                        c.out_prev,
+                        c.cport,
+                        c.vport,
+                        c.dport,
+                        c.flags,
+                        c.proto,
+                        c.state,
+                    )
+                )
+            h += 1
+        return b"".join(parts), h if h < end else -1
 
     def enable_sync_log(self, capacity: int) -> None:
         """Start (or restart, emptied) the sync log with room for `capacity` records; 0 stops it.

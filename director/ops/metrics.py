@@ -41,7 +41,7 @@ from director.config import DirectorConfig, HostPort
 from director.errors import DirectorError
 from director.ops import control
 from director.ops.admin import Admin
-from director.stats import DirectorStats, NannyStats, PulseStats, TargetHealth
+from director.stats import DirectorStats, NannyStats, PulseStats, SnapshotStats, TargetHealth
 
 if TYPE_CHECKING:
     from healthcheck.specs import ServiceKey
@@ -378,6 +378,42 @@ class ScrapeCollector(Collector):
         echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
         echo.add_metric([], float(stats.echo_replies))
         yield echo
+        if stats.snapshot is not None:
+            yield from snapshot_families(stats.snapshot)
+
+
+def snapshot_families(s: SnapshotStats, now_s: float | None = None) -> Iterator[Metric]:
+    """The connection table snapshots in state_dir (docs/operations.md)."""
+    now = time.time() if now_s is None else now_s
+    if s.last_created_ms:
+        yield _gauge(
+            "lvsd_snapshot_age_seconds",
+            "Seconds since the newest snapshot written was taken.",
+            max(0.0, now - s.last_created_ms / 1000),
+        )
+    yield _gauge("lvsd_snapshot_bytes", "Size of the newest snapshot written.", s.last_bytes)
+    yield _gauge("lvsd_snapshot_entries", "Entries in the newest snapshot.", s.last_entries)
+    yield _gauge(
+        "lvsd_snapshot_write_seconds",
+        "Time the newest snapshot took to write (worker thread: prune, write, fsync).",
+        s.last_write_s,
+    )
+    yield _gauge(
+        "lvsd_snapshot_capture_seconds",
+        "Time the newest snapshot held the event loop (copying the table, in slices).",
+        s.last_capture_s,
+    )
+    yield _counter("lvsd_snapshots_written", "Snapshots written.", float(s.written))
+    failures = CounterMetricFamily(
+        "lvsd_snapshot_failures", "Snapshots not written, by reason.", labels=("reason",)
+    )
+    for reason in ("error", "no_space", "over_budget"):
+        failures.add_metric([reason], float(s.failures.get(reason, 0)))
+    yield failures
+    yield _counter("lvsd_snapshots_pruned", "Snapshot files deleted.", float(s.pruned_files))
+    yield _counter(
+        "lvsd_snapshot_pruned_bytes", "Bytes of snapshot files deleted.", float(s.pruned_bytes)
+    )
 
 
 def _key_labels(key: ServiceKey, addr: str, port: int) -> list[str]:

@@ -276,4 +276,13 @@
     "`offset` in `buf`: 0, or VNET_HDR_LEN behind a vnet header) carries; -1 if none or\n" \
     "the packet is not one. For a TUNNEL verdict: where the caller encapsulates to."
 
+#define DOC_dump_from \
+    "Up to `limit` live entries from handle `start` on, as snapshot records: (data, next).\n" \
+    "\n" \
+    "`data` is bytes of 80-byte little-endian records, one per entry in handle order:\n" \
+    "remaining_ms (expires - `now`) q, seq Q, handle i, ctl i, dest i, caddr I, vaddr I,\n" \
+    "daddr I, timeout_ms I, in_init I, in_delta i, in_prev i, out_init I, out_delta i,\n" \
+    "out_prev i, cport H, vport H, dport H, flags H, proto B, state B, 2 pad bytes.\n" \
+    "`next` is the handle to continue from, or -1 once the walk passed the last handle."
+
 #endif
