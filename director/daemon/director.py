@@ -823,6 +823,7 @@ class Director:
             "services": services,
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),
+            "snapshots": asdict(self.snapshots.statistics()),
         }
 
 

@@ -1,0 +1,163 @@
+"""Connections that outlive the director process: kill -9 and restart, hot takeover, a full
+state directory.
+
+    client 10.0.1.100 -- director (VIP 10.0.1.5, nat_router 192.168.1.254) -- real1..3
+
+The client runs a rate-limited 256 MiB download and, beside it, a keep-alive HTTP request
+every 20 ms, through the VIP; the director process is replaced under them. The download is
+checked byte for byte (its sha256), every request must succeed, and the longest silence of
+each is printed (``-s`` shows it), never asserted. C fast path only: the twin restores the
+same records (tests/unit/daemon/test_snapshot.py runs both) and the lab suite must stay short.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from director.config import DirectorConfig, parse_config
+from director.daemon import snapshot
+from director.tools.demo import THESIS_CF, LabDirector
+from lab.cluster import Lab
+from tests.netns.conftest import LabFactory
+
+pytestmark = pytest.mark.netns
+
+VIP = "10.0.1.5"
+SIZE = 256 * 1024 * 1024
+RATE = 24 * 1024 * 1024  # bytes per second: about 11 s for the whole download
+WAIT_S = 30.0
+
+CLIENT = """
+import hashlib, http.client, json, socket, threading, time
+from lab.server import expected_digest
+n, rate, vip = {size}, {rate}, "{vip}"
+result = {{}}
+
+def download():
+    s = socket.create_connection((vip, 80), timeout=60)
+    s.sendall(b"GET /bytes/%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % n)
+    buf = b""
+    while b"\\r\\n\\r\\n" not in buf:
+        buf += s.recv(4096)
+    _, body = buf.split(b"\\r\\n\\r\\n", 1)
+    h = hashlib.sha256(body); got = len(body)
+    start = last = time.monotonic(); gap = 0.0; error = None
+    try:
+        while got < n:
+            chunk = s.recv(min(262144, n - got))
+            if not chunk:
+                error = "closed early"; break
+            now = time.monotonic(); gap = max(gap, now - last); last = now
+            h.update(chunk); got += len(chunk)
+            ahead = got / rate - (now - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    except OSError as e:
+        error = repr(e)
+    result.update(ok=error is None and h.hexdigest() == expected_digest(n), error=error,
+                  bytes=got, max_gap_s=gap)
+
+t = threading.Thread(target=download); t.start()
+conn = http.client.HTTPConnection(vip, 80, timeout=60)
+ok = failed = 0; gap = 0.0; errors = []; last = time.monotonic()
+print("started", flush=True)
+while t.is_alive():
+    try:
+        conn.request("GET", "/")
+        r = conn.getresponse(); r.read()
+        ok += r.status == 200; failed += r.status != 200
+        now = time.monotonic(); gap = max(gap, now - last); last = now
+    except (OSError, http.client.HTTPException) as e:
+        failed += 1; errors.append(repr(e))
+        conn.close(); conn = http.client.HTTPConnection(vip, 80, timeout=60)
+    time.sleep(0.02)
+t.join()
+print(json.dumps({{"download": result, "requests": ok, "failed": failed, "errors": errors[:5],
+                  "request_gap_s": gap}}), flush=True)
+"""
+
+
+def wait(what: str, cond: Callable[[], bool], limit: float = WAIT_S) -> float:
+    start = time.monotonic()
+    for _ in range(int(limit / 0.05) + 1):
+        if cond():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def single_director_cf(extra: str = "") -> DirectorConfig:
+    text = "heartbeat = 0\n" + THESIS_CF.read_text() + extra
+    return parse_config(text, "continuity.cf")
+
+
+def start_client(lab: Lab) -> subprocess.Popen[str]:
+    proc = lab.popen(
+        "client",
+        [sys.executable, "-c", CLIENT.format(size=SIZE, rate=RATE, vip=VIP)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+def client_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=180)
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def held_in_snapshot(d: LabDirector, after_ms: int, entries: int) -> bool:
+    """Whether a snapshot taken after ``after_ms`` (Unix) holds ``entries`` or more."""
+    files = snapshot.list_files(d.cfg.state_dir, snapshot.ident(d.cfg.control_socket))
+    return bool(files) and files[0].created_ms > after_ms and _count(files[0].path) >= entries
+
+
+def _count(path: Path) -> int:
+    try:
+        return snapshot.read(path).count
+    except snapshot.SnapshotError:
+        return 0
+
+
+def test_kill_9_and_a_plain_restart_keep_the_download_and_the_requests(
+    lab_factory: LabFactory,
+) -> None:
+    lab = lab_factory(reals=3)
+    director = LabDirector(lab, single_director_cf()).start()
+    try:
+        t0 = time.time_ns() // 1_000_000
+        client = start_client(lab)
+        # The download and the keep-alive connection (and nothing else) are in a snapshot.
+        wait("a snapshot holding both connections", lambda: held_in_snapshot(director, t0, 2))
+        assert director.proc is not None
+        director.proc.kill()
+        director.proc.wait()
+        killed = time.monotonic()
+        director.start()
+        serving = time.monotonic() - killed
+        result = client_result(client)
+        down = result["download"]
+        print(
+            f"\nkill -9 + restart: serving again after {serving:.2f} s; download gap "
+            f"{down['max_gap_s']:.2f} s; request gap {result['request_gap_s']:.2f} s "
+            f"({result['requests']} requests)"
+        )
+        assert down["ok"], down
+        assert result["failed"] == 0, result
+        assert "restored 2 connections and templates" in director.log(), director.log()[-3000:]
+        # Both connections went on through the restarted daemon: no new one was scheduled
+        # for them (the keep-alive's requests all went over the one connection).
+        assert director.status()["decided"] == 0
+    finally:
+        director.stop()
