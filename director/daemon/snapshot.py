@@ -106,7 +106,9 @@ def list_files(state_dir: Path, who: str) -> list[SnapshotFile]:
         if not stamp.isdigit():
             continue
         with contextlib.suppress(OSError):
-            size = os.stat(state_dir / name).st_size
+            st = os.stat(state_dir / name)
+            # What it takes on disk (whole blocks): what deleting it gives back.
+            size = max(st.st_size, st.st_blocks * 512)
             out.append(SnapshotFile(state_dir / name, int(stamp), size))
     out.sort(key=lambda f: f.created_ms, reverse=True)
     return out

@@ -161,3 +161,84 @@ def test_kill_9_and_a_plain_restart_keep_the_download_and_the_requests(
         assert director.status()["decided"] == 0
     finally:
         director.stop()
+
+
+def _get(lab: Lab) -> str:
+    """One request through the VIP on a new connection: the real that answered."""
+    conn = lab.http("client", VIP, 80)
+    try:
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        r.read()
+        return str(r.getheader("X-Real"))
+    finally:
+        conn.close()
+
+
+def test_a_full_state_directory_is_pruned_counted_and_never_stops_serving(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    lab = lab_factory(reals=3)
+    state = tmp_path / "state"
+    state.mkdir()
+    size = 256 * 1024
+    # A small tmpfs on the state directory, in the daemon's own mount namespace (ip netns
+    # exec gives it one, no propagation to the host's): gone when the daemon exits.
+    mount = f'mount -t tmpfs -o size={size},mode=0700 lvsd-test-state "$0" && exec "$@"'
+    cfg = single_director_cf(
+        f'state_dir = "{state}"\nsnapshot_interval = 0.1\nsnapshot_keep = 1000\n'
+    )
+    director = LabDirector(lab, cfg, prefix=["sh", "-c", mount, str(state)]).start()
+    assert director.proc is not None
+    pid = str(director.proc.pid)
+
+    def inside(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", "-t", pid, "-m", "--", *argv], capture_output=True, text=True, check=False
+        )
+
+    def stats() -> dict[str, Any]:
+        result: dict[str, Any] = director.status()["snapshots"]
+        return result
+
+    def used() -> int:
+        out = inside("df", "-B1", "--output=used", str(state)).stdout.split()
+        return int(out[-1])
+
+    try:
+        assert _get(lab).startswith("real")
+        # Snapshots every 0.1 s with room for 1,000 of them: the file system's free space
+        # (less its reserve) is what bounds them, and old ones are pruned to stay within it.
+        wait("pruning for free space", lambda: stats()["pruned_files"] > 0)
+        assert stats()["failures"] == {}
+        assert used() < size
+        # Something else fills the file system, and takes whatever lvsd frees: lvsd gives
+        # way (prunes its own oldest files to write a new one) until it has nothing left
+        # to prune, then counts each snapshot it has no room for, and serves on.
+        for _ in range(200):
+            inside("dd", "if=/dev/zero", f"of={state}/junk", "bs=4096", "oflag=append",
+                   "conv=notrunc")  # fmt: skip
+            if stats()["failures"].get("no_space", 0) > 0:
+                break
+            time.sleep(0.05)
+        assert stats()["failures"].get("no_space", 0) > 0, stats()
+        assert set(stats()["failures"]) == {"no_space"}
+        # What it keeps is less than one more snapshot and the file system's reserve
+        # (5% of 256 KiB): at most four files of one 4 KiB block.
+        files = inside("ls", str(state)).stdout.split()
+        assert sum(1 for f in files if f.endswith(".snap")) <= 4, files
+        assert _get(lab).startswith("real")
+        written = stats()["written"]
+        refused = stats()["failures"]["no_space"]
+        # Room again: snapshots resume.
+        inside("rm", f"{state}/junk")
+        wait("snapshots written again", lambda: stats()["written"] > written + 3)
+        assert director.proc.poll() is None
+        print(
+            f"\nfull state_dir: {refused} snapshots refused for space, "
+            f"{stats()['pruned_files']} pruned ({stats()['pruned_bytes']} bytes), "
+            f"{stats()['written']} written"
+        )
+    finally:
+        director.stop()
+    assert not list(state.iterdir()), "the tmpfs leaked into the host's mount namespace"

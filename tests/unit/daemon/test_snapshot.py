@@ -265,7 +265,7 @@ def test_the_writer_counts_prunes_and_failures_and_never_raises(
     assert len(snapshot.list_files(tmp_path, who)) == 2
     s = writer.statistics()
     assert (s.written, s.pruned_files, s.last_entries) == (3, 1, 4)
-    assert s.pruned_bytes == s.last_bytes
+    assert s.pruned_bytes >= s.last_bytes  # whole blocks on disk
     # One snapshot bigger than the budget: skipped, counted, the old ones kept.
     tight = _cfg(tmp_path, snapshot_keep=2, snapshot_budget=4096)
     for _ in range(80):
