@@ -30,10 +30,11 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
-from director.daemon import limits, reload, snapshot
+from director.daemon import limits, reload, snapshot, takeover
 from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
+from director.daemon.reaper import spec_to_json as reaper_spec_json
 from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
 from director.dataplane.ftp import FtpHelper
@@ -180,9 +181,19 @@ class Director:
     """
 
     def __init__(
-        self, cfg: DirectorConfig, *, tun: str = "lvs0", config_path: Path | None = None
+        self,
+        cfg: DirectorConfig,
+        *,
+        tun: str = "lvs0",
+        config_path: Path | None = None,
+        take_over: bool = False,
     ) -> None:
         self.cfg = cfg
+        self._take_over = take_over
+        self._received: takeover.Received | None = None
+        self._handed_over = False
+        self._readers: list[tuple[int, int]] = []
+        self._listeners: list[tuple[str, int]] = []
         self.config_path = config_path
         try:
             self.table = fastpath.ConnTable(cfg.max_connections, MAX_DESTINATIONS, MAX_SERVICES)
@@ -253,16 +264,22 @@ class Director:
 
     async def run(self) -> None:
         # Listening first, before the host is touched: a busy metrics port or a live
-        # daemon's socket is a one-line DirectorError and changes nothing.
+        # daemon's socket is a one-line DirectorError and changes nothing. Taking over,
+        # the running daemon's listeners are served instead.
         control = ControlServer(
             self.cfg.control_socket,
             self,
             commands=self.admin.commands(),
             max_clients=self.budget.control_clients,
         )
-        await control.start()
+        control.takeover = lambda r, w, req: takeover.hand_over(self, r, w, req)
+        got = None
+        if self._take_over:
+            got = await asyncio.to_thread(takeover.request, self.cfg.control_socket)
+            self._received = got
         scrapes = None
         try:
+            await control.start(None if got is None else got.listeners.pop("control", None))
             if self.cfg.metrics_address is not None:
                 scrapes = metrics.MetricsServer(
                     self,
@@ -270,10 +287,15 @@ class Director:
                     max_clients=self.budget.metrics_clients,
                     route=self.console.route,
                 )
-                await scrapes.start()
+                await scrapes.start(None if got is None else got.listeners.pop("metrics", None))
+            self._listeners = [("control", control.listener_fd())]
+            if scrapes is not None:
+                self._listeners.append(("metrics", scrapes.listener_fd()))
             await self._run(control, scrapes)
         finally:
-            control.close()
+            if self._received is not None:  # never confirmed: the old daemon serves on
+                self._received.close()
+            control.close(unlink=not self._handed_over)
             if scrapes is not None:
                 scrapes.close()
 
@@ -282,14 +304,19 @@ class Director:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        # pyroute2's synchronous API runs an event loop of its own: netlink work goes
-        # to a thread, which has no running loop.
-        await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
+        got = self._received
+        if got is None:
+            # pyroute2's synchronous API runs an event loop of its own: netlink work goes
+            # to a thread, which has no running loop.
+            await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
+        else:
+            self._adopt(got)
         # From here on, if this process dies, the reaper removes its VIP claims.
         reaper = await asyncio.to_thread(Reaper.start, self.plumbing.spec)
         self._reaper = reaper
         try:
-            await asyncio.to_thread(self.plumbing.setup)
+            if got is None:
+                await asyncio.to_thread(self.plumbing.setup)
         except BaseException:
             await asyncio.to_thread(reaper.disarm)
             raise
@@ -298,14 +325,17 @@ class Director:
         try:
             await self._wait_links_resolved(LINK_START_WAIT_S)
             # Before the first packet is read: a restored connection is never seen as new.
-            await asyncio.to_thread(
-                snapshot.restore_latest, self.table, self.ipvs, self.cfg, now_ms()
-            )
+            if got is None:
+                await asyncio.to_thread(
+                    snapshot.restore_latest, self.table, self.ipvs, self.cfg, now_ms()
+                )
+            else:
+                self._restore_handed(got)
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]
             readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
-            for fd, mark in readers:
-                loop.add_reader(fd, self._on_readable, fd, mark)
+            self._readers = readers
+            self.resume_packets()
             try:
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
@@ -333,18 +363,20 @@ class Director:
                         self.budget.metrics_clients,
                         self.budget.control_clients,
                     )
+                    if got is not None:
+                        self._received = None
+                        await asyncio.to_thread(takeover.confirm, got)
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
                     self._notifier.stopping()
-                    control.close()
+                    control.close(unlink=not self._handed_over)
                     raise _Stopped
             except* _Stopped:
                 pass
             finally:
                 self._tg = None
-                for fd, _ in readers:
-                    loop.remove_reader(fd)
-                if self.cfg.snapshot_interval:
+                self.pause_packets()
+                if self.cfg.snapshot_interval and not self._handed_over:
                     # The freshest state for the next start (a restart, an upgrade).
                     try:
                         await self.snapshots.write_once()
@@ -354,13 +386,66 @@ class Director:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             try:
-                await asyncio.to_thread(self.plumbing.teardown)
+                if not self._handed_over:
+                    await asyncio.to_thread(self.plumbing.teardown)
             finally:
                 await asyncio.to_thread(reaper.disarm)
                 self.links.close()
                 if self._tunnel_sock is not None:
                     self._tunnel_sock.close()
-            log.info("stopped; plumbing removed")
+            log.info("stopped; %s", "handed over" if self._handed_over else "plumbing removed")
+
+    # --- hot takeover (director.daemon.takeover) ----------------------------------------
+
+    def _adopt(self, got: takeover.Received) -> None:
+        if got.spec != reaper_spec_json(self.plumbing.spec):
+            raise ConfigError(
+                "takeover: the running lvsd's plumbing (VIPs, interfaces, marks) differs "
+                "from this configuration's; stop it and start this one instead"
+            )
+        self.plumbing.adopt(got.plumbing, got.tuns)
+        got.tuns = []  # the plumbing holds them now
+
+    def _restore_handed(self, got: takeover.Received) -> None:
+        done = snapshot.restore(
+            self.table, self.ipvs, got.snapshot, now_ms(), got.snapshot.created_ms
+        )
+        out = self.nanny.adopt_health(got.health)
+        log.info(
+            "takeover: %d connections and templates from pid %d (%d without their "
+            "destination); %d reals out of service as there",
+            done.restored,
+            got.pid,
+            done.unmatched,
+            out,
+        )
+
+    @property
+    def serving_packets(self) -> bool:
+        return bool(self._readers) and not self._handed_over and self._tg is not None
+
+    def clock(self) -> int:
+        return now_ms()
+
+    def pause_packets(self) -> None:
+        """Stop reading the TUNs: packets wait in their queues."""
+        loop = asyncio.get_running_loop()
+        for fd, _ in self._readers:
+            loop.remove_reader(fd)
+
+    def resume_packets(self) -> None:
+        loop = asyncio.get_running_loop()
+        for fd, mark in self._readers:
+            loop.add_reader(fd, self._on_readable, fd, mark)
+
+    def listener_fds(self) -> list[tuple[str, int]]:
+        return [(name, fd) for name, fd in self._listeners if fd >= 0]
+
+    def handed_over(self) -> None:
+        """Another daemon serves now: stop, leaving the plumbing and the socket to it."""
+        self._handed_over = True
+        self._readers = []
+        self._stop.set()
 
     def reload(self) -> None:
         """SIGHUP: apply the configuration file's changes (director.daemon.reload); a broken

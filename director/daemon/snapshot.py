@@ -368,6 +368,17 @@ def read(path: Path) -> Snapshot:
         data = path.read_bytes()
     except OSError as e:
         raise SnapshotError(f"snapshot {path}: {e.strerror or e}") from None
+    return parse(data, path)
+
+
+def encode(cap: Capture) -> bytes:
+    """``cap`` as the bytes of a snapshot file (what a takeover sends)."""
+    head = encode_header(cap.meta, cap.chunks, cap.count, cap.created_ms)
+    return b"".join([head, cap.meta, *cap.chunks])
+
+
+def parse(data: bytes, path: Path) -> Snapshot:
+    """The snapshot in ``data`` (named ``path`` in errors), checked whole."""
     if len(data) < HEADER_SIZE or not data.startswith(MAGIC):
         raise SnapshotError(f"snapshot {path}: not an lvsd snapshot (no {MAGIC.decode()} header)")
     _, version, rsize, meta_len, count, created = HEAD.unpack_from(data)

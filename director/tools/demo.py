@@ -98,7 +98,9 @@ class LabDirector:
             argv = [*self.prefix, *argv, *extra]
             if self._ssh:  # nanny's ``ssh REAL uptime`` with the lab's keys
                 argv = self.lab.ssh_argv(argv)
-            with self.log_path.open("wb") as log:
+            # A second start (a restart, a takeover) appends: the first process may
+            # still be writing.
+            with self.log_path.open("ab") as log:
                 self.proc = self.lab.popen(
                     self.node,
                     argv,

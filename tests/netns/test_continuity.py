@@ -163,6 +163,57 @@ def test_kill_9_and_a_plain_restart_keep_the_download_and_the_requests(
         director.stop()
 
 
+def test_takeover_keeps_the_download_and_every_request_and_the_old_daemon_exits(
+    lab_factory: LabFactory,
+) -> None:
+    lab = lab_factory(reals=3)
+    director = LabDirector(lab, single_director_cf()).start()
+    old = director.proc
+    assert old is not None
+    try:
+        client = start_client(lab)
+        # Well into the download (a few MiB), then a new lvsd takes over.
+        wait("both connections", lambda: _conns(director) >= 2)
+        wait("a few MiB into the download", lambda: _bytes(director.status()) > 4 << 20)
+        before = director.status()
+        director.start(["--takeover"])
+        assert old.wait(timeout=WAIT_S) == 0, director.log()[-3000:]
+        result = client_result(client)
+        down = result["download"]
+        print(
+            f"\ntakeover: download gap {down['max_gap_s']:.2f} s; request gap "
+            f"{result['request_gap_s']:.2f} s ({result['requests']} requests)"
+        )
+        assert down["ok"], down
+        assert result["failed"] == 0, result
+        log = director.log()
+        assert f"took over from pid {old.pid}" in log, log[-3000:]
+        assert f"takeover: pid {director.proc.pid if director.proc else 0} serves now" in log
+        # The new daemon forwarded the rest: it scheduled nothing new, and its counters
+        # grew past the old one's (the services' packet counts are its own, from zero).
+        after = director.status()
+        assert after["decided"] == 0
+        assert _packets(after) > 0
+        assert before["decided"] >= 2
+    finally:
+        director.stop()
+        if old.poll() is None:
+            old.kill()
+            old.wait()
+
+
+def _conns(d: LabDirector) -> int:
+    return int(d.status()["connections"])
+
+
+def _bytes(status: dict[str, Any]) -> int:
+    return sum(int(s["inbytes"]) + int(s["outbytes"]) for s in status["services"])
+
+
+def _packets(status: dict[str, Any]) -> int:
+    return sum(int(s["inpkts"]) + int(s["outpkts"]) for s in status["services"])
+
+
 def _get(lab: Lab) -> str:
     """One request through the VIP on a new connection: the real that answered."""
     conn = lab.http("client", VIP, 80)
