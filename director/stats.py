@@ -50,6 +50,7 @@ class DirectorStats:
     evicted_half_open: int = 0
     icmp_suppressed: int = 0
     snapshot: SnapshotStats | None = None
+    resets: int = 0  # TCP resets sent for segments that matched no connection
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,6 +218,7 @@ class Director:
         self._tunnel_sock: socket.socket | None = None
         self.ftp = FtpHelper(self.table)
         self._icmp_limit = icmp.RateLimit()
+        self._reset_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
@@ -335,6 +336,9 @@ class Director:
             readers = [(self._fd, 0)]
             readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
             self._readers = readers
+            # A segment of a connection this director does not hold (lost in a restart
+            # without a snapshot, or expired): a reset, as the kernel's stack would send.
+            self.table.set_report_no_conn(True)
             self.resume_packets()
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -762,6 +766,9 @@ class Director:
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
+        elif verdict == fastpath.DROP_NO_CONN:
+            self._reset(buf, fwmark)
+            return
         # ROUTE: the fast path already sent it to a direct-routing real's link.
         if verdict == fastpath.APP:
             verdict = fastpath.FORWARD
@@ -812,6 +819,24 @@ class Director:
                 self._counts["echo_replies"] += 1
                 self._write(bytearray(_VNET_PLAIN + reply))
 
+    def _reset(self, buf: bytearray, fwmark: int) -> None:
+        """Answer a TCP segment to a service that matched no connection with a reset.
+
+        The kernel's ip_vs_in lets such a segment (not a SYN, no entry) through to the local
+        stack, where the VIP is a local address and no socket has it: the stack answers
+        RST and the client learns at once that its connection is gone (docs/operations.md).
+        Rate-limited like the ICMP errors; a segment to no service, or from a real, is
+        left dropped."""
+        proto, _saddr, daddr, _sport, dport = _FLOW.unpack_from(buf, fastpath.VNET_HDR_LEN)
+        if proto != 6 or self.ipvs.find_service(proto, daddr, dport, fwmark) is None:
+            return
+        if not self._reset_limit.allow(now_ms()):
+            return
+        reply = icmp.tcp_reset(buf[fastpath.VNET_HDR_LEN :])
+        if reply is not None:
+            self._counts["resets"] += 1
+            self._write(bytearray(_VNET_PLAIN + reply))
+
     def _unreachable(self, buf: bytearray) -> None:
         if not self._icmp_limit.allow(now_ms()):
             return
@@ -845,6 +870,7 @@ class Director:
             evicted_half_open=int(self.table.evictions()),
             icmp_suppressed=self._icmp_limit.suppressed,
             snapshot=self.snapshots.statistics(),
+            resets=self._counts["resets"],
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -902,6 +928,7 @@ class Director:
             "table_full": stats.table_full,
             "evicted_half_open": stats.evicted_half_open,
             "icmp_suppressed": stats.icmp_suppressed,
+            "resets": stats.resets,
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "ftp": asdict(self.ftp.statistics()),

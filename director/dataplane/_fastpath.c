@@ -31,6 +31,7 @@ typedef struct {
     PyObject *dest_ba, *svc_ba;
     Py_buffer dest_view, svc_view;
     uint8_t *rx;
+    int report_no_conn; /* drain hands DROP_NO_CONN TCP segments (not RST) to the caller */
 } ConnTableObject;
 
 static int check_range(const char *name, long long v, long long lo, long long hi) {
@@ -611,6 +612,8 @@ static PyMethodDef ConnTable_methods[] = {
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
     {"dest_of", (PyCFunction)ConnTable_dest_of, METH_VARARGS, DOC_dest_of},
     {"evictions", (PyCFunction)ConnTable_evictions, METH_NOARGS, DOC_evictions},
+    {"set_report_no_conn", (PyCFunction)ConnTable_set_report_no_conn, METH_O,
+     DOC_set_report_no_conn},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
     {"insert_template", (PyCFunction)ConnTable_insert_template, METH_VARARGS,

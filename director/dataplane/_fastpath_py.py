@@ -424,6 +424,16 @@ class _Conn:
         )
 
 
+def _tcp_not_rst(buf: bytearray) -> bool:
+    """Whether a vnet-headed packet is an IPv4 TCP segment without RST (set_report_no_conn)."""
+    if len(buf) < VNET_HDR_LEN + 20 or buf[VNET_HDR_LEN] >> 4 != 4:
+        return False
+    ihl = (buf[VNET_HDR_LEN] & 0x0F) * 4
+    if buf[VNET_HDR_LEN + 9] != PROTO_TCP or len(buf) < VNET_HDR_LEN + ihl + 14:
+        return False
+    return not buf[VNET_HDR_LEN + ihl + 13] & 0x04
+
+
 def _check_range(name: str, value: int, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise ValueError(f"{name}: must be in {lo}..{hi}, got {value}")
@@ -463,6 +473,7 @@ class ConnTable:
         _check_range("max_dests", max_dests, 1, 1 << 24)
         _check_range("max_svcs", max_svcs, 1, 1 << 24)
         self._max = max_conns
+        self._report_no_conn = False
         self._max_dests = max_dests
         self._max_svcs = max_svcs
         self._conns: list[_Conn | None] = []
@@ -1481,6 +1492,12 @@ class ConnTable:
         self._count_pkt(c, tot, inbound)
         return FORWARD
 
+    def set_report_no_conn(self, on: bool) -> None:
+        """From now on (`on` true) drain also hands the caller, as (DROP_NO_CONN, packet), every
+        IPv4 TCP segment without RST that found no connection (still counted as a drop), so
+        that it can answer with a reset as the kernel's stack does; off by default."""
+        self._report_no_conn = bool(on)
+
     def drain(
         self,
         fd: int,
@@ -1522,7 +1539,9 @@ class ConnTable:
                 except OSError:
                     # EAGAIN/ENOBUFS when the device queue is full; the packet is lost either way.
                     self._drops[DROP_TX] += 1
-            elif v in (NEW, LOCAL, FRAGMENT, APP, TUNNEL):
+            elif v in (NEW, LOCAL, FRAGMENT, APP, TUNNEL) or (
+                v == DROP_NO_CONN and self._report_no_conn and _tcp_not_rst(buf)
+            ):
                 out.append((v, buf))
                 if v == APP:
                     break

@@ -379,6 +379,11 @@ class ScrapeCollector(Collector):
         echo = CounterMetricFamily("lvsd_echo_replies", "ICMP echo replies sent for the VIPs.")
         echo.add_metric([], float(stats.echo_replies))
         yield echo
+        yield _counter(
+            "lvsd_tcp_resets",
+            "TCP resets sent for segments to a service that matched no connection.",
+            float(stats.resets),
+        )
         if stats.snapshot is not None:
             yield from snapshot_families(stats.snapshot)
 

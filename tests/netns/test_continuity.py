@@ -293,3 +293,54 @@ def test_a_full_state_directory_is_pruned_counted_and_never_stops_serving(
     finally:
         director.stop()
     assert not list(state.iterdir()), "the tmpfs leaked into the host's mount namespace"
+
+
+KEEPALIVE_ONCE_MORE = """
+import http.client, json, sys, time
+conn = http.client.HTTPConnection("{vip}", 80, timeout=60)
+conn.request("GET", "/"); r = conn.getresponse(); r.read()
+print("first", r.status, flush=True)
+sys.stdin.readline()  # the director is replaced meanwhile
+start = time.monotonic()
+try:
+    conn.request("GET", "/"); r = conn.getresponse(); r.read()
+    outcome = "answered %d" % r.status
+except (OSError, http.client.HTTPException) as e:
+    outcome = type(e).__name__
+print(json.dumps({{"outcome": outcome, "after_s": time.monotonic() - start}}), flush=True)
+"""
+
+
+def test_a_connection_lost_in_a_restart_is_reset_not_left_hanging(
+    lab_factory: LabFactory,
+) -> None:
+    # No snapshots: the restarted director knows nothing of the keep-alive connection.
+    # Its next request finds no entry, and the director answers with a reset as the
+    # kernel's stack does for IPVS: the client learns at once instead of after 60 s.
+    lab = lab_factory(reals=3)
+    director = LabDirector(lab, single_director_cf("snapshot_interval = 0\n")).start()
+    proc = lab.popen(
+        "client",
+        [sys.executable, "-c", KEEPALIVE_ONCE_MORE.format(vip=VIP)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout.readline().split() == ["first", "200"]
+        assert director.proc is not None
+        director.proc.kill()
+        director.proc.wait()
+        director.start()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        result = json.loads(proc.stdout.readline())
+        print(f"\nlost connection: {result['outcome']} after {result['after_s']:.2f} s")
+        assert result["outcome"] in ("ConnectionResetError", "RemoteDisconnected"), result
+        assert director.status()["resets"] >= 1
+    finally:
+        proc.kill()
+        proc.communicate()  # and closes its pipes
+        director.stop()

@@ -285,4 +285,9 @@
     "out_prev i, cport H, vport H, dport H, flags H, proto B, state B, 2 pad bytes.\n" \
     "`next` is the handle to continue from, or -1 once the walk passed the last handle."
 
+#define DOC_set_report_no_conn \
+    "From now on (`on` true) drain also hands the caller, as (DROP_NO_CONN, packet), every\n" \
+    "IPv4 TCP segment without RST that found no connection (still counted as a drop), so\n" \
+    "that it can answer with a reset as the kernel's stack does; off by default."
+
 #endif
