@@ -411,17 +411,26 @@ class Director:
         got.tuns = []  # the plumbing holds them now
 
     def _restore_handed(self, got: takeover.Received) -> None:
-        done = snapshot.restore(
-            self.table, self.ipvs, got.snapshot, now_ms(), got.snapshot.created_ms
+        # A standby's table is the active director's, by sync: it asks for it whole.
+        standby = self.pulse is not None and got.role != Role.MASTER.name
+        snap = got.snapshot
+        done = (
+            snapshot.Restored(0, 0, 0, 0)
+            if standby
+            else snapshot.restore(self.table, self.ipvs, snap, now_ms(), snap.created_ms)
         )
+        if self.pulse is not None and got.role == Role.MASTER.name:
+            self.pulse.peer.resume = Role.MASTER
         out = self.nanny.adopt_health(got.health)
         log.info(
             "takeover: %d connections and templates from pid %d (%d without their "
-            "destination); %d reals out of service as there",
+            "destination)%s; %d reals out of service as there; failover role %s",
             done.restored,
             got.pid,
             done.unmatched,
+            " left for the active director's sync" if standby else "",
             out,
+            got.role or "none",
         )
 
     @property
@@ -444,6 +453,9 @@ class Director:
 
     def listener_fds(self) -> list[tuple[str, int]]:
         return [(name, fd) for name, fd in self._listeners if fd >= 0]
+
+    def failover_role(self) -> str | None:
+        return None if self.pulse is None else self.pulse.role.name
 
     def handed_over(self) -> None:
         """Another daemon serves now: stop, leaving the plumbing and the socket to it."""

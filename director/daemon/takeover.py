@@ -72,6 +72,7 @@ class Director(Protocol):
     def pause_packets(self) -> None: ...
     def resume_packets(self) -> None: ...
     def listener_fds(self) -> list[tuple[str, int]]: ...
+    def failover_role(self) -> str | None: ...
     def handed_over(self) -> None: ...
 
 
@@ -109,6 +110,7 @@ async def hand_over(
                 "tuns": len(tun_fds),
                 "listeners": [name for name, _ in listeners],
                 "health": d.nanny.export_health(),
+                "role": d.failover_role(),
                 "snapshot": len(data),
             },
         }
@@ -170,6 +172,7 @@ class Received:
     tuns: list[int]
     listeners: dict[str, socket.socket]
     health: list[list[Any]]
+    role: str | None
     snapshot: snapshot.Snapshot
     sock: socket.socket
 
@@ -228,8 +231,9 @@ def request(path: Path) -> Received:
         for s in listeners.values():
             s.setblocking(False)
         return Received(
-            res["pid"], res["spec"], res["plumbing"], tuns, listeners, res["health"], snap, sock
-        )
+            res["pid"], res["spec"], res["plumbing"], tuns, listeners, res["health"],
+            res.get("role"), snap, sock,
+        )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, snapshot.SnapshotError) as e:
         for fd in fds:
             os.close(fd)

@@ -27,6 +27,7 @@ from director.daemon import snapshot
 from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab
 from tests.netns.conftest import LabFactory
+from tests.netns.test_failover import Pair, cluster_config
 
 pytestmark = pytest.mark.netns
 
@@ -344,3 +345,38 @@ def test_a_connection_lost_in_a_restart_is_reset_not_left_hanging(
         proc.kill()
         proc.communicate()  # and closes its pipes
         director.stop()
+
+
+def test_takeover_of_the_active_director_of_a_pair_keeps_it_active(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    # The primary, active, is replaced by a takeover: the new process starts active (the
+    # failover role is handed over), the backup never takes over, nothing is lost.
+    lab = lab_factory(reals=3, backup=True)
+    pair = Pair(lab, cluster_config(tmp_path, 0.2, 1), "c")
+    try:
+        pair.start()
+        old = pair.primary.proc
+        assert old is not None
+        client = lab.popen(
+            "client",
+            [sys.executable, "-c", CLIENT.format(size=64 << 20, rate=RATE, vip=VIP)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "started"
+        pair.wait("the standby to hold both connections", lambda: pair.shadow(pair.backup) >= 2)
+        pair.primary.start(["--takeover"])
+        assert old.wait(timeout=WAIT_S) == 0
+        assert pair.role(pair.primary) == "MASTER"
+        result = client_result(client)
+        assert result["download"]["ok"], result
+        assert result["failed"] == 0, result
+        assert pair.role(pair.primary) == "MASTER"
+        assert pair.role(pair.backup) == "BACKUP"
+        assert "failover role MASTER" in pair.primary.log()
+        assert pair.served_by(pair.backup)[1] == 0  # the backup forwarded nothing
+    finally:
+        pair.backup.stop()
+        pair.primary.stop()
