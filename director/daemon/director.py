@@ -457,8 +457,11 @@ class Director:
     def failover_role(self) -> str | None:
         return None if self.pulse is None else self.pulse.role.name
 
-    def handed_over(self) -> None:
-        """Another daemon serves now: stop, leaving the plumbing and the socket to it."""
+    def handed_over(self, pid: int) -> None:
+        """Daemon ``pid`` serves now: stop, leaving the plumbing and the socket to it (and
+        telling systemd, when it runs us, that ``pid`` is the service's main process)."""
+        if pid > 0:
+            self._notifier.send(f"MAINPID={pid}")
         self._handed_over = True
         self._readers = []
         self._stop.set()

@@ -73,7 +73,7 @@ class Director(Protocol):
     def resume_packets(self) -> None: ...
     def listener_fds(self) -> list[tuple[str, int]]: ...
     def failover_role(self) -> str | None: ...
-    def handed_over(self) -> None: ...
+    def handed_over(self, pid: int) -> None: ...
 
 
 async def hand_over(
@@ -135,7 +135,7 @@ async def hand_over(
             cap.count,
             (time.monotonic() - paused) * 1000,
         )
-        d.handed_over()
+        d.handed_over(who if isinstance(who, int) else 0)
     except (OSError, TimeoutError, TakeoverError) as e:
         log.error("takeover by pid %s failed: %s; serving on", who, e)
     finally:
