@@ -213,6 +213,11 @@ def request(path: Path) -> Received:
         if not answer.get("ok"):
             raise TakeoverError(f"the running lvsd refused: {answer.get('error')}")
         res = answer["result"]
+        if res.get("version") != VERSION:
+            raise TakeoverError(
+                f"the running lvsd speaks takeover version {res.get('version')!r}, "
+                f"this one {VERSION}"
+            )
         want = res["tuns"] + len(res["listeners"])
         if len(fds) != want:
             raise TakeoverError(f"{len(fds)} descriptors received, {want} announced")
