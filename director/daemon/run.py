@@ -41,7 +41,10 @@ def run_daemon(args: argparse.Namespace) -> int:
             log.warning("%s", warning)
         limits.raise_nofile_limit()
         director = Director(
-            cfg, tun=args.tun, config_path=Path(args.config), take_over=args.takeover
+            cfg,
+            tun=args.tun,
+            config_path=Path(args.config),
+            take_over=getattr(args, "takeover", False),
         )
         # What start-up built lives as long as the daemon: out of the collector's sight,
         # so that a full collection (which holds the packet loop) walks only what a
