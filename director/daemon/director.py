@@ -326,10 +326,14 @@ class Director:
         try:
             await self._wait_links_resolved(LINK_START_WAIT_S)
             # Before the first packet is read: a restored connection is never seen as new.
-            if got is None:
+            if got is None and self.pulse is None:
                 await asyncio.to_thread(
                     snapshot.restore_latest, self.table, self.ipvs, self.cfg, now_ms()
                 )
+            elif got is None:
+                # With a peer, the active director's sync is the table's source: this one
+                # starts as standby and is sent the whole table (a snapshot is older).
+                log.info("failover: not restoring a snapshot; the table comes by sync")
             else:
                 self._restore_handed(got)
             self._fd = self.plumbing.tun.fd
