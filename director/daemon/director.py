@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
-from director.daemon import limits, reload, snapshot, takeover
+from director.daemon import limits, reload, snapshot
 from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
@@ -61,6 +62,9 @@ from director.ops.notify import Notifier
 from director.stats import DirectorStats
 from failover.events import Role
 from healthcheck.specs import Target
+
+if TYPE_CHECKING:
+    from director.daemon import takeover
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +277,11 @@ class Director:
             commands=self.admin.commands(),
             max_clients=self.budget.control_clients,
         )
-        control.takeover = lambda r, w, req: takeover.hand_over(self, r, w, req)
+        control.takeover = self._hand_over
         got = None
         if self._take_over:
+            from director.daemon import takeover  # noqa: PLC0415  (only when used: footprint)
+
             got = await asyncio.to_thread(takeover.request, self.cfg.control_socket)
             self._received = got
         scrapes = None
@@ -373,6 +379,8 @@ class Director:
                     )
                     if got is not None:
                         self._received = None
+                        from director.daemon import takeover  # noqa: PLC0415
+
                         await asyncio.to_thread(takeover.confirm, got)
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
@@ -404,6 +412,13 @@ class Director:
             log.info("stopped; %s", "handed over" if self._handed_over else "plumbing removed")
 
     # --- hot takeover (director.daemon.takeover) ----------------------------------------
+
+    async def _hand_over(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: dict[str, object]
+    ) -> None:
+        from director.daemon import takeover  # noqa: PLC0415  (only when asked: footprint)
+
+        await takeover.hand_over(self, reader, writer, req)
 
     def _adopt(self, got: takeover.Received) -> None:
         if got.spec != reaper_spec_json(self.plumbing.spec):
