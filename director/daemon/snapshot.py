@@ -253,7 +253,9 @@ def write(state_dir: Path, who: str, cap: Capture, cfg: DirectorConfig) -> Writt
     final = state_dir / file_name(who, cap.created_ms)
     tmp = state_dir / f".conns-{who}-{cap.created_ms}.tmp"
     try:
-        with open(tmp, "xb") as out:
+        # Client addresses: for root's eyes only, whatever the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
             out.write(encode_header(cap.meta, cap.chunks, cap.count, cap.created_ms))
             out.write(cap.meta)
             for chunk in cap.chunks:
@@ -292,6 +294,10 @@ class SnapshotWriter:
         self._ipvs = ipvs
         self._cfg = cfg
         self._clock = clock
+        # Read at start only, as the daemon reads them (a reload's new value waits for a
+        # restart): the retention settings follow reloads, where the files go does not.
+        self.state_dir = cfg().state_dir
+        self.who = ident(cfg().control_socket)
         self.failures: Counter[str] = Counter()
         self.written = 0
         self.pruned_files = 0
@@ -301,10 +307,6 @@ class SnapshotWriter:
         self.last_entries = 0
         self.last_write_s = 0.0
         self.last_capture_s = 0.0
-
-    @property
-    def who(self) -> str:
-        return ident(self._cfg().control_socket)
 
     async def run(self) -> None:
         while True:
@@ -319,16 +321,16 @@ class SnapshotWriter:
         cap = await capture(self._table, self._ipvs(), self._clock())
         self.last_capture_s = cap.seconds
         try:
-            done = await asyncio.to_thread(write, cfg.state_dir, self.who, cap, cfg)
+            done = await asyncio.to_thread(write, self.state_dir, self.who, cap, cfg)
         except OSError as e:
-            self._failed("error", f"{cfg.state_dir}: {e.strerror or e}")
+            self._failed("error", f"{self.state_dir}: {e.strerror or e}")
             return False
         self.pruned_files += len(done.pruned)
         self.pruned_bytes += sum(f.size for f in done.pruned)
         if done.path is None:
             self._failed(
                 done.reason,
-                f"{cfg.state_dir}: no room for {cap.size} bytes "
+                f"{self.state_dir}: no room for {cap.size} bytes "
                 f"({'snapshot_budget' if done.reason == 'over_budget' else 'free space'})",
             )
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
+import stat
 import time
 from pathlib import Path
 from socket import IPPROTO_TCP, IPPROTO_UDP
@@ -274,16 +274,18 @@ def test_the_writer_counts_prunes_and_failures_and_never_raises(
     assert asyncio.run(writer.write_once()) is False
     assert writer.statistics().failures == {"over_budget": 1}
     assert len(snapshot.list_files(tmp_path, who)) == 1  # count pruning still applies
-    # An unwritable directory: an error, counted.
-    os.chmod(tmp_path, 0o500)
-    try:
-        blocked = _cfg(tmp_path / "sub" / "dir")
-        writer._cfg = lambda: blocked
-        if os.geteuid() != 0:
-            assert asyncio.run(writer.write_once()) is False
-            assert writer.statistics().failures["error"] == 1
-    finally:
-        os.chmod(tmp_path, 0o700)
+    # A reload that names another state_dir changes nothing until a restart (the daemon
+    # reads it at start only): the files stay where they are.
+    writer._cfg = lambda: _cfg(tmp_path / "elsewhere", snapshot_keep=2)
+    ipvs.table.flush()
+    assert asyncio.run(writer.write_once()) is True
+    assert not (tmp_path / "elsewhere").exists()
+    assert (stat.S_IMODE(snapshot.list_files(tmp_path, who)[0].path.stat().st_mode)) == 0o600
+    # A state directory that cannot be made (a file is in the way): an error, counted.
+    (tmp_path / "file").write_text("")
+    writer.state_dir = tmp_path / "file" / "dir"
+    assert asyncio.run(writer.write_once()) is False
+    assert writer.statistics().failures["error"] == 1
 
 
 def test_lvsd_snapshot_lists_shows_and_prunes(
