@@ -384,7 +384,8 @@ class Director:
                         await asyncio.to_thread(takeover.confirm, got)
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
-                    self._notifier.stopping()
+                    if not self._handed_over:  # else the successor is the service now
+                        self._notifier.stopping()
                     control.close(unlink=not self._handed_over)
                     raise _Stopped
             except* _Stopped:
