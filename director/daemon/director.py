@@ -329,6 +329,9 @@ class Director:
             raise
         # ... and puts back the sysctls setup changed.
         await asyncio.to_thread(reaper.tell_sysctls, self.plumbing.sysctl_changes)
+        if got is not None and self.plumbing.vips != self.plumbing.spec.vips:
+            # VIPs lvsadm added to the daemon taken over from: guarded too.
+            await asyncio.to_thread(reaper.tell_vips, self.plumbing.vips)
         try:
             await self._wait_links_resolved(LINK_START_WAIT_S)
             # Before the first packet is read: a restored connection is never seen as new.
