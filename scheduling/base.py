@@ -152,6 +152,16 @@ class SchedulerBase:
     def _reset(self) -> None:
         """Set the state a fresh scheduler has before init_service; stateless ones have none."""
 
+    def position(self) -> list[int]:
+        """The rotation state kept between picks, as integers ([]: none), for a director
+        process that takes over (``set_position`` on a scheduler of the same list)."""
+        return []
+
+    def set_position(self, position: Sequence[int]) -> bool:
+        """Continue from another scheduler's ``position()`` over the same destination
+        list; False (and nothing changed) if it does not fit this one."""
+        return not position
+
     def update(self, dests: Sequence[DestView], kind: str, dest: DestView | None = None) -> None:
         """Take the new list (see ``Scheduler.update``)."""
         if kind not in UPDATE_KINDS:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
 from director.daemon import limits, reload, snapshot
@@ -62,6 +62,7 @@ from director.ops.notify import Notifier
 from director.stats import DirectorStats
 from failover.events import Role
 from healthcheck.specs import Target
+from scheduling.base import SchedulerBase
 
 if TYPE_CHECKING:
     from director.daemon import takeover
@@ -445,14 +446,17 @@ class Director:
         if self.pulse is not None and got.role == Role.MASTER.name:
             self.pulse.peer.resume = Role.MASTER
         out = self.nanny.adopt_health(got.health)
+        rotations = self._adopt_positions(got.schedulers)
         log.info(
             "takeover: %d connections and templates from pid %d (%d without their "
-            "destination)%s; %d reals out of service as there; failover role %s",
+            "destination)%s; %d reals out of service as there; %d rotations continued; "
+            "failover role %s",
             done.restored,
             got.pid,
             done.unmatched,
             " left for the active director's sync" if standby else "",
             out,
+            rotations,
             got.role or "none",
         )
 
@@ -476,6 +480,33 @@ class Director:
 
     def listener_fds(self) -> list[tuple[str, int]]:
         return [(name, fd) for name, fd in self._listeners if fd >= 0]
+
+    def scheduler_positions(self) -> list[list[Any]]:
+        """[protocol, vaddr, vport, fwmark, scheduler, [dest (addr, port)...], position] of
+        every service whose scheduler keeps a rotation (rr, wrr), for a takeover."""
+        out: list[list[Any]] = []
+        for svc in self.ipvs.services.values():
+            sched = svc.scheduler
+            if isinstance(sched, SchedulerBase) and (pos := sched.position()):
+                dests = [[d.addr, d.port] for d in svc.dests]
+                out.append([*svc.key, svc.sched_name, dests, pos])
+        return out
+
+    def _adopt_positions(self, rows: list[list[Any]]) -> int:
+        """Continue the rotations handed over where the service, its scheduler and its
+        list of destinations are the same here; returns how many."""
+        n = 0
+        for proto, vaddr, vport, fwmark, name, dests, pos in rows:
+            svc = self.ipvs.services.get((proto, vaddr, vport, fwmark))
+            if (
+                svc is None
+                or svc.sched_name != name
+                or not isinstance(svc.scheduler, SchedulerBase)
+            ):
+                continue
+            if [[d.addr, d.port] for d in svc.dests] == dests and svc.scheduler.set_position(pos):
+                n += 1
+        return n
 
     def failover_role(self) -> str | None:
         return None if self.pulse is None else self.pulse.role.name

@@ -73,6 +73,7 @@ class Director(Protocol):
     def resume_packets(self) -> None: ...
     def listener_fds(self) -> list[tuple[str, int]]: ...
     def failover_role(self) -> str | None: ...
+    def scheduler_positions(self) -> list[list[Any]]: ...
     def handed_over(self, pid: int) -> None: ...
 
 
@@ -111,6 +112,7 @@ async def hand_over(
                 "listeners": [name for name, _ in listeners],
                 "health": d.nanny.export_health(),
                 "role": d.failover_role(),
+                "schedulers": d.scheduler_positions(),
                 "snapshot": len(data),
             },
         }
@@ -173,6 +175,7 @@ class Received:
     listeners: dict[str, socket.socket]
     health: list[list[Any]]
     role: str | None
+    schedulers: list[list[Any]]
     snapshot: snapshot.Snapshot
     sock: socket.socket
 
@@ -237,7 +240,7 @@ def request(path: Path) -> Received:
             s.setblocking(False)
         return Received(
             res["pid"], res["spec"], res["plumbing"], tuns, listeners, res["health"],
-            res.get("role"), snap, sock,
+            res.get("role"), res.get("schedulers", []), snap, sock,
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, snapshot.SnapshotError) as e:
         for fd in fds:
