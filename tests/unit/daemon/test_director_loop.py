@@ -214,3 +214,19 @@ def test_a_syn_flood_in_a_full_table_evicts_half_open_entries_not_established_on
     finally:
         ours.close()
         peer.close()
+
+
+def test_a_takeover_continues_the_round_robin_where_it_was(fastpath: ModuleType) -> None:
+    old, new = loop_director(fastpath.ConnTable(64)), loop_director(fastpath.ConnTable(64))
+    (svc,) = old.ipvs.services.values()
+    first = svc.schedule(6, CLIENT, 1000, VIP, 80, 0)
+    positions = old.scheduler_positions()
+    assert new._adopt_positions(positions) == 1
+    (succ,) = new.ipvs.services.values()
+    picks = [succ.schedule(6, CLIENT, 1001 + i, VIP, 80, 0) for i in range(2)]
+    assert first is not None
+    assert [d.addr for d in picks if d] == [
+        d.addr for d in (svc.schedule(6, CLIENT, 2000 + i, VIP, 80, 0) for i in range(2)) if d
+    ]
+    # A service whose destinations differ here keeps its own rotation.
+    assert new._adopt_positions([[*positions[0][:5], [[1, 80]], positions[0][6]]]) == 0
