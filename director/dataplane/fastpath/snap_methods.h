@@ -42,7 +42,8 @@ static PyObject *ConnTable_dump_from(ConnTableObject *self, PyObject *args) {
     long long end = self->t.next_unused, n = 0;
     for (long long h = start; h < end && n < limit; h++)
         n += self->t.c[h].live ? 1 : 0;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * (long long)sizeof(struct snap_rec)));
+    PyObject *out =
+        PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * (long long)sizeof(struct snap_rec)));
     if (!out)
         return NULL;
     char *p = PyBytes_AS_STRING(out);
