@@ -28,14 +28,13 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
 from director.daemon import limits, reload, snapshot
 from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
 from director.daemon.reaper import Reaper
-from director.daemon.reaper import spec_to_json as reaper_spec_json
 from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
 from director.dataplane.ftp import FtpHelper
@@ -62,7 +61,6 @@ from director.ops.notify import Notifier
 from director.stats import DirectorStats
 from failover.events import Role
 from healthcheck.specs import Target
-from scheduling.base import SchedulerBase
 
 if TYPE_CHECKING:
     from director.daemon import takeover
@@ -318,7 +316,9 @@ class Director:
             # to a thread, which has no running loop.
             await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
         else:
-            self._adopt(got)
+            from director.daemon import takeover  # noqa: PLC0415  (only when used: footprint)
+
+            takeover.adopt_plumbing(self.plumbing, got)
         # From here on, if this process dies, the reaper removes its VIP claims.
         reaper = await asyncio.to_thread(Reaper.start, self.plumbing.spec)
         self._reaper = reaper
@@ -345,7 +345,9 @@ class Director:
                 # starts as standby and is sent the whole table (a snapshot is older).
                 log.info("failover: not restoring a snapshot; the table comes by sync")
             else:
-                self._restore_handed(got)
+                from director.daemon import takeover  # noqa: PLC0415
+
+                takeover.restore_handed(self.table, self.ipvs, self.nanny, self.pulse, got)
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]
             readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
@@ -425,41 +427,6 @@ class Director:
 
         await takeover.hand_over(self, reader, writer, req)
 
-    def _adopt(self, got: takeover.Received) -> None:
-        if got.spec != reaper_spec_json(self.plumbing.spec):
-            raise ConfigError(
-                "takeover: the running lvsd's plumbing (VIPs, interfaces, marks) differs "
-                "from this configuration's; stop it and start this one instead"
-            )
-        self.plumbing.adopt(got.plumbing, got.tuns)
-        got.tuns = []  # the plumbing holds them now
-
-    def _restore_handed(self, got: takeover.Received) -> None:
-        # A standby's table is the active director's, by sync: it asks for it whole.
-        standby = self.pulse is not None and got.role != Role.MASTER.name
-        snap = got.snapshot
-        done = (
-            snapshot.Restored(0, 0, 0, 0)
-            if standby
-            else snapshot.restore(self.table, self.ipvs, snap, now_ms(), snap.created_ms)
-        )
-        if self.pulse is not None and got.role == Role.MASTER.name:
-            self.pulse.peer.resume = Role.MASTER
-        out = self.nanny.adopt_health(got.health)
-        rotations = self._adopt_positions(got.schedulers)
-        log.info(
-            "takeover: %d connections and templates from pid %d (%d without their "
-            "destination)%s; %d reals out of service as there; %d rotations continued; "
-            "failover role %s",
-            done.restored,
-            got.pid,
-            done.unmatched,
-            " left for the active director's sync" if standby else "",
-            out,
-            rotations,
-            got.role or "none",
-        )
-
     @property
     def serving_packets(self) -> bool:
         return bool(self._readers) and not self._handed_over and self._tg is not None
@@ -480,33 +447,6 @@ class Director:
 
     def listener_fds(self) -> list[tuple[str, int]]:
         return [(name, fd) for name, fd in self._listeners if fd >= 0]
-
-    def scheduler_positions(self) -> list[list[Any]]:
-        """[protocol, vaddr, vport, fwmark, scheduler, [dest (addr, port)...], position] of
-        every service whose scheduler keeps a rotation (rr, wrr), for a takeover."""
-        out: list[list[Any]] = []
-        for svc in self.ipvs.services.values():
-            sched = svc.scheduler
-            if isinstance(sched, SchedulerBase) and (pos := sched.position()):
-                dests = [[d.addr, d.port] for d in svc.dests]
-                out.append([*svc.key, svc.sched_name, dests, pos])
-        return out
-
-    def _adopt_positions(self, rows: list[list[Any]]) -> int:
-        """Continue the rotations handed over where the service, its scheduler and its
-        list of destinations are the same here; returns how many."""
-        n = 0
-        for proto, vaddr, vport, fwmark, name, dests, pos in rows:
-            svc = self.ipvs.services.get((proto, vaddr, vport, fwmark))
-            if (
-                svc is None
-                or svc.sched_name != name
-                or not isinstance(svc.scheduler, SchedulerBase)
-            ):
-                continue
-            if [[d.addr, d.port] for d in svc.dests] == dests and svc.scheduler.set_position(pos):
-                n += 1
-        return n
 
     def failover_role(self) -> str | None:
         return None if self.pulse is None else self.pulse.role.name

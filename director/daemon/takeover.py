@@ -37,10 +37,13 @@ from typing import Any, Protocol
 
 from director.daemon import reaper, snapshot
 from director.daemon.nanny import Nanny
+from director.daemon.pulse import Pulse
 from director.dataplane import fastpath
 from director.dataplane.plumbing import Plumbing
-from director.errors import DirectorError
+from director.errors import ConfigError, DirectorError
 from director.ipvs.service import IPVS
+from failover.events import Role
+from scheduling.base import SchedulerBase
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,6 @@ class Director(Protocol):
     def resume_packets(self) -> None: ...
     def listener_fds(self) -> list[tuple[str, int]]: ...
     def failover_role(self) -> str | None: ...
-    def scheduler_positions(self) -> list[list[Any]]: ...
     def handed_over(self, pid: int) -> None: ...
 
 
@@ -112,7 +114,7 @@ async def hand_over(
                 "listeners": [name for name, _ in listeners],
                 "health": d.nanny.export_health(),
                 "role": d.failover_role(),
-                "schedulers": d.scheduler_positions(),
+                "schedulers": scheduler_positions(d.ipvs),
                 "snapshot": len(data),
             },
         }
@@ -271,3 +273,70 @@ def confirm(got: Received) -> None:
         log.warning("takeover: pid %d: %s (it may still be exiting)", got.pid, e)
     finally:
         got.sock.close()
+
+
+def adopt_plumbing(plumbing: Plumbing, got: Received) -> None:
+    """Hold the running daemon's plumbing (the new daemon); ConfigError if its spec (VIPs,
+    interfaces, marks) is not this configuration's."""
+    if got.spec != reaper.spec_to_json(plumbing.spec):
+        raise ConfigError(
+            "takeover: the running lvsd's plumbing (VIPs, interfaces, marks) differs "
+            "from this configuration's; stop it and start this one instead"
+        )
+    plumbing.adopt(got.plumbing, got.tuns)
+    got.tuns = []  # the plumbing holds them now
+
+
+def restore_handed(
+    table: fastpath.ConnTable, ipvs: IPVS, nanny: Nanny, pulse: Pulse | None, got: Received
+) -> None:
+    """Take over the table, health verdicts, rotations and failover role (the new daemon,
+    before it reads a packet). A standby's table comes by sync from the active director."""
+    standby = pulse is not None and got.role != Role.MASTER.name
+    snap = got.snapshot
+    done = (
+        snapshot.Restored(0, 0, 0, 0)
+        if standby
+        else snapshot.restore(table, ipvs, snap, time.monotonic_ns() // 1_000_000, snap.created_ms)
+    )
+    if pulse is not None and got.role == Role.MASTER.name:
+        pulse.peer.resume = Role.MASTER
+    out = nanny.adopt_health(got.health)
+    rotations = adopt_positions(ipvs, got.schedulers)
+    log.info(
+        "takeover: %d connections and templates from pid %d (%d without their "
+        "destination)%s; %d reals out of service as there; %d rotations continued; "
+        "failover role %s",
+        done.restored,
+        got.pid,
+        done.unmatched,
+        " left for the active director's sync" if standby else "",
+        out,
+        rotations,
+        got.role or "none",
+    )
+
+
+def scheduler_positions(ipvs: IPVS) -> list[list[Any]]:
+    """[protocol, vaddr, vport, fwmark, scheduler, [[daddr, dport]...], position] of every
+    service whose scheduler keeps a rotation (rr, wrr)."""
+    out: list[list[Any]] = []
+    for svc in ipvs.services.values():
+        sched = svc.scheduler
+        if isinstance(sched, SchedulerBase) and (pos := sched.position()):
+            dests = [[d.addr, d.port] for d in svc.dests]
+            out.append([*svc.key, svc.sched_name, dests, pos])
+    return out
+
+
+def adopt_positions(ipvs: IPVS, rows: list[list[Any]]) -> int:
+    """Continue the rotations handed over where the service, its scheduler and its list of
+    destinations are the same here; returns how many."""
+    n = 0
+    for proto, vaddr, vport, fwmark, name, dests, pos in rows:
+        svc = ipvs.services.get((proto, vaddr, vport, fwmark))
+        if svc is None or svc.sched_name != name or not isinstance(svc.scheduler, SchedulerBase):
+            continue
+        if [[d.addr, d.port] for d in svc.dests] == dests and svc.scheduler.set_position(pos):
+            n += 1
+    return n

@@ -72,9 +72,6 @@ class _Running:
     def failover_role(self) -> str | None:
         return "MASTER"
 
-    def scheduler_positions(self) -> list[list[Any]]:
-        return [[6, VIP, 80, 0, "rr", [[RIP, 80]], [0]]]
-
     def handed_over(self, pid: int) -> None:
         self.successor = pid
 
@@ -129,7 +126,7 @@ def test_the_successor_gets_the_descriptors_table_health_and_role(
     assert got.snapshot.count == 1
     assert got.health == _Nanny().export_health()
     assert got.role == "MASTER"
-    assert got.schedulers == [[6, VIP, 80, 0, "rr", [[RIP, 80]], [0]]]
+    assert got.schedulers == [[6, VIP, 80, 0, "rr", [[RIP, 80]], [-1]]]  # rr at its head
     assert got.plumbing == {"journal": [["tun", 0, "lvs0", 7, True, [], False]]}
     assert (running.paused, running.resumed, running.successor) == (1, 0, os.getpid())
     for s in got.listeners.values():
