@@ -25,6 +25,7 @@ COMMAND_MODULES: dict[str, str] = {
     "simulate": "director.tools.simulate",
     "agent": "director.tools.agent",
     "save": "director.ops.save",
+    "snapshot": "director.daemon.snapshot",
 }
 """Sub-command name -> the module whose ``add_command`` defines it, in ``--help`` order."""
 

@@ -256,6 +256,12 @@ class DirectorConfig:
     bgp_asn: int = 0
     bgp_neighbor_asn: int = 0
     bgp_hold_time: int = 9
+    # Connection table snapshots in state_dir (docs/operations.md): how often (0: never),
+    # and how many, how old and how many bytes of them are kept.
+    snapshot_interval: float = 1.0
+    snapshot_keep: int = 3
+    snapshot_max_age: int = 3600
+    snapshot_budget: int = 256 * 1024 * 1024
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
     # What the file says that Piranha accepted and lvsd reads otherwise or doubts, each
@@ -893,6 +899,10 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
             "max_connections", _integer(1, MAX_CONNECTIONS), defaults.max_connections
         ),
         state_dir=g.get("state_dir", _path, defaults.state_dir),
+        snapshot_interval=g.get("snapshot_interval", _seconds_or_zero, defaults.snapshot_interval),
+        snapshot_keep=g.get("snapshot_keep", _integer(1, 1000), defaults.snapshot_keep),
+        snapshot_max_age=g.get("snapshot_max_age", _integer(1, S32_MAX), defaults.snapshot_max_age),
+        snapshot_budget=g.get("snapshot_budget", _integer(4096, 1 << 50), defaults.snapshot_budget),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
         ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
         **_active_active(g, defaults),
@@ -1311,6 +1321,10 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "heartbeat_insecure", cfg.heartbeat_insecure)
     _line(out, "", "max_connections", cfg.max_connections)
     _line(out, "", "state_dir", str(cfg.state_dir))
+    _line(out, "", "snapshot_interval", _seconds_text(cfg.snapshot_interval))
+    _line(out, "", "snapshot_keep", cfg.snapshot_keep)
+    _line(out, "", "snapshot_max_age", cfg.snapshot_max_age)
+    _line(out, "", "snapshot_budget", cfg.snapshot_budget)
     _line(out, "", "drain_timeout", cfg.drain_timeout)
     out.append(f"ftp_ports = {','.join(map(str, cfg.ftp_ports))}")
     if cfg.active_active:

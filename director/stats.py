@@ -27,6 +27,26 @@ class FtpStats:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotStats:
+    """The connection table snapshots written since start (``director.daemon.snapshot``).
+
+    ``failures`` by reason: ``error`` (an OSError), ``no_space`` (the file system, after
+    pruning), ``over_budget`` (one snapshot larger than ``snapshot_budget``). ``last_*``
+    describe the newest snapshot written (created: Unix ms, 0 if none yet).
+    """
+
+    written: int
+    failures: dict[str, int]
+    pruned_files: int
+    pruned_bytes: int
+    last_created_ms: int
+    last_bytes: int
+    last_entries: int
+    last_write_s: float
+    last_capture_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class DirectorStats:
     """What the director did with the packets that came back from the fast path."""
 
@@ -42,6 +62,8 @@ class DirectorStats:
     evicted_half_open: int = 0
     icmp_suppressed: int = 0
     ftp: FtpStats = FtpStats()
+    snapshot: SnapshotStats | None = None
+    resets: int = 0  # TCP resets sent for segments that matched no connection
 
 
 @dataclass(frozen=True, slots=True)

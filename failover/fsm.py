@@ -58,8 +58,12 @@ class Failover:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def start(self, now: int) -> list[RoleChanged]:
+    def start(self, now: int, resume: Role | None = None) -> list[RoleChanged]:
+        """Begin: in BACKUP; or, ``resume`` MASTER, active at once (this director's process
+        took over from one that was active, and the peer still sees an active director)."""
         self._since_ms = now
+        if resume is Role.MASTER:
+            return self._become(Role.MASTER, "took over from the active lvsd process")
         return self._become(Role.BACKUP, "started; standby until the peer is heard or silent")
 
     def tick(self, now: int) -> list[RoleChanged]:

@@ -193,6 +193,8 @@ class Peer:
         )
         self.config_digest = settings.config_digest
         self.config_mismatch = False
+        # The role to start in (fsm.start): MASTER for a process taking over an active one.
+        self.resume: Role | None = None
         self._endpoints: list[_Endpoint] = []
         self._sent_at: dict[int, int] = {}
         self._rtts: deque[int] = deque(maxlen=RTT_SAMPLES)
@@ -226,7 +228,7 @@ class Peer:
                 self.settings.deadtime_s,
                 "" if self.settings.key else " (UNAUTHENTICATED)",
             )
-            self._apply(self.fsm.start(_now_ms()))
+            self._apply(self.fsm.start(_now_ms(), self.resume))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._heartbeat())
                 tg.create_task(self._watch())

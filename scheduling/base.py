@@ -168,6 +168,16 @@ class SchedulerBase:
     def _read_flags(self) -> None:
         """Cache what ``flags`` say; only schedulers that read flags have anything to do."""
 
+    def position(self) -> list[int]:
+        """The rotation state kept between picks, as integers ([]: none), for a director
+        process that takes over (``set_position`` on a scheduler of the same list)."""
+        return []
+
+    def set_position(self, position: Sequence[int]) -> bool:
+        """Continue from another scheduler's ``position()`` over the same destination
+        list; False (and nothing changed) if it does not fit this one."""
+        return not position
+
     def update(self, dests: Sequence[DestView], kind: str, dest: DestView | None = None) -> None:
         """Take the new list (see ``Scheduler.update``)."""
         if kind not in UPDATE_KINDS:

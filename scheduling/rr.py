@@ -8,6 +8,7 @@ position moves it to the deleted destination's predecessor (del_dest hook).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from scheduling.base import DestView, FlowKey, SchedulerBase, removed_dest
@@ -43,6 +44,15 @@ class RoundRobin(SchedulerBase):
                 if d is cur:
                     self._pos = i
                     break
+
+    def position(self) -> list[int]:
+        return [self._pos]
+
+    def set_position(self, position: Sequence[int]) -> bool:
+        if len(position) != 1 or not _HEAD <= position[0] < len(self._dests):
+            return False
+        self._pos = position[0]
+        return True
 
     def schedule(self, flow: FlowKey) -> DestView | None:
         dests = self._dests

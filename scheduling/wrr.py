@@ -8,6 +8,7 @@ never reaches cw >= 1. Every add/del/upd resets the position to the head and re-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import gcd
 from typing import ClassVar
 
@@ -52,6 +53,18 @@ class WeightedRoundRobin(SchedulerBase):
             self._cw = mw
         elif di > 1:
             self._cw = (cw // di) * di + 1
+
+    def position(self) -> list[int]:
+        return [self._cl, self._cw]
+
+    def set_position(self, position: Sequence[int]) -> bool:
+        if len(position) != 2:
+            return False
+        cl, cw = position
+        if not (_HEAD <= cl < len(self._dests) and 0 <= cw <= self._mw):
+            return False
+        self._cl, self._cw = cl, cw
+        return True
 
     def schedule(self, flow: FlowKey) -> DestView | None:
         mw = self._mw

@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from director.config import MAX_DESTINATIONS, MAX_SERVICES, DirectorConfig, Network, Protocol
-from director.daemon import limits, reload
+from director.daemon import limits, reload, snapshot
 from director.daemon.group import Group, group_settings
 from director.daemon.nanny import Nanny, TargetId, wanted_targets
 from director.daemon.pulse import Pulse, failover_settings, wants_failover
@@ -61,6 +62,9 @@ from director.ops.notify import Notifier
 from director.stats import DirectorStats
 from failover.events import Role
 from healthcheck.specs import Target
+
+if TYPE_CHECKING:
+    from director.daemon import takeover
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +185,19 @@ class Director:
     """
 
     def __init__(
-        self, cfg: DirectorConfig, *, tun: str = "lvs0", config_path: Path | None = None
+        self,
+        cfg: DirectorConfig,
+        *,
+        tun: str = "lvs0",
+        config_path: Path | None = None,
+        take_over: bool = False,
     ) -> None:
         self.cfg = cfg
+        self._take_over = take_over
+        self._received: takeover.Received | None = None
+        self._handed_over = False
+        self._readers: list[tuple[int, int]] = []
+        self._listeners: list[tuple[str, int]] = []
         self.config_path = config_path
         try:
             self.table = fastpath.ConnTable(cfg.max_connections, MAX_DESTINATIONS, MAX_SERVICES)
@@ -208,6 +222,7 @@ class Director:
         self._tunnel_sock: socket.socket | None = None
         self.ftp = FtpHelper(self.table)
         self._icmp_limit = icmp.RateLimit()
+        self._reset_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
         self._stop = asyncio.Event()
@@ -229,6 +244,9 @@ class Director:
             vips=self,
         )
         self._reaper: Reaper | None = None
+        self.snapshots = snapshot.SnapshotWriter(
+            self.table, lambda: self.ipvs, lambda: self.cfg, now_ms
+        )
         self.console = Console(
             self, self.admin.commands(), self.reload, read_token(cfg.console_token_file)
         )
@@ -258,16 +276,24 @@ class Director:
 
     async def run(self) -> None:
         # Listening first, before the host is touched: a busy metrics port or a live
-        # daemon's socket is a one-line DirectorError and changes nothing.
+        # daemon's socket is a one-line DirectorError and changes nothing. Taking over,
+        # the running daemon's listeners are served instead.
         control = ControlServer(
             self.cfg.control_socket,
             self,
             commands=self.admin.commands(),
             max_clients=self.budget.control_clients,
         )
-        await control.start()
+        control.takeover = self._hand_over
+        got = None
+        if self._take_over:
+            from director.daemon import takeover  # noqa: PLC0415  (only when used: footprint)
+
+            got = await asyncio.to_thread(takeover.request, self.cfg.control_socket)
+            self._received = got
         scrapes = None
         try:
+            await control.start(None if got is None else got.listeners.pop("control", None))
             if self.cfg.metrics_address is not None:
                 scrapes = exporter.MetricsServer(
                     self,
@@ -275,10 +301,15 @@ class Director:
                     max_clients=self.budget.metrics_clients,
                     route=self.console.route,
                 )
-                await scrapes.start()
+                await scrapes.start(None if got is None else got.listeners.pop("metrics", None))
+            self._listeners = [("control", control.listener_fd())]
+            if scrapes is not None:
+                self._listeners.append(("metrics", scrapes.listener_fd()))
             await self._run(control, scrapes)
         finally:
-            control.close()
+            if self._received is not None:  # never confirmed: the old daemon serves on
+                self._received.close()
+            control.close(unlink=not self._handed_over)
             if scrapes is not None:
                 scrapes.close()
 
@@ -287,26 +318,52 @@ class Director:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        # pyroute2's synchronous API runs an event loop of its own: netlink work goes
-        # to a thread, which has no running loop.
-        await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
+        got = self._received
+        if got is None:
+            # pyroute2's synchronous API runs an event loop of its own: netlink work goes
+            # to a thread, which has no running loop.
+            await asyncio.to_thread(Plumbing.cleanup_stale, self.plumbing.spec)
+        else:
+            from director.daemon import takeover  # noqa: PLC0415  (only when used: footprint)
+
+            takeover.adopt_plumbing(self.plumbing, got)
         # From here on, if this process dies, the reaper removes its VIP claims.
         reaper = await asyncio.to_thread(Reaper.start, self.plumbing.spec)
         self._reaper = reaper
         try:
-            await asyncio.to_thread(self.plumbing.setup)
+            if got is None:
+                await asyncio.to_thread(self.plumbing.setup)
         except BaseException:
             await asyncio.to_thread(reaper.disarm)
             raise
         # ... and puts back the sysctls setup changed.
         await asyncio.to_thread(reaper.tell_sysctls, self.plumbing.sysctl_changes)
+        if got is not None and self.plumbing.vips != self.plumbing.spec.vips:
+            # VIPs lvsadm added to the daemon taken over from: guarded too.
+            await asyncio.to_thread(reaper.tell_vips, self.plumbing.vips)
         try:
             await self._wait_links_resolved(LINK_START_WAIT_S)
+            # Before the first packet is read: a restored connection is never seen as new.
+            if got is None and self.pulse is None:
+                await asyncio.to_thread(
+                    snapshot.restore_latest, self.table, self.ipvs, self.cfg, now_ms()
+                )
+            elif got is None:
+                # With a peer, the active director's sync is the table's source: this one
+                # starts as standby and is sent the whole table (a snapshot is older).
+                log.info("failover: not restoring a snapshot; the table comes by sync")
+            else:
+                from director.daemon import takeover  # noqa: PLC0415
+
+                takeover.restore_handed(self.table, self.ipvs, self.nanny, self.pulse, got)
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]
             readers += [(t.fd, mark) for mark, t in self.plumbing.fwmark_tuns.items()]
-            for fd, mark in readers:
-                loop.add_reader(fd, self._on_readable, fd, mark)
+            self._readers = readers
+            # A segment of a connection this director does not hold (lost in a restart
+            # without a snapshot, or expired): a reset, as the kernel's stack would send.
+            self.table.set_report_no_conn(True)
+            self.resume_packets()
             try:
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
@@ -315,6 +372,7 @@ class Director:
                     tg.create_task(self._estimate())
                     tg.create_task(self.nanny.run())
                     tg.create_task(control.serve())
+                    tg.create_task(self.snapshots.run())
                     if self.pulse is not None:
                         tg.create_task(self.pulse.run())
                     if self.group is not None:
@@ -335,30 +393,84 @@ class Director:
                         self.budget.metrics_clients,
                         self.budget.control_clients,
                     )
+                    if got is not None:
+                        self._received = None
+                        from director.daemon import takeover  # noqa: PLC0415
+
+                        await asyncio.to_thread(takeover.confirm, got)
                     self._notifier.ready(f"{len(self.ipvs.services)} services")
                     await self._stop.wait()
-                    self._notifier.stopping()
-                    if self.group is not None:  # withdraw, let the flows move, then stop
-                        await self.group.drain(self.cfg.drain_timeout)
-                    control.close()
+                    if not self._handed_over:  # else the successor is the service now
+                        self._notifier.stopping()
+                        if self.group is not None:  # withdraw, let the flows move, then stop
+                            await self.group.drain(self.cfg.drain_timeout)
+                    control.close(unlink=not self._handed_over)
                     raise _Stopped
             except* _Stopped:
                 pass
             finally:
                 self._tg = None
-                for fd, _ in readers:
-                    loop.remove_reader(fd)
+                self.pause_packets()
+                if self.cfg.snapshot_interval and not self._handed_over:
+                    # The freshest state for the next start (a restart, an upgrade).
+                    try:
+                        await self.snapshots.write_once()
+                    except Exception:
+                        log.exception("the last snapshot failed")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             try:
-                await asyncio.to_thread(self.plumbing.teardown)
+                if not self._handed_over:
+                    await asyncio.to_thread(self.plumbing.teardown)
             finally:
                 await asyncio.to_thread(reaper.disarm)
                 self.links.close()
                 if self._tunnel_sock is not None:
                     self._tunnel_sock.close()
-            log.info("stopped; plumbing removed")
+            log.info("stopped; %s", "handed over" if self._handed_over else "plumbing removed")
+
+    # --- hot takeover (director.daemon.takeover) ----------------------------------------
+
+    async def _hand_over(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: dict[str, object]
+    ) -> None:
+        from director.daemon import takeover  # noqa: PLC0415  (only when asked: footprint)
+
+        await takeover.hand_over(self, reader, writer, req)
+
+    @property
+    def serving_packets(self) -> bool:
+        return bool(self._readers) and not self._handed_over and self._tg is not None
+
+    def clock(self) -> int:
+        return now_ms()
+
+    def pause_packets(self) -> None:
+        """Stop reading the TUNs: packets wait in their queues."""
+        loop = asyncio.get_running_loop()
+        for fd, _ in self._readers:
+            loop.remove_reader(fd)
+
+    def resume_packets(self) -> None:
+        loop = asyncio.get_running_loop()
+        for fd, mark in self._readers:
+            loop.add_reader(fd, self._on_readable, fd, mark)
+
+    def listener_fds(self) -> list[tuple[str, int]]:
+        return [(name, fd) for name, fd in self._listeners if fd >= 0]
+
+    def failover_role(self) -> str | None:
+        return None if self.pulse is None else self.pulse.role.name
+
+    def handed_over(self, pid: int) -> None:
+        """Daemon ``pid`` serves now: stop, leaving the plumbing and the socket to it (and
+        telling systemd, when it runs us, that ``pid`` is the service's main process)."""
+        if pid > 0:
+            self._notifier.send(f"MAINPID={pid}")
+        self._handed_over = True
+        self._readers = []
+        self._stop.set()
 
     def reload(self) -> None:
         """SIGHUP: apply the configuration file's changes (director.daemon.reload); a broken
@@ -679,6 +791,9 @@ class Director:
         elif verdict == fastpath.LOCAL:
             self._local(buf)
             return
+        elif verdict == fastpath.DROP_NO_CONN:
+            self._reset(buf, fwmark)
+            return
         # ROUTE: the fast path already sent it to a direct-routing real's link.
         if verdict == fastpath.APP:
             verdict = fastpath.FORWARD
@@ -729,6 +844,24 @@ class Director:
                 self._counts["echo_replies"] += 1
                 self._write(bytearray(_VNET_PLAIN + reply))
 
+    def _reset(self, buf: bytearray, fwmark: int) -> None:
+        """Answer a TCP segment to a service that matched no connection with a reset.
+
+        The kernel's ip_vs_in lets such a segment (not a SYN, no entry) through to the local
+        stack, where the VIP is a local address and no socket has it: the stack answers
+        RST and the client learns at once that its connection is gone (docs/operations.md).
+        Rate-limited like the ICMP errors; a segment to no service, or from a real, is
+        left dropped."""
+        proto, _saddr, daddr, _sport, dport = _FLOW.unpack_from(buf, fastpath.VNET_HDR_LEN)
+        if proto != 6 or self.ipvs.find_service(proto, daddr, dport, fwmark) is None:
+            return
+        if not self._reset_limit.allow(now_ms()):
+            return
+        reply = icmp.tcp_reset(buf[fastpath.VNET_HDR_LEN :])
+        if reply is not None:
+            self._counts["resets"] += 1
+            self._write(bytearray(_VNET_PLAIN + reply))
+
     def _unreachable(self, buf: bytearray) -> None:
         if not self._icmp_limit.allow(now_ms()):
             return
@@ -762,6 +895,8 @@ class Director:
             evicted_half_open=int(self.table.evictions()),
             icmp_suppressed=self._icmp_limit.suppressed,
             ftp=self.ftp.statistics(),
+            snapshot=self.snapshots.statistics(),
+            resets=self._counts["resets"],
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -819,6 +954,7 @@ class Director:
             "table_full": stats.table_full,
             "evicted_half_open": stats.evicted_half_open,
             "icmp_suppressed": stats.icmp_suppressed,
+            "resets": stats.resets,
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "ftp": asdict(self.ftp.statistics()),
@@ -826,6 +962,7 @@ class Director:
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "group": None if self.group is None else self.group.snapshot(),
             "health": self.nanny.snapshot(),
+            "snapshots": asdict(self.snapshots.statistics()),
         }
 
 

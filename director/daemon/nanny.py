@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from ipaddress import IPv4Address
+from typing import Any
 
 from director.config import DirectorConfig, LoadMonitor, Protocol, VirtualConfig
 from director.ipvs.service import IPVS, IPVSError, VirtualService, format_addr
@@ -42,7 +43,7 @@ from healthcheck.specs import (
     Target,
     TrackerSpec,
 )
-from healthcheck.tracker import Tracker
+from healthcheck.tracker import Health, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +423,38 @@ class Nanny:
             yield TargetHealth(
                 t.key, t.addr, t.port, str(t.probe.kind), state, w.runner.statistics()
             )
+
+    def export_health(self) -> list[list[object]]:
+        """Each watched target's verdict, for a daemon taking over (``adopt_health``):
+        [protocol, vaddr, vport, fwmark, addr, port, health, in service, weight]."""
+        out: list[list[object]] = []
+        for (key, addr, port), w in self._watches.items():
+            t = w.tracker
+            k = [key.protocol, key.vaddr, key.vport, key.fwmark]
+            out.append([*k, addr, port, str(t.health), t.in_service, t.weight])
+        return out
+
+    def adopt_health(self, rows: list[list[Any]]) -> int:
+        """Start from the verdicts another daemon had reached (``export_health``), so that
+        a real it had taken out stays out until its probes bring it back; returns how many
+        targets were taken out. Rows for targets this configuration does not watch are
+        ignored."""
+        out = 0
+        for proto, vaddr, vport, fwmark, addr, port, health, in_service, weight in rows:
+            key = ServiceKey(int(proto), str(vaddr), int(vport), int(fwmark))
+            w = self._watches.get((key, str(addr), int(port)))
+            state = self._services.get(key)
+            if w is None or state is None:
+                continue
+            t = w.tracker
+            t.health = Health(str(health))
+            t.weight = int(weight)
+            t.in_service = bool(in_service)
+            if not in_service:
+                self._take_out(state, int(IPv4Address(str(addr))), int(port))
+                self._sorry(state)
+                out += 1
+        return out
 
     def snapshot(self) -> list[dict[str, object]]:
         """Each watched (service, real) as plain data, for the control socket."""

@@ -83,6 +83,10 @@ LOCAL_KEYS = (
     "console_token_file",
     "max_connections",
     "state_dir",
+    "snapshot_interval",
+    "snapshot_keep",
+    "snapshot_max_age",
+    "snapshot_budget",
 )
 """lvs.cf keys that describe one director, not the cluster: never synced."""
 

@@ -24,6 +24,12 @@ def add_command(sub: Any) -> None:
     p = sub.add_parser("run", help="run the director daemon")
     p.add_argument("-c", "--config", default="/etc/lvs.cf", help="the lvs.cf to serve")
     p.add_argument("--tun", default="lvs0", help="name of the TUN device (default lvs0)")
+    p.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take over from the lvsd serving this configuration's control socket: its "
+        "TUNs, listeners, connections and health state; it exits once this one serves",
+    )
     p.set_defaults(func=run_daemon)
 
 
@@ -34,7 +40,12 @@ def run_daemon(args: argparse.Namespace) -> int:
         for warning in cfg.warnings:
             log.warning("%s", warning)
         limits.raise_nofile_limit()
-        director = Director(cfg, tun=args.tun, config_path=Path(args.config))
+        director = Director(
+            cfg,
+            tun=args.tun,
+            config_path=Path(args.config),
+            take_over=getattr(args, "takeover", False),
+        )
         # What start-up built lives as long as the daemon: out of the collector's sight,
         # so that a full collection (which holds the packet loop) walks only what a
         # scrape or a listing made since.

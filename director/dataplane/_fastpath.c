@@ -31,6 +31,7 @@ typedef struct {
     PyObject *dest_ba, *svc_ba;
     Py_buffer dest_view, svc_view;
     uint8_t *rx;
+    int report_no_conn; /* drain hands DROP_NO_CONN TCP segments (not RST) to the caller */
 } ConnTableObject;
 
 static int check_range(const char *name, long long v, long long lo, long long hi) {
@@ -61,6 +62,7 @@ static int check_template(ConnTableObject *self, long long h) {
 
 #include "fastpath/app_methods.h"
 #include "fastpath/fwd_methods.h"
+#include "fastpath/snap_methods.h"
 
 static int int64_array(PyObject **ba, Py_buffer *view, size_t n) {
     *ba = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(int64_t)));
@@ -610,6 +612,8 @@ static PyMethodDef ConnTable_methods[] = {
     {"drops", (PyCFunction)ConnTable_drops, METH_NOARGS, DOC_drops},
     {"dest_of", (PyCFunction)ConnTable_dest_of, METH_VARARGS, DOC_dest_of},
     {"evictions", (PyCFunction)ConnTable_evictions, METH_NOARGS, DOC_evictions},
+    {"set_report_no_conn", (PyCFunction)ConnTable_set_report_no_conn, METH_O,
+     DOC_set_report_no_conn},
     {"insert", (PyCFunction)(void (*)(void))ConnTable_insert, METH_FASTCALL | METH_KEYWORDS,
      DOC_insert},
     {"insert_template", (PyCFunction)ConnTable_insert_template, METH_VARARGS,
@@ -634,6 +638,7 @@ static PyMethodDef ConnTable_methods[] = {
     {"drain", (PyCFunction)(void (*)(void))ConnTable_drain, METH_VARARGS | METH_KEYWORDS,
      DOC_drain},
     APP_METHODS,
+    SNAP_METHODS,
     {NULL, NULL, 0, NULL},
 };
 

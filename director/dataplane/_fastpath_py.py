@@ -281,6 +281,8 @@ _DROPS = tuple(v for v, name in VERDICT_NAMES.items() if name.startswith("DROP_"
 
 _KEY = struct.Struct("!IIHH")
 _TKEY = struct.Struct("!BIIH")
+# One entry of dump_from: the layout of struct snap_rec in fastpath/snap_methods.h.
+_SNAP = struct.Struct("<qQiiiIIIIIiiIiiHHHHBB2x")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _SEQACK = struct.Struct("!II")
@@ -422,6 +424,16 @@ class _Conn:
         )
 
 
+def _tcp_not_rst(buf: bytearray) -> bool:
+    """Whether a vnet-headed packet is an IPv4 TCP segment without RST (set_report_no_conn)."""
+    if len(buf) < VNET_HDR_LEN + 20 or buf[VNET_HDR_LEN] >> 4 != 4:
+        return False
+    ihl = (buf[VNET_HDR_LEN] & 0x0F) * 4
+    if buf[VNET_HDR_LEN + 9] != PROTO_TCP or len(buf) < VNET_HDR_LEN + ihl + 14:
+        return False
+    return not buf[VNET_HDR_LEN + ihl + 13] & 0x04
+
+
 def _check_range(name: str, value: int, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise ValueError(f"{name}: must be in {lo}..{hi}, got {value}")
@@ -461,6 +473,7 @@ class ConnTable:
         _check_range("max_dests", max_dests, 1, 1 << 24)
         _check_range("max_svcs", max_svcs, 1, 1 << 24)
         self._max = max_conns
+        self._report_no_conn = False
         self._max_dests = max_dests
         self._max_svcs = max_svcs
         self._conns: list[_Conn | None] = []
@@ -1017,6 +1030,52 @@ class ConnTable:
             h += 1
         return rows, h if h < end else -1
 
+    def dump_from(self, start: int, limit: int, now: int) -> tuple[bytes, int]:
+        """Up to `limit` live entries from handle `start` on, as snapshot records: (data, next).
+
+        `data` is bytes of 80-byte little-endian records, one per entry in handle order:
+        remaining_ms (expires - `now`) q, seq Q, handle i, ctl i, dest i, caddr I, vaddr I,
+        daddr I, timeout_ms I, in_init I, in_delta i, in_prev i, out_init I, out_delta i,
+        out_prev i, cport H, vport H, dport H, flags H, proto B, state B, 2 pad bytes.
+        `next` is the handle to continue from, or -1 once the walk passed the last handle.
+        """
+        _check_range("start", start, 0, 1 << 62)
+        _check_range("limit", limit, 0, 1 << 62)
+        conns = self._conns
+        end = len(conns)
+        parts: list[bytes] = []
+        h = start
+        while h < end and len(parts) < limit:
+            c = conns[h]
+            if c is not None:
+                parts.append(
+                    _SNAP.pack(
+                        c.expires - now,
+                        c.seq,
+                        h,
+                        c.ctl,
+                        c.dest,
+                        c.caddr,
+                        c.vaddr,
+                        c.daddr,
+                        c.timeout_ms,
+                        c.in_init,
+                        c.in_delta,
+                        c.in_prev,
+                        c.out_init,
+                        c.out_delta,
+                        c.out_prev,
+                        c.cport,
+                        c.vport,
+                        c.dport,
+                        c.flags,
+                        c.proto,
+                        c.state,
+                    )
+                )
+            h += 1
+        return b"".join(parts), h if h < end else -1
+
     def enable_sync_log(self, capacity: int) -> None:
         """Start (or restart, emptied) the sync log with room for `capacity` records; 0 stops it.
 
@@ -1433,6 +1492,12 @@ class ConnTable:
         self._count_pkt(c, tot, inbound)
         return FORWARD
 
+    def set_report_no_conn(self, on: bool) -> None:
+        """From now on (`on` true) drain also hands the caller, as (DROP_NO_CONN, packet), every
+        IPv4 TCP segment without RST that found no connection (still counted as a drop), so
+        that it can answer with a reset as the kernel's stack does; off by default."""
+        self._report_no_conn = bool(on)
+
     def drain(
         self,
         fd: int,
@@ -1474,7 +1539,9 @@ class ConnTable:
                 except OSError:
                     # EAGAIN/ENOBUFS when the device queue is full; the packet is lost either way.
                     self._drops[DROP_TX] += 1
-            elif v in (NEW, LOCAL, FRAGMENT, APP, TUNNEL):
+            elif v in (NEW, LOCAL, FRAGMENT, APP, TUNNEL) or (
+                v == DROP_NO_CONN and self._report_no_conn and _tcp_not_rst(buf)
+            ):
                 out.append((v, buf))
                 if v == APP:
                     break

@@ -1,4 +1,5 @@
-"""ICMP messages the director itself sends: echo replies for a VIP, port unreachable.
+"""ICMP messages the director itself sends: echo replies for a VIP, port unreachable;
+and the TCP reset for a segment that finds no connection.
 
 Pure functions over IPv4 packets without options (the fast path refuses options
 before anything reaches here). Addresses are as on the wire. ``RateLimit`` bounds the
@@ -88,6 +89,44 @@ def _dest_unreach(packet: bytes | bytearray, code: int, rest: int) -> bytes | No
     icmp = bytearray(struct.pack("!BBHI", DEST_UNREACH, code, 0, rest) + quoted)
     struct.pack_into("!H", icmp, 2, checksum(icmp))
     return bytes(_ip_header(packet[16:20], packet[12:16], len(icmp), 0) + icmp)
+
+
+TCP = 6
+_RST, _ACK, _SYN, _FIN = 0x04, 0x10, 0x02, 0x01
+
+
+def tcp_reset(packet: bytes | bytearray) -> bytes | None:
+    """The reset a host's TCP sends for a segment to a port with no connection (RFC 793
+    "Reset Generation", as the kernel's tcp_v4_send_reset): from the segment's destination
+    to its source; with the segment's ACK, sequence number = its acknowledgment number,
+    else sequence 0 and RST+ACK of everything the segment occupied. None for a segment that
+    must not be answered: a reset itself, a fragment past the first, a broadcast or
+    multicast address, a truncated header."""
+    if len(packet) < 40 or packet[0] != 0x45 or packet[9] != TCP:
+        return None
+    if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
+        return None
+    if packet[12] >= 224 or packet[16] >= 224 or packet[12:16] == b"\xff\xff\xff\xff":
+        return None
+    tot = min(struct.unpack_from("!H", packet, 2)[0], len(packet))
+    sport, dport, seq, ack, off, flags = struct.unpack_from("!HHIIBB", packet, 20)
+    doff = (off >> 4) * 4
+    if flags & _RST or doff < 20 or tot < 20 + doff:
+        return None
+    if flags & _ACK:
+        rseq, rack, rflags = ack, 0, _RST
+    else:
+        used = tot - 20 - doff + bool(flags & _SYN) + bool(flags & _FIN)
+        rseq, rack, rflags = 0, (seq + used) & 0xFFFFFFFF, _RST | _ACK
+    tcp = bytearray(struct.pack("!HHIIBBHHH", dport, sport, rseq, rack, 5 << 4, rflags, 0, 0, 0))
+    pseudo = bytes(packet[16:20]) + bytes(packet[12:16]) + struct.pack("!BBH", 0, TCP, len(tcp))
+    struct.pack_into("!H", tcp, 16, checksum(pseudo + tcp))
+    ip = bytearray(
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, _TTL, TCP, 0, packet[16:20],
+                    packet[12:16])
+    )  # fmt: skip
+    struct.pack_into("!H", ip, 10, checksum(ip))
+    return bytes(ip + tcp)
 
 
 # The kernel's defaults (net.ipv4.icmp_msgs_per_sec, net.ipv4.icmp_msgs_burst).

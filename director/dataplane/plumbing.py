@@ -986,6 +986,94 @@ class Plumbing:
 
     # -- teardown --
 
+    # -- handing over to another process (lvsd run --takeover) --
+
+    def export(self) -> tuple[dict[str, Any], list[int]]:
+        """What another process needs to hold this plumbing as its own (``adopt``): the
+        journal and claims as JSON data, and the TUN descriptors the journal refers to (by
+        position), to be passed with SCM_RIGHTS. This object keeps its own descriptors."""
+        fds: list[int] = []
+        journal: list[list[Any]] = []
+        for c in self._journal:
+            if isinstance(c, _TunOpened):
+                fds.append(c.dev.fd)
+                d = c.dev
+                journal.append(
+                    ["tun", len(fds) - 1, d.name, d.ifindex, d.vnet_hdr, sorted(d.offloads),
+                     d.multi_queue]
+                )  # fmt: skip
+            elif isinstance(c, _SysctlChanged):
+                journal.append(["sysctl", list(c.key), c.previous])
+            elif isinstance(c, _RouteAdded):
+                journal.append(["route", str(c.dst), c.oif, c.table])
+            elif isinstance(c, _ProxyAdded):
+                journal.append(["proxy", str(c.vip), c.ifindex, c.ifname])
+            elif isinstance(c, _RuleAdded):
+                r = c.rule
+                journal.append(["rule", r.table, r.priority, r.iifname, r.fwmark])
+            elif isinstance(c, _AddressAdded):
+                journal.append(["address", str(c.iface), c.ifindex, c.ifname])
+        ifs = self._ifs
+        state = {
+            "journal": journal,
+            "ifs": None
+            if ifs is None
+            else [ifs.public, ifs.public_index, ifs.private, ifs.private_index],
+            "runtime_vips": [str(v) for v in self._runtime_vips],
+            "holding": self._holding,
+            "tun": None if self._tun is None else self._tun.name,
+            "fwmark_tuns": {str(m): t.name for m, t in self._fwmark_tuns.items()},
+        }
+        return state, fds
+
+    def adopt(self, state: dict[str, Any], fds: Sequence[int]) -> None:
+        """Hold the plumbing another process set up and exported (``export``), with
+        ``fds`` its TUN descriptors received: from now on this object serves and tears
+        down as if its own ``setup()`` had made it. TunError if anything does not fit."""
+        if self._journal:
+            raise TunError(f"tun {self.spec.tun}: plumbing is already set up")
+        try:
+            devs: dict[str, TunDevice] = {}
+            for entry in state["journal"]:
+                kind, *a = entry
+                change: _Change
+                if kind == "tun":
+                    dev = TunDevice(
+                        name=a[1], fd=fds[a[0]], ifindex=a[2], vnet_hdr=a[3],
+                        offloads=frozenset(a[4]), multi_queue=a[5],
+                    )  # fmt: skip
+                    devs[dev.name] = dev
+                    change = _TunOpened(dev)
+                elif kind == "sysctl":
+                    change = _SysctlChanged(tuple(a[0]), a[1])
+                elif kind == "route":
+                    change = _RouteAdded(IPv4Network(a[0]), a[1], a[2])
+                elif kind == "proxy":
+                    change = _ProxyAdded(IPv4Address(a[0]), a[1], a[2])
+                elif kind == "rule":
+                    change = _RuleAdded(_Rule(a[0], a[1], a[2], a[3]))
+                elif kind == "address":
+                    change = _AddressAdded(IPv4Interface(a[0]), a[1], a[2])
+                else:
+                    raise ValueError(f"unknown change {kind!r}")
+                self._journal.append(change)
+            if state["tun"] != self.spec.tun or state["tun"] not in devs:
+                raise ValueError(f"its TUN is {state['tun']!r}, this one's {self.spec.tun!r}")
+            self._tun = devs[state["tun"]]
+            self._fwmark_tuns = {int(m): devs[n] for m, n in state["fwmark_tuns"].items()}
+            ifs = state["ifs"]
+            self._ifs = None if ifs is None else _Ifaces(ifs[0], ifs[1], ifs[2], ifs[3])
+            self._runtime_vips = [IPv4Address(v) for v in state["runtime_vips"]]
+            self._holding = bool(state["holding"])
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            self._journal.clear()
+            self._tun = None
+            self._fwmark_tuns.clear()
+            raise TunError(
+                f"tun {self.spec.tun}: cannot adopt the plumbing handed over: {e}"
+            ) from e
+        log.info("plumbing: adopted %d changes and %d TUN queues", len(self._journal), len(devs))
+
     def teardown(self) -> None:
         """Undo what setup recorded, newest first; idempotent.
 

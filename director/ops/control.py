@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,11 +117,21 @@ class ControlServer:
         self.idle_timeout = idle_timeout
         self._clients = 0
         self.refused = 0
+        # ``{"cmd": "takeover"}`` (docs/control.md): given the connection's reader and
+        # writer and the request, it owns the connection until it returns.
+        self.takeover: Callable[[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]],
+                                Awaitable[None]] | None = None  # fmt: skip
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
         """Listen on ``path``; DirectorError naming ``control_socket`` if that is not
-        possible, or if another live process serves it (a stale socket is replaced)."""
+        possible, or if another live process serves it (a stale socket is replaced).
+        With ``sock``, serve that listening socket instead (handed over by a takeover)."""
         where = f"control_socket {self.path}"
+        if sock is not None:
+            self._server = await asyncio.start_unix_server(
+                self._client, sock=sock, limit=MAX_REQUEST
+            )
+            return
         if _served(self.path):
             raise DirectorError(f"{where}: another lvsd is serving it; refusing to start")
         try:
@@ -146,12 +156,20 @@ class ControlServer:
         finally:
             self.close()
 
-    def close(self) -> None:
+    def listener_fd(self) -> int:
+        """The listening socket's descriptor (to hand over); -1 when not listening."""
+        if self._server is None or not self._server.sockets:
+            return -1
+        return int(self._server.sockets[0].fileno())
+
+    def close(self, *, unlink: bool = True) -> None:
+        """Stop listening; ``unlink=False`` leaves the path to the process it was handed to."""
         if self._server is not None:
             self._server.close()
             self._server = None
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            if unlink:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._clients >= self.max_clients:
@@ -165,6 +183,9 @@ class ControlServer:
                 async with asyncio.timeout(self.idle_timeout):
                     line = await _read_line(reader)
                 if line is None:
+                    break
+                if self.takeover is not None and (req := _takeover_request(line)) is not None:
+                    await self.takeover(reader, writer, req)
                     break
                 answer = self._answer(line) if line else _TOO_LONG
                 if isinstance(answer, Sliced):
@@ -205,6 +226,16 @@ _TOO_LONG: dict[str, object] = {
     "ok": False,
     "error": f"bad request: longer than {MAX_REQUEST} bytes",
 }
+
+
+def _takeover_request(line: bytes) -> dict[str, Any] | None:
+    if b"takeover" not in line:
+        return None
+    try:
+        req = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return req if isinstance(req, dict) and req.get("cmd") == "takeover" else None
 
 
 def _encode(answer: dict[str, object]) -> bytes:

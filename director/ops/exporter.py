@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 
 from director.config import HostPort
@@ -115,15 +116,21 @@ class MetricsServer:
         self._rendering = asyncio.Lock()
         self._server: asyncio.Server | None = None
 
-    async def start(self) -> None:
-        """Listen; DirectorError naming ``metrics_address`` if that is not possible."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen; DirectorError naming ``metrics_address`` if that is not possible.
+        With ``sock``, serve that listening socket (handed over by a takeover)."""
         try:
-            self._server = await asyncio.start_server(
-                self._handle,
-                str(self.address.host),
-                self.address.port,
-                limit=MAX_REQUEST_HEAD,
-            )
+            if sock is not None:
+                self._server = await asyncio.start_server(
+                    self._handle, sock=sock, limit=MAX_REQUEST_HEAD
+                )
+            else:
+                self._server = await asyncio.start_server(
+                    self._handle,
+                    str(self.address.host),
+                    self.address.port,
+                    limit=MAX_REQUEST_HEAD,
+                )
         except OSError as e:
             # asyncio rewords bind errors; the errno's own text is the one-line reason.
             reason = os.strerror(e.errno) if e.errno else str(e)
@@ -137,6 +144,12 @@ class MetricsServer:
         assert self._server is not None
         async with self._server:
             await self._server.serve_forever()
+
+    def listener_fd(self) -> int:
+        """The listening socket's descriptor (to hand over); -1 when not listening."""
+        if self._server is None or not self._server.sockets:
+            return -1
+        return int(self._server.sockets[0].fileno())
 
     def close(self) -> None:
         if self._server is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from director.ops.scrape import Observed, Scrape, take
-from director.stats import DirectorStats, GroupStats, NannyStats, PulseStats, TargetHealth
+from director.stats import (
+    DirectorStats,
+    GroupStats,
+    NannyStats,
+    PulseStats,
+    SnapshotStats,
+    TargetHealth,
+)
 
 if TYPE_CHECKING:
     from healthcheck.specs import ServiceKey
@@ -265,6 +273,47 @@ class ScrapeCollector(Collector):
         ignored.add_metric(["malformed"], float(ftp.malformed))
         ignored.add_metric(["split"], float(ftp.split))
         yield ignored
+        yield _counter(
+            "lvsd_tcp_resets",
+            "TCP resets sent for segments to a service that matched no connection.",
+            float(stats.resets),
+        )
+        if stats.snapshot is not None:
+            yield from snapshot_families(stats.snapshot)
+
+
+def snapshot_families(s: SnapshotStats, now_s: float | None = None) -> Iterator[Metric]:
+    """The connection table snapshots in state_dir (docs/operations.md)."""
+    now = time.time() if now_s is None else now_s
+    if s.last_created_ms:
+        yield _gauge(
+            "lvsd_snapshot_age_seconds",
+            "Seconds since the newest snapshot written was taken.",
+            max(0.0, now - s.last_created_ms / 1000),
+        )
+    yield _gauge("lvsd_snapshot_bytes", "Size of the newest snapshot written.", s.last_bytes)
+    yield _gauge("lvsd_snapshot_entries", "Entries in the newest snapshot.", s.last_entries)
+    yield _gauge(
+        "lvsd_snapshot_write_seconds",
+        "Time the newest snapshot took to write (worker thread: prune, write, fsync).",
+        s.last_write_s,
+    )
+    yield _gauge(
+        "lvsd_snapshot_capture_seconds",
+        "Time the newest snapshot held the event loop (copying the table, in slices).",
+        s.last_capture_s,
+    )
+    yield _counter("lvsd_snapshots_written", "Snapshots written.", float(s.written))
+    failures = CounterMetricFamily(
+        "lvsd_snapshot_failures", "Snapshots not written, by reason.", labels=("reason",)
+    )
+    for reason in ("error", "no_space", "over_budget"):
+        failures.add_metric([reason], float(s.failures.get(reason, 0)))
+    yield failures
+    yield _counter("lvsd_snapshots_pruned", "Snapshot files deleted.", float(s.pruned_files))
+    yield _counter(
+        "lvsd_snapshot_pruned_bytes", "Bytes of snapshot files deleted.", float(s.pruned_bytes)
+    )
 
 
 def _key_labels(key: ServiceKey, addr: str, port: int) -> list[str]:

@@ -15,6 +15,7 @@ sd_notify — is shared with the tests and the benchmarks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +52,8 @@ class LabDirector:
     the lab's ssh client settings (a lab up with ``sshd=True``).
     ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``nofile`` sets the
     daemon's descriptor limit, soft and hard (what ``ulimit -n`` gives a shell).
+    ``prefix`` goes before the command (a wrapper that mounts the state directory).
+    Snapshots go to ``dir/state`` unless ``cfg`` names a ``state_dir``.
     """
 
     def __init__(
@@ -61,13 +65,19 @@ class LabDirector:
         env: dict[str, str] | None = None,
         ssh: bool = False,
         nofile: int | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.lab = lab
         self.nofile = nofile
         self.node = node
+        self.prefix = tuple(prefix)
         self.dir = Path(tempfile.mkdtemp(prefix=f"lvsd-{lab.name}-{node}-"))
         self.socket_path = self.dir / "lvsd.sock"
-        self.cfg = replace(cfg, control_socket=self.socket_path)
+        # Snapshots go to the lab daemon's own directory unless the file names one.
+        state = cfg.state_dir
+        if state == DirectorConfig().state_dir:
+            state = self.dir / "state"
+        self.cfg = replace(cfg, control_socket=self.socket_path, state_dir=state)
         self.config_path = self.dir / "lvs.cf"
         self.config_path.write_text(format_config(self.cfg))
         self.log_path = self.dir / "lvsd.log"
@@ -75,16 +85,22 @@ class LabDirector:
         self._ssh = ssh
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> LabDirector:
+    def start(self, extra: Sequence[str] = ()) -> LabDirector:
+        """Start ``lvsd run`` (with ``extra`` arguments); return once it is serving."""
         notify_path = str(self.dir / "notify")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(notify_path)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(notify_path)
             notify.settimeout(READY_TIMEOUT_S)
             env = {**os.environ, **self._env, "NOTIFY_SOCKET": notify_path}
             argv = [sys.executable, "-m", "director", "run", "-c", str(self.config_path)]
+            argv = [*self.prefix, *argv, *extra]
             if self._ssh:  # nanny's ``ssh REAL uptime`` with the lab's keys
                 argv = self.lab.ssh_argv(argv)
-            with self.log_path.open("wb") as log:
+            # A second start (a restart, a takeover) appends: the first process may
+            # still be writing.
+            with self.log_path.open("ab") as log:
                 self.proc = self.lab.popen(
                     self.node,
                     argv,

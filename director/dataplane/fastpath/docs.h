@@ -276,4 +276,18 @@
     "`offset` in `buf`: 0, or VNET_HDR_LEN behind a vnet header) carries; -1 if none or\n" \
     "the packet is not one. For a TUNNEL verdict: where the caller encapsulates to."
 
+#define DOC_dump_from \
+    "Up to `limit` live entries from handle `start` on, as snapshot records: (data, next).\n" \
+    "\n" \
+    "`data` is bytes of 80-byte little-endian records, one per entry in handle order:\n" \
+    "remaining_ms (expires - `now`) q, seq Q, handle i, ctl i, dest i, caddr I, vaddr I,\n" \
+    "daddr I, timeout_ms I, in_init I, in_delta i, in_prev i, out_init I, out_delta i,\n" \
+    "out_prev i, cport H, vport H, dport H, flags H, proto B, state B, 2 pad bytes.\n" \
+    "`next` is the handle to continue from, or -1 once the walk passed the last handle."
+
+#define DOC_set_report_no_conn \
+    "From now on (`on` true) drain also hands the caller, as (DROP_NO_CONN, packet), every\n" \
+    "IPv4 TCP segment without RST that found no connection (still counted as a drop), so\n" \
+    "that it can answer with a reset as the kernel's stack does; off by default."
+
 #endif

@@ -8,6 +8,27 @@
 #define FOR_CALLER(v)                                                                      \
     ((v) == V_NEW || (v) == V_LOCAL || (v) == V_FRAGMENT || (v) == V_APP || (v) == V_TUNNEL)
 
+/* A DROP_NO_CONN packet the caller asked to see (set_report_no_conn): an IPv4 TCP segment
+ * without RST, which the caller may answer with a reset as the kernel's stack would. */
+static int report_no_conn(const ConnTableObject *self, int verdict, const uint8_t *pkt,
+                          ssize_t n) {
+    if (verdict != V_DROP_NO_CONN || !self->report_no_conn || n < VNET_HDR_LEN + 20)
+        return 0;
+    const uint8_t *ip = pkt + VNET_HDR_LEN;
+    size_t ihl = (size_t)(ip[0] & 0x0F) * 4;
+    if ((ip[0] >> 4) != 4 || ip[9] != PROTO_TCP || (size_t)n < VNET_HDR_LEN + ihl + 14)
+        return 0;
+    return !(ip[ihl + 13] & 0x04);
+}
+
+static PyObject *ConnTable_set_report_no_conn(ConnTableObject *self, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    self->report_no_conn = on;
+    Py_RETURN_NONE;
+}
+
 static PyObject *do_process(ConnTableObject *self, PyObject *args, int vnet, const char *fmt) {
     Py_buffer b;
     long long now;
@@ -56,7 +77,7 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
             if (verdict == V_FORWARD) {
                 if (write(write_fd, self->rx, (size_t)r) < 0)
                     self->t.drops[V_DROP_TX]++;
-            } else if (FOR_CALLER(verdict)) {
+            } else if (FOR_CALLER(verdict) || report_no_conn(self, verdict, self->rx, r)) {
                 break;
             }
         }
@@ -74,7 +95,7 @@ static PyObject *ConnTable_drain(ConnTableObject *self, PyObject *args, PyObject
         }
         if (r == 0)
             break;
-        if (FOR_CALLER(verdict)) {
+        if (FOR_CALLER(verdict) || report_no_conn(self, verdict, self->rx, r)) {
             PyObject *item = NULL;
             PyObject *pkt = PyByteArray_FromStringAndSize((const char *)self->rx, r);
             if (pkt)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from director.config import parse_config
+from director.daemon import takeover
 from director.daemon.director import Director, build_ipvs
 from tests.unit.dataplane.fastpath_ref import ip_header_ok, l4_ok, ones_sum, syn
 from tests.vectors.nat_vectors import vnet_header
@@ -214,3 +215,20 @@ def test_a_syn_flood_in_a_full_table_evicts_half_open_entries_not_established_on
     finally:
         ours.close()
         peer.close()
+
+
+def test_a_takeover_continues_the_round_robin_where_it_was(fastpath: ModuleType) -> None:
+    old, new = loop_director(fastpath.ConnTable(64)), loop_director(fastpath.ConnTable(64))
+    (svc,) = old.ipvs.services.values()
+    first = svc.schedule(6, CLIENT, 1000, VIP, 80, 0)
+    positions = takeover.scheduler_positions(old.ipvs)
+    assert takeover.adopt_positions(new.ipvs, positions) == 1
+    (succ,) = new.ipvs.services.values()
+    picks = [succ.schedule(6, CLIENT, 1001 + i, VIP, 80, 0) for i in range(2)]
+    assert first is not None
+    assert [d.addr for d in picks if d] == [
+        d.addr for d in (svc.schedule(6, CLIENT, 2000 + i, VIP, 80, 0) for i in range(2)) if d
+    ]
+    # A service whose destinations differ here keeps its own rotation.
+    other = [[*positions[0][:5], [[1, 80]], positions[0][6]]]
+    assert takeover.adopt_positions(new.ipvs, other) == 0

@@ -116,3 +116,23 @@ def test_drain_rejects_a_bad_fd(fastpath: ModuleType) -> None:
     t = fastpath.ConnTable(4)
     with pytest.raises(OSError):  # noqa: PT011  (EBADF: any OSError is right)
         t.drain(-1, 0, [])
+
+
+def test_drain_hands_over_tcp_segments_of_no_connection_once_asked(
+    fastpath: ModuleType, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, peer = pair
+    t = standard_table(fastpath)
+    ack = next(v for v in VECTORS if v.description.startswith("TCP ACK with no"))
+    rst = bytearray(_framed(ack))
+    rst[vnet_header().__len__() + 20 + 13] |= 0x04  # the same segment with RST: never
+    out: list[tuple[int, bytearray]] = []
+    peer.send(_framed(ack))
+    assert t.drain(ours.fileno(), 1000, out) == 1
+    assert out == []  # off by default: dropped and counted only
+    t.set_report_no_conn(True)
+    peer.send(_framed(ack))
+    peer.send(bytes(rst))
+    assert t.drain(ours.fileno(), 1000, out) == 2
+    assert out == [(fastpath.DROP_NO_CONN, bytearray(_framed(ack)))]
+    assert dict(t.drops())["DROP_NO_CONN"] == 3

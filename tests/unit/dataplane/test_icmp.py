@@ -68,3 +68,45 @@ def test_errors_are_rate_limited_like_icmp_msgs_per_sec() -> None:
     # A second of flood, five attempts a millisecond:
     sent = sum(limit.allow(1000 + ms) for ms in range(1000) for _ in range(5))
     assert sent == 50 + 999  # the refilled burst, then one per millisecond
+
+
+def test_a_reset_answers_an_ack_with_its_acknowledgment_number() -> None:
+    seg = (
+        IP(src="10.0.1.100", dst="10.0.1.5")
+        / TCP(sport=40000, dport=80, flags="PA", seq=1000, ack=5555)
+        / Raw(b"GET / HTTP/1.1\r\n\r\n")
+    )
+    raw = icmp.tcp_reset(bytes(seg))
+    assert raw is not None
+    rst = IP(raw)
+    assert (rst.src, rst.dst, rst[TCP].sport, rst[TCP].dport) == (
+        "10.0.1.5",
+        "10.0.1.100",
+        80,
+        40000,
+    )
+    assert (rst[TCP].flags, rst[TCP].seq) == ("R", 5555)
+    again = IP(raw)
+    del again.chksum
+    del again[TCP].chksum
+    rebuilt = IP(bytes(again))
+    assert (rebuilt.chksum, rebuilt[TCP].chksum) == (rst.chksum, rst[TCP].chksum)
+
+
+def test_a_reset_without_ack_acknowledges_what_the_segment_took() -> None:
+    seg = (
+        IP(src="10.0.1.100", dst="10.0.1.5")
+        / TCP(sport=1, dport=80, flags="F", seq=7)
+        / Raw(b"abc")
+    )
+    raw = icmp.tcp_reset(bytes(seg))
+    assert raw is not None
+    rst = IP(raw)
+    assert (rst[TCP].flags, rst[TCP].seq, rst[TCP].ack) == ("RA", 0, 7 + 3 + 1)
+
+
+def test_no_reset_answers_a_reset_a_later_fragment_or_a_multicast_source() -> None:
+    assert icmp.tcp_reset(bytes(IP(dst="10.0.1.5") / TCP(flags="R"))) is None
+    assert icmp.tcp_reset(bytes(IP(dst="10.0.1.5", frag=10) / TCP(flags="A"))) is None
+    assert icmp.tcp_reset(bytes(IP(src="224.0.0.1", dst="10.0.1.5") / TCP(flags="A"))) is None
+    assert icmp.tcp_reset(bytes(IP(dst="10.0.1.5") / UDP())) is None
