@@ -42,7 +42,7 @@ from director.dataplane.ftp import FtpHelper
 from director.dataplane.links import Links
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
-from director.errors import ConfigError, TunError
+from director.errors import ConfigError, DirectorError, TunError
 from director.ipvs.estimator import INTERVAL_S, RateEstimator
 from director.ipvs.service import (
     DROUTE,
@@ -192,6 +192,12 @@ class Director:
         config_path: Path | None = None,
         take_over: bool = False,
     ) -> None:
+        if take_over and cfg.active_active:
+            # The successor's BIRD would open a second session from the same address.
+            raise DirectorError(
+                "--takeover is not offered with active_active = 1: restart the director "
+                "instead; it withdraws its routes and its flows go on through the group"
+            )
         self.cfg = cfg
         self._take_over = take_over
         self._received: takeover.Received | None = None

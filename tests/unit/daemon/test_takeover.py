@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from ipaddress import IPv4Address
 from pathlib import Path
 from socket import IPPROTO_TCP
 from types import ModuleType
@@ -13,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from director.config import DirectorConfig
 from director.daemon import takeover
+from director.daemon.director import Director
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
+from director.errors import DirectorError
 from director.ipvs.service import IPVS
 from director.ops.control import ControlServer
 
@@ -197,3 +201,16 @@ def test_plumbing_export_and_adopt_give_the_same_journal(tmp_path: Path) -> None
         Plumbing(spec).adopt({**state, "tun": "other"}, [r])
     os.close(r)
     os.close(w)
+
+
+def test_an_active_active_director_refuses_takeover_before_touching_anything() -> None:
+    # Its successor's BIRD would open a second BGP session from the same address.
+    cfg = DirectorConfig(
+        active_active=True,
+        directors=(IPv4Address("192.0.2.1"), IPv4Address("192.0.2.2")),
+        bgp_neighbor=IPv4Address("192.0.2.254"),
+        bgp_asn=65001,
+        bgp_neighbor_asn=65000,
+    )
+    with pytest.raises(DirectorError, match="--takeover is not offered with active_active"):
+        Director(cfg, take_over=True)
