@@ -247,6 +247,8 @@ class DirectorConfig:
     drain_timeout: int = 60
     # The ports of ip_vs_ftp's ``ports=``: TCP services on them get the FTP helper.
     ftp_ports: tuple[int, ...] = (21,)
+    # Established connections forwarded by the kernel's tc program where it loads.
+    offload: bool = True
     state_dir: Path = Path("/var/lib/lvsd")
     virtuals: tuple[VirtualConfig, ...] = ()
     failovers: tuple[FailoverConfig, ...] = ()
@@ -887,6 +889,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         state_dir=g.get("state_dir", _path, defaults.state_dir),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
         ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
+        offload=g.get("offload", _boolean, defaults.offload),
     )
     virtuals: list[VirtualConfig] = []
     failovers: list[FailoverConfig] = []
@@ -1258,6 +1261,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "state_dir", str(cfg.state_dir))
     _line(out, "", "drain_timeout", cfg.drain_timeout)
     out.append(f"ftp_ports = {','.join(map(str, cfg.ftp_ports))}")
+    _line(out, "", "offload", cfg.offload)
     for v in cfg.virtuals:
         out.append("")
         out.extend(_format_virtual(v))

@@ -15,6 +15,19 @@ from healthcheck.specs import ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
+class OffloadStats:
+    """The data-plane mode chosen at start ("tun" or "tun+offload"), why, and the kernel
+    map: connections it holds now, and installed, removed and cleared since start."""
+
+    mode: str
+    reason: str
+    connections: int = 0
+    installed: int = 0
+    removed: int = 0
+    cleared: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DirectorStats:
     """What the director did with the packets that came back from the fast path."""
 
@@ -29,6 +42,7 @@ class DirectorStats:
     table_full: int = 0
     evicted_half_open: int = 0
     icmp_suppressed: int = 0
+    offload: OffloadStats = OffloadStats("tun", "not started")
 
 
 @dataclass(frozen=True, slots=True)

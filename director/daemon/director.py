@@ -38,6 +38,7 @@ from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
 from director.dataplane.ftp import FtpHelper
 from director.dataplane.links import Links
+from director.dataplane.offload import Offload
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
 from director.errors import ConfigError, TunError
@@ -206,6 +207,8 @@ class Director:
         self._tunnel_mtu: dict[int, int] = {}
         self._tunnel_sock: socket.socket | None = None
         self.ftp = FtpHelper(self.table)
+        # Chosen in run(), once the interfaces are known; sync reads the log through it.
+        self.offload = Offload(self.table)
         self._icmp_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()
@@ -238,7 +241,7 @@ class Director:
                 cfg,
                 failover,
                 self.plumbing,
-                self.table,
+                self.offload.table_view(),
                 lambda: self.ipvs,
                 self._take_cfg,
                 settled=self.nanny.settled,
@@ -293,6 +296,13 @@ class Director:
         # ... and puts back the sysctls setup changed.
         await asyncio.to_thread(reaper.tell_sysctls, self.plumbing.sysctl_changes)
         try:
+            self.offload.start(
+                self.cfg.offload,
+                self.plumbing.public_iface,
+                self.plumbing.private_iface,
+                self.table.max_conns,
+                serving=self._serving,
+            )
             await self._wait_links_resolved(LINK_START_WAIT_S)
             self._fd = self.plumbing.tun.fd
             readers = [(self._fd, 0)]
@@ -339,6 +349,7 @@ class Director:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.offload.stop()
             try:
                 await asyncio.to_thread(self.plumbing.teardown)
             finally:
@@ -470,6 +481,7 @@ class Director:
         while True:
             await asyncio.sleep(EXPIRY_INTERVAL_S)
             now = now_ms()
+            self.offload.fold(now)
             self.ipvs.expire(now)
             # A reload's removed reals: deleted once drained (or at their deadline).
             self.admin.expire_drains(now)
@@ -632,6 +644,10 @@ class Director:
                     verdict = self.table.process_vnet(buf, now)
                 self._decide(verdict, buf, now, fwmark)
             pending.clear()
+        self.offload.pump()
+
+    def _serving(self) -> bool:
+        return self.pulse is None or self.pulse.role is Role.MASTER
 
     def _discard(self, fd: int) -> None:
         """A standby forwards nothing: what reaches its TUNs (a client or a real that still
@@ -745,6 +761,7 @@ class Director:
             table_full=self._counts["table_full"],
             evicted_half_open=int(self.table.evictions()),
             icmp_suppressed=self._icmp_limit.suppressed,
+            offload=self.offload.statistics(),
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -805,6 +822,7 @@ class Director:
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "ftp": asdict(self.ftp.statistics()),
+            "offload": asdict(stats.offload),
             "services": services,
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "health": self.nanny.snapshot(),

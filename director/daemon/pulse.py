@@ -82,6 +82,7 @@ LOCAL_KEYS = (
     "heartbeat_insecure",
     "console_token_file",
     "max_connections",
+    "offload",
     "state_dir",
 )
 """lvs.cf keys that describe one director, not the cluster: never synced."""
