@@ -192,7 +192,10 @@ class Director:
                 f"max_connections = {cfg.max_connections}: not enough memory for the "
                 "connection table"
             ) from None
-        self.ipvs = build_ipvs(cfg, self.table)
+        # The service layer and sync edit the table through the offload's view, which
+        # keeps the kernel's map in step (see director.dataplane.offload).
+        self.offload = Offload(self.table)
+        self.ipvs = build_ipvs(cfg, self.offload.table_view())
         self.budget = limits.budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         self.nanny = Nanny(cfg, self.ipvs, max_probes=self.budget.probes)
         failover = failover_settings(cfg) if wants_failover(cfg) else None
@@ -207,8 +210,6 @@ class Director:
         self._tunnel_mtu: dict[int, int] = {}
         self._tunnel_sock: socket.socket | None = None
         self.ftp = FtpHelper(self.table)
-        # Chosen in run(), once the interfaces are known; sync reads the log through it.
-        self.offload = Offload(self.table)
         self._icmp_limit = icmp.RateLimit()
         self.estimator = RateEstimator()
         self._notifier = Notifier.from_environment()

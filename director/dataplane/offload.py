@@ -226,6 +226,18 @@ class Offload:
                 self.table.credit(dest, ip, ib, op, ob)
                 self.table.seen(h, min(last_ns // 1_000_000, now_ms))
 
+    def drop_dest(self, dest: int) -> None:
+        """A dest became unavailable: its connections' packets go to the TUN path, which
+        drops them (DROP_DEST_UNAVAILABLE) until it is added back."""
+        loader = self._loader
+        if loader is None:
+            return
+        self.pump()
+        for h in list(self._installed):
+            info = self.table.conn_info(h)
+            if info[_INFO_DEST] == dest:
+                self._remove(loader, info[:7], dest)
+
     def clear(self) -> None:
         """Remove every entry (their uncounted packets are lost to the counters)."""
         if self._loader is not None:
@@ -265,16 +277,19 @@ class Offload:
         return out, lost
 
     def table_view(self) -> fastpath.ConnTable:
-        """``table`` for connection sync: its log calls come here, all else to the table."""
-        return _SharedLog(self.table, self)  # type: ignore[return-value]
+        """``table`` for the service layer and connection sync (see ``_TableView``)."""
+        return _TableView(self.table, self)  # type: ignore[return-value]
 
 
-class _SharedLog:
-    """The connection table with its sync log read through ``Offload`` (one log, two
-    readers: the offload and connection sync)."""
+class _TableView:
+    """The connection table as the service layer and connection sync see it: its log read
+    through ``Offload`` (one log, two readers), and the edits that must reach the map at
+    once (a dest made unavailable, connections removed) followed by the map; all else is
+    the table's own."""
 
     def __init__(self, table: fastpath.ConnTable, offload: Offload) -> None:
         self._table = table
+        self._offload = offload
         self.enable_sync_log = offload.enable_sync_log
         self.sync_changes = offload.sync_changes
 
@@ -283,3 +298,21 @@ class _SharedLog:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._table, name)
+
+    def set_dest_available(self, dest: int, available: bool) -> None:
+        self._table.set_dest_available(dest, available)
+        if not available:
+            self._offload.drop_dest(dest)
+
+    def remove(self, handle: int) -> None:
+        self._table.remove(handle)
+        self._offload.pump()
+
+    def flush(self) -> None:
+        self._table.flush()
+        self._offload.pump()
+
+    def expire(self, now: int) -> int:
+        n = int(self._table.expire(now))
+        self._offload.pump()
+        return n
