@@ -343,10 +343,30 @@ static PyTypeObject OffloadType = {
     .tp_as_sequence = &Offload_as_sequence,
 };
 
+static PyObject *offload_detach(PyObject *module, PyObject *arg) {
+    (void)module;
+    long ifindex = PyLong_AsLong(arg);
+    if (ifindex == -1 && PyErr_Occurred())
+        return NULL;
+    if (ifindex < 1 || ifindex > INT32_MAX)
+        return PyErr_Format(PyExc_ValueError, "detach: not an interface index: %ld", ifindex);
+    libbpf_set_print(quiet_print);
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)ifindex,
+                        .attach_point = BPF_TC_INGRESS);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE, .priority = TC_PRIORITY);
+    return PyBool_FromLong(bpf_tc_detach(&hook, &opts) == 0);
+}
+
+static PyMethodDef module_methods[] = {
+    {"detach", offload_detach, METH_O,
+     "detach(ifindex) -> bool: remove lvsd's filter from the interface's ingress, if there."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef offload_module = {
     PyModuleDef_HEAD_INIT, "director.dataplane._offload",
-    "libbpf loader and map editor of lvsd's tc offload program.", -1, NULL, NULL, NULL, NULL,
-    NULL};
+    "libbpf loader and map editor of lvsd's tc offload program.", -1, module_methods, NULL, NULL,
+    NULL, NULL};
 
 PyMODINIT_FUNC PyInit__offload(void) {
     if (PyType_Ready(&OffloadType) < 0)

@@ -64,6 +64,13 @@ def available() -> bool:
     return OBJECT_PATH.exists() and load_module() is not None
 
 
+def detach_stale(ifindex: int) -> bool:
+    """Remove lvsd's offload program from interface ``ifindex`` if one is attached (a
+    killed director's); True if one was."""
+    mod = load_module()
+    return bool(mod is not None and mod.detach(ifindex))
+
+
 class _Loader(Protocol):
     def install(self, *args: int) -> None: ...
     def take(self, *key: int) -> tuple[int, int, int, int, int, int]: ...
