@@ -46,6 +46,9 @@ OFFLOAD = "tun+offload"
 # The table's own log between two pumps (pumped after every TUN read and every tick).
 LOG_CAPACITY = 1 << 18
 _ALL = 1 << 30
+FOLD_BATCH = 16384
+"""Offloaded connections read per tick at most: more are read over several ticks, each
+once every ceil(n / FOLD_BATCH) seconds (which must stay below the shortest timeout)."""
 _SEQ = fastpath.CONN_F_IN_SEQ | fastpath.CONN_F_OUT_SEQ
 _INFO_FLAGS = 9
 _INFO_DEST = 7
@@ -90,6 +93,7 @@ class Offload:
         self._loader: _Loader | None = None
         self._in_if = self._out_if = 0
         self._installed: set[int] = set()
+        self._fold_queue: list[int] = []
         self._n_installed = self._n_removed = self._n_cleared = 0
         # The sync consumer's share of the log while the offload owns it.
         self._sync_cap = 0
@@ -213,7 +217,9 @@ class Offload:
             self.table.credit(dest, ip, ib, op, ob)
 
     def fold(self, now_ms: int) -> None:
-        """Add the kernel's counts to the table and re-arm deadlines; call before expire."""
+        """Add the kernel's counts to the table and re-arm deadlines; call before expire.
+
+        Reads at most FOLD_BATCH connections, taking up where the previous call stopped."""
         loader = self._loader
         if loader is None:
             return
@@ -222,7 +228,13 @@ class Offload:
             self.clear()
             return
         dests = self.table.dest_buffer()
-        for h in list(self._installed):
+        if not self._fold_queue:
+            self._fold_queue = list(self._installed)
+        batch = self._fold_queue[-FOLD_BATCH:]
+        del self._fold_queue[-FOLD_BATCH:]
+        for h in batch:
+            if h not in self._installed:  # removed since the queue was filled
+                continue
             info = self.table.conn_info(h)
             key, dest = info[:7], info[_INFO_DEST]
             if not dests[dest * fastpath.DEST_FIELDS + fastpath.DEST_AVAILABLE]:

@@ -170,3 +170,31 @@ def test_tun_mode_leaves_the_log_to_sync(fastpath: ModuleType) -> None:
     view.enable_sync_log(8)
     t.insert(UDP, CLIENT, 1, VIP, 80, RIP, 8080, 0, 10)
     assert len(view.sync_changes(10)[0]) == 1
+
+
+def test_a_big_map_is_folded_over_several_ticks(
+    fastpath: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offload, "FOLD_BATCH", 2)
+    t = _table(fastpath)
+    off, loader = _offload(t)
+    keys = [(UDP, CLIENT, port, VIP, 80, RIP, 8080) for port in (1, 2, 3)]
+    for key in keys:
+        t.insert(*key, 0, 0)
+    off.pump()
+    for key in keys:
+        loader.counts[key] = (1, 100, 1, 100, 1_000_000_000)
+    d = t.dest_buffer()
+    off.fold(2_000)
+    assert d[fastpath.DEST_INPKTS] == 2
+    off.fold(3_000)
+    assert d[fastpath.DEST_INPKTS] == 3
+    # A connection removed while queued is skipped, the rest go on in turn.
+    for key in keys:
+        loader.counts[key] = (1, 100, 1, 100, 4_000_000_000)
+    off.fold(4_000)
+    assert d[fastpath.DEST_INPKTS] == 5
+    t.remove(t.lookup(*keys[0][:5]))
+    off.pump()
+    off.fold(5_000)
+    assert d[fastpath.DEST_INPKTS] == 6
