@@ -67,6 +67,19 @@ def available() -> bool:
     return OBJECT_PATH.exists() and load_module() is not None
 
 
+def _offloadable(proto: int, state: int, flags: int) -> bool:
+    """Whether a connection in ``state`` with ``flags`` belongs in the map: a VS-NAT one
+    without sequence offsets, TCP in ESTABLISHED or UDP; never a template."""
+    return (
+        not flags & (fastpath.CONN_F_TEMPLATE | _SEQ)
+        and flags & fastpath.CONN_F_FWD_MASK == fastpath.CONN_F_MASQ
+        and (
+            (proto == fastpath.PROTO_TCP and state == fastpath.ESTABLISHED)
+            or proto == fastpath.PROTO_UDP
+        )
+    )
+
+
 def detach_stale(ifindex: int) -> bool:
     """Remove lvsd's offload program from interface ``ifindex`` if one is attached (a
     killed director's); True if one was."""
@@ -94,6 +107,10 @@ class Offload:
         self._in_if = self._out_if = 0
         self._installed: set[int] = set()
         self._fold_queue: list[int] = []
+        # A walk installing what the table holds when this director starts serving (a
+        # takeover: the synced connections); its next handle, -1 when none is under way.
+        self._walk = -1
+        self._was_serving = False
         self._n_installed = self._n_removed = self._n_cleared = 0
         # The sync consumer's share of the log while the offload owns it.
         self._sync_cap = 0
@@ -173,16 +190,7 @@ class Offload:
         if flags & fastpath.CONN_F_TEMPLATE:
             return
         key = (proto, caddr, cport, vaddr, vport, daddr, dport)
-        wanted = (
-            serving
-            and not removed
-            and flags & fastpath.CONN_F_FWD_MASK == fastpath.CONN_F_MASQ
-            and not flags & _SEQ
-            and (
-                (proto == fastpath.PROTO_TCP and state == fastpath.ESTABLISHED)
-                or proto == fastpath.PROTO_UDP
-            )
-        )
+        wanted = serving and not removed and _offloadable(proto, state, flags)
         if not wanted:
             if not self._installed:
                 return
@@ -226,7 +234,14 @@ class Offload:
         self.pump()
         if not self._serving():
             self.clear()
+            self._was_serving = False
+            self._walk = -1
             return
+        if not self._was_serving:
+            self._was_serving = True
+            self._walk = 0
+        if self._walk >= 0:
+            self._install_slice(loader)
         dests = self.table.dest_buffer()
         if not self._fold_queue:
             self._fold_queue = list(self._installed)
@@ -244,6 +259,27 @@ class Offload:
             if ip or op:
                 self.table.credit(dest, ip, ib, op, ob)
                 self.table.seen(h, min(last_ns // 1_000_000, now_ms))
+
+    def _install_slice(self, loader: _Loader) -> None:
+        """The next FOLD_BATCH handles of the walk: install the established VS-NAT ones."""
+        rows, self._walk = self.table.entries_from(self._walk, FOLD_BATCH)
+        dests = self.table.dest_buffer()
+        for h, proto, caddr, cport, vaddr, vport, daddr, dport, dest, state, flags, *_ in rows:
+            if (
+                h in self._installed
+                or not _offloadable(proto, state, flags)
+                or flags & fastpath.CONN_F_APP
+                or not dests[dest * fastpath.DEST_FIELDS + fastpath.DEST_AVAILABLE]
+            ):
+                continue
+            try:
+                loader.install(proto, caddr, cport, vaddr, vport, daddr, dport, h, self._in_if,
+                               self._out_if)  # fmt: skip
+            except OSError as e:
+                log.warning("offload: %s", e)
+                return
+            self._installed.add(h)
+            self._n_installed += 1
 
     def drop_dest(self, dest: int) -> None:
         """A dest became unavailable: its connections' packets go to the TUN path, which

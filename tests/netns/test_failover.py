@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from director.config import DirectorConfig, parse_config
+from director.dataplane.offload import OFFLOAD
 from director.ops import client
 from director.tools.demo import THESIS_CF, LabDirector, run_load
 from failover import packet
@@ -277,6 +278,12 @@ def test_kill_active_during_stream_and_keepalive_http(pair: Pair) -> None:
     pair.primary.proc.kill()
     pair.primary.proc.wait()
     took = pair.wait("the backup to take over", lambda: pair.role(pair.backup) == "MASTER")
+    if pair.path.mode == OFFLOAD:
+        # The synced established connections go to the new active director's kernel map.
+        pair.wait(
+            "the new active director to offload both connections",
+            lambda: pair.backup.status()["offload"]["installed"] >= 2,
+        )
     s, h = _result(stream), _result(http)
     print(
         f"\ntakeover after kill -9: {took:.2f} s; stream gap {s['max_gap_s']:.2f} s; "

@@ -198,3 +198,22 @@ def test_a_big_map_is_folded_over_several_ticks(
     off.pump()
     off.fold(5_000)
     assert d[fastpath.DEST_INPKTS] == 6
+
+
+def test_a_takeover_installs_what_the_table_already_holds(fastpath: ModuleType) -> None:
+    t = _table(fastpath)
+    off, loader = _offload(t)
+    serving = False
+    off._serving = lambda: serving
+    key = (TCP, CLIENT, 1000, VIP, 80, RIP, 8080)
+    h = t.insert(*key, 0, 0)
+    t.set_state(h, ES, 0)  # a synced established connection on the standby
+    t.insert(TCP, CLIENT, 1001, VIP, 80, RIP, 8080, 0, 0)  # not established: stays
+    off.fold(1_000)
+    assert loader.entries == {}
+    serving = True  # this director became MASTER
+    off.fold(2_000)
+    assert loader.entries == {key: h}
+    serving = False
+    off.fold(3_000)
+    assert loader.entries == {}
