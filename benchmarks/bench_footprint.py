@@ -53,6 +53,15 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"pid {pid}: no VmRSS")
 
 
+def live_rss_mib(pid: int) -> float | None:
+    """``rss_mib(pid)``, or None for a child that exited meanwhile: a probe's short-lived
+    command (nanny's ``ssh ... uptime``) may be a zombie, which has no VmRSS, or gone."""
+    try:
+        return rss_mib(pid)
+    except (RuntimeError, FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def children(pid: int) -> list[int]:
     """The direct children of ``pid`` (every thread's list)."""
     out: list[int] = []
@@ -81,7 +90,7 @@ def one_round(idle_s: float, lab_name: str) -> Round:
             assert director.proc is not None
             time.sleep(idle_s)  # idle on purpose: the figure is the resting footprint
             daemon = rss_mib(director.proc.pid)
-            helpers = [rss_mib(c) for c in children(director.proc.pid)]
+            helpers = [r for c in children(director.proc.pid) if (r := live_rss_mib(c)) is not None]
             lvsadm = cpu_seconds(
                 lab.exec_argv(
                     "director",

@@ -7,8 +7,11 @@ so every peer forwards to the same backend. ``start`` builds the peer in the dir
 namespace (the client's routing too, for the ``routing`` peer) and ``stop`` removes all
 of it; :func:`namespace_state` lets the harness check that nothing was left behind.
 
-* ``lvsd-c`` / ``lvsd-py``: ``lvsd run`` with the C fast path / the Python twin
-  (``DIRECTOR_NO_EXTENSIONS=1``); ready when it sends ``READY=1`` to ``NOTIFY_SOCKET``.
+* ``lvsd-c`` / ``lvsd-py``: ``lvsd run`` on the TUN path alone (``offload = 0``) with the
+  C fast path / the Python twin (``DIRECTOR_NO_EXTENSIONS=1``); ready when it sends
+  ``READY=1`` to ``NOTIFY_SOCKET``.
+* ``lvsd-offload``: ``lvsd run``, C fast path, with the kernel offload (``offload = 1``,
+  the default): established connections are forwarded by the tc program.
 * ``lvsd-dr``: ``lvsd run`` (C fast path) with ``network = direct``: the director frames
   the client's packets to real1's MAC, and real1 (an LVS-DR real of the ``--mode
   direct`` lab: the VIP on ``lo``, a leg on the public segment) answers the client itself.
@@ -71,6 +74,16 @@ def process_cpu_seconds(pid: int) -> float:
     """utime + stime of process ``pid`` (all its threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """The whole machine's busy time from /proc/stat: user, nice, system, irq and softirq
+    summed over every CPU, in seconds (idle, iowait and steal left out). Counts the
+    director's work wherever it runs, in a process or in the kernel, and the client's and
+    the real's too: every peer pays the same load generator and server."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[1:8])
+    return (user + nice + system + irq + softirq) / _CLK_TCK
 
 
 def softirq_seconds() -> float:
@@ -153,6 +166,7 @@ def wait_accepting(lab: Lab, node: str, addr: IPv4Address, port: int, timeout: f
 LVS_CF = """\
 primary = {primary}
 network = {network}
+offload = {offload}
 nat_router = {nat_router} eth1:1
 control_socket = {control}
 # One probe an hour, and an hour of failures before a removal: health checks stay out of
@@ -197,13 +211,17 @@ class LvsdPeer:
     udp: bool = True
     direct: bool = False
     tunnel: bool = False
+    offload: bool = False
     name: str = field(init=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _control: Path | None = field(default=None, init=False)
     _implementation: str = field(default="?", init=False)
+    _mode: str = field(default="?", init=False)
 
     def __post_init__(self) -> None:
         self.name = "lvsd-py" if self.python_twin else "lvsd-c"
+        if self.offload:
+            self.name = "lvsd-offload"
         if self.direct:
             self.name = "lvsd-dr"
             self.udp = False
@@ -222,6 +240,7 @@ class LvsdPeer:
             LVS_CF.format(
                 primary=spec.primary,
                 network="direct" if self.direct else "tunnel" if self.tunnel else "nat",
+                offload=int(self.offload),
                 nat_router=spec.nat_router,
                 control=self._control,
                 vip=spec.vip,
@@ -265,6 +284,10 @@ class LvsdPeer:
                     break
         status = self.status()
         self._implementation = str(status.get("fastpath", "?"))
+        offload = status.get("offload")
+        self._mode = str(offload.get("mode", "?")) if isinstance(offload, dict) else "?"
+        if self.offload and self._mode != "tun+offload":
+            raise PeerError(f"{self.name}: the offload did not start: {offload}")
 
     def status(self) -> dict[str, object]:
         """The daemon's ``status`` answer from its control socket."""
@@ -279,6 +302,9 @@ class LvsdPeer:
 
     def cpu_seconds(self) -> float:
         assert self._proc is not None
+        if self.offload:
+            # The forwarding runs in the kernel's softirq: count it, as for nftables.
+            return process_cpu_seconds(self._proc.pid) + softirq_seconds()
         return process_cpu_seconds(self._proc.pid)
 
     def detail(self) -> str:
@@ -286,7 +312,7 @@ class LvsdPeer:
             return f"direct routing, fast path {self._implementation}; no UDP"
         if self.tunnel:
             return f"IPIP tunnel, fast path {self._implementation}; no UDP"
-        return f"fast path {self._implementation}"
+        return f"fast path {self._implementation}, {self._mode}"
 
 
 @dataclass(slots=True)
@@ -430,6 +456,7 @@ def all_peers() -> list[Peer]:
     return [
         LvsdPeer(),
         LvsdPeer(python_twin=True),
+        LvsdPeer(offload=True),
         LvsdPeer(direct=True),
         LvsdPeer(tunnel=True),
         NftablesPeer(),

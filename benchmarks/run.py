@@ -45,6 +45,7 @@ from benchmarks.peers import (
     Peer,
     PeerError,
     all_peers,
+    machine_busy_seconds,
     namespace_state,
     wait_accepting,
 )
@@ -80,6 +81,12 @@ METRICS = (
     Metric("udp_rx_kpps", "udp_pps", "64-byte UDP received by real1, kpps", True),
     Metric("udp_fwd_kpps", "udp_pps", "64-byte UDP forwarded by the director, kpps", True),
     Metric("cpu_us_per_pkt", "udp_pps", "director CPU per forwarded packet, µs", False),
+    Metric(
+        "machine_us_per_pkt",
+        "udp_pps",
+        "whole machine's busy CPU per 64-byte UDP packet received, µs",
+        False,
+    ),
     Metric("conn_per_s", "conn_rate", "connection rate, conn/s", True),
     Metric("conn_errors", "conn_rate", "connection errors (wrk socket + non-2xx)", False),
     Metric("lat_p50_us", "latency", "request/response p50, µs", False),
@@ -167,6 +174,7 @@ def eth1_tx_packets(lab: Lab) -> int:
 def udp_pps(lab: Lab, target: IPv4Address, seconds: float, peer: Peer) -> dict[str, float]:
     """iperf3 UDP, 64-byte payloads, no rate limit: received and forwarded rates, CPU cost."""
     tx0, cpu0, t0 = eth1_tx_packets(lab), peer.cpu_seconds(), time.monotonic()
+    busy0 = machine_busy_seconds()
     data = _run_json(
         lab,
         ["iperf3", "-c", str(target), "-p", str(IPERF_PORT), "-u", "-l", "64", "-b", "0",
@@ -174,6 +182,7 @@ def udp_pps(lab: Lab, target: IPv4Address, seconds: float, peer: Peer) -> dict[s
         seconds,
     )  # fmt: skip
     elapsed = time.monotonic() - t0
+    busy = machine_busy_seconds() - busy0
     cpu = peer.cpu_seconds() - cpu0
     forwarded = eth1_tx_packets(lab) - tx0
     sent = _dig(data, "end", "sum", "packets")
@@ -186,6 +195,7 @@ def udp_pps(lab: Lab, target: IPv4Address, seconds: float, peer: Peer) -> dict[s
         "udp_rx_kpps": received / duration / 1e3,
         "udp_fwd_kpps": forwarded / elapsed / 1e3,
         "cpu_us_per_pkt": cpu / forwarded * 1e6,
+        "machine_us_per_pkt": busy / received * 1e6,
     }
 
 

@@ -247,6 +247,8 @@ class DirectorConfig:
     drain_timeout: int = 60
     # The ports of ip_vs_ftp's ``ports=``: TCP services on them get the FTP helper.
     ftp_ports: tuple[int, ...] = (21,)
+    # Established connections forwarded by the kernel's tc program where it loads.
+    offload: bool = True
     state_dir: Path = Path("/var/lib/lvsd")
     # Active-active (docs/scale-out.md): every director in ``directors`` serves, announces
     # the VIPs to ``bgp_neighbor`` over BGP, and syncs its connections to the others.
@@ -905,6 +907,7 @@ def _build(root: _Block, filename: str, warnings: list[str]) -> DirectorConfig:
         snapshot_budget=g.get("snapshot_budget", _integer(4096, 1 << 50), defaults.snapshot_budget),
         drain_timeout=g.get("drain_timeout", _integer(0, S32_MAX), defaults.drain_timeout),
         ftp_ports=g.get("ftp_ports", _ftp_ports, defaults.ftp_ports),
+        offload=g.get("offload", _boolean, defaults.offload),
         **_active_active(g, defaults),
     )
     virtuals: list[VirtualConfig] = []
@@ -1327,6 +1330,7 @@ def format_config(cfg: DirectorConfig) -> str:
     _line(out, "", "snapshot_budget", cfg.snapshot_budget)
     _line(out, "", "drain_timeout", cfg.drain_timeout)
     out.append(f"ftp_ports = {','.join(map(str, cfg.ftp_ports))}")
+    _line(out, "", "offload", cfg.offload)
     if cfg.active_active:
         _line(out, "", "active_active", cfg.active_active)
         out.append(f"directors = {' '.join(map(str, cfg.directors))}")

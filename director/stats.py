@@ -15,6 +15,19 @@ from healthcheck.specs import ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
+class OffloadStats:
+    """The data-plane mode chosen at start ("tun" or "tun+offload"), why, and the kernel
+    map: connections it holds now, and installed, removed and cleared since start."""
+
+    mode: str
+    reason: str
+    connections: int = 0
+    installed: int = 0
+    removed: int = 0
+    cleared: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FtpStats:
     """What the FTP helper did since start: packets seen, replies rewritten, expected data
     connections created, and replies or commands left alone as malformed or split."""
@@ -64,6 +77,7 @@ class DirectorStats:
     ftp: FtpStats = FtpStats()
     snapshot: SnapshotStats | None = None
     resets: int = 0  # TCP resets sent for segments that matched no connection
+    offload: OffloadStats = OffloadStats("tun", "not started")
 
 
 @dataclass(frozen=True, slots=True)

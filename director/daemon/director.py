@@ -40,6 +40,7 @@ from director.daemon.reload import ConfigEvent
 from director.dataplane import fastpath, icmp
 from director.dataplane.ftp import FtpHelper
 from director.dataplane.links import Links
+from director.dataplane.offload import Offload
 from director.dataplane.plumbing import Plumbing, PlumbingSpec
 from director.dataplane.reassembly import Reassembler
 from director.errors import ConfigError, DirectorError, TunError
@@ -212,7 +213,10 @@ class Director:
                 f"max_connections = {cfg.max_connections}: not enough memory for the "
                 "connection table"
             ) from None
-        self.ipvs = build_ipvs(cfg, self.table)
+        # The service layer and sync edit the table through the offload's view, which
+        # keeps the kernel's map in step (see director.dataplane.offload).
+        self.offload = Offload(self.table)
+        self.ipvs = build_ipvs(cfg, self.offload.table_view())
         self.budget = limits.budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         self.nanny = Nanny(cfg, self.ipvs, max_probes=self.budget.probes)
         failover = failover_settings(cfg) if wants_failover(cfg) else None
@@ -263,7 +267,7 @@ class Director:
                 cfg,
                 failover,
                 self.plumbing,
-                self.table,
+                self.offload.table_view(),
                 lambda: self.ipvs,
                 self._take_cfg,
                 settled=self.nanny.settled,
@@ -348,6 +352,13 @@ class Director:
             # VIPs lvsadm added to the daemon taken over from: guarded too.
             await asyncio.to_thread(reaper.tell_vips, self.plumbing.vips)
         try:
+            self.offload.start(
+                self.cfg.offload,
+                self.plumbing.public_iface,
+                self.plumbing.private_iface,
+                self.table.max_conns,
+                serving=self._serving,
+            )
             await self._wait_links_resolved(LINK_START_WAIT_S)
             # Before the first packet is read: a restored connection is never seen as new.
             if got is None and self.pulse is None:
@@ -426,6 +437,7 @@ class Director:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.offload.stop()
             try:
                 if not self._handed_over:
                     await asyncio.to_thread(self.plumbing.teardown)
@@ -600,6 +612,7 @@ class Director:
         while True:
             await asyncio.sleep(EXPIRY_INTERVAL_S)
             now = now_ms()
+            self.offload.fold(now)
             self.ipvs.expire(now)
             # A reload's removed reals: deleted once drained (or at their deadline).
             self.admin.expire_drains(now)
@@ -766,6 +779,10 @@ class Director:
                     verdict = self.table.process_vnet(buf, now)
                 self._decide(verdict, buf, now, fwmark)
             pending.clear()
+        self.offload.pump()
+
+    def _serving(self) -> bool:
+        return self.pulse is None or self.pulse.role is Role.MASTER
 
     def _discard(self, fd: int) -> None:
         """A standby forwards nothing: what reaches its TUNs (a client or a real that still
@@ -903,6 +920,7 @@ class Director:
             ftp=self.ftp.statistics(),
             snapshot=self.snapshots.statistics(),
             resets=self._counts["resets"],
+            offload=self.offload.statistics(),
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -964,6 +982,7 @@ class Director:
             "drops": stats.drops,
             "reassembly": self.reassembler.statistics().completed,
             "ftp": asdict(self.ftp.statistics()),
+            "offload": asdict(stats.offload),
             "services": services,
             "failover": None if self.pulse is None else self.pulse.snapshot(),
             "group": None if self.group is None else self.group.snapshot(),

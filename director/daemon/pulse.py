@@ -82,6 +82,7 @@ LOCAL_KEYS = (
     "heartbeat_insecure",
     "console_token_file",
     "max_connections",
+    "offload",
     "state_dir",
     "snapshot_interval",
     "snapshot_keep",

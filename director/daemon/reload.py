@@ -39,6 +39,7 @@ _PROTOCOLS = {Protocol.TCP: 6, Protocol.UDP: 17}
 # Settings read only at start-up: a change is noted and waits for a restart.
 _RESTART_FIELDS = (
     "max_connections",
+    "offload",
     "control_socket",
     "metrics_address",
     "console_token_file",

@@ -580,6 +580,40 @@ static PyObject *ConnTable_uncount(ConnTableObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *ConnTable_credit(ConnTableObject *self, PyObject *args) {
+    long long dest, v[4];
+    static const char *const names[] = {"inpkts", "inbytes", "outpkts", "outbytes"};
+    if (!PyArg_ParseTuple(args, "LLLLL:credit", &dest, &v[0], &v[1], &v[2], &v[3]) ||
+        check_range("dest", dest, 0, self->t.max_dests - 1) < 0)
+        return NULL;
+    for (int i = 0; i < 4; i++)
+        if (check_range(names[i], v[i], 0, 1LL << 62) < 0)
+            return NULL;
+    struct table *t = &self->t;
+    int64_t *d = &t->dests[(size_t)dest * DEST_FIELDS];
+    int64_t *s = &t->svcs[(size_t)d[DEST_SVC] * SVC_FIELDS];
+    d[DEST_INPKTS] += v[0];
+    d[DEST_INBYTES] += v[1];
+    d[DEST_OUTPKTS] += v[2];
+    d[DEST_OUTBYTES] += v[3];
+    s[SVC_INPKTS] += v[0];
+    s[SVC_INBYTES] += v[1];
+    s[SVC_OUTPKTS] += v[2];
+    s[SVC_OUTBYTES] += v[3];
+    Py_RETURN_NONE;
+}
+
+static PyObject *ConnTable_seen(ConnTableObject *self, PyObject *args) {
+    long long h, when;
+    if (!PyArg_ParseTuple(args, "LL:seen", &h, &when) || check_handle(self, h) < 0)
+        return NULL;
+    const struct conn *c = &self->t.c[h];
+    if (when + (long long)c->timeout_ms > c->expires)
+        tbl_arm(&self->t, (int32_t)h, when, c->timeout_ms);
+    TBL_CHECK(&self->t);
+    Py_RETURN_NONE;
+}
+
 static PyObject *ConnTable_flush(ConnTableObject *self, PyObject *unused) {
     (void)unused;
     tbl_flush(&self->t);
@@ -631,6 +665,8 @@ static PyMethodDef ConnTable_methods[] = {
     {"sync_changes", (PyCFunction)ConnTable_sync_changes, METH_O, DOC_sync_changes},
     {"remove", (PyCFunction)ConnTable_remove, METH_O, DOC_remove},
     {"uncount", (PyCFunction)ConnTable_uncount, METH_O, DOC_uncount},
+    {"credit", (PyCFunction)ConnTable_credit, METH_VARARGS, DOC_credit},
+    {"seen", (PyCFunction)ConnTable_seen, METH_VARARGS, DOC_seen},
     {"flush", (PyCFunction)ConnTable_flush, METH_NOARGS, DOC_flush},
     {"expire", (PyCFunction)ConnTable_expire, METH_O, DOC_expire},
     {"process", (PyCFunction)ConnTable_process, METH_VARARGS, DOC_process},

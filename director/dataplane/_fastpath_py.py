@@ -1118,6 +1118,36 @@ class ConnTable:
         self._dests[b + DEST_CONNS] -= 1
         self._svcs[self._dests[b + DEST_SVC] * SVC_FIELDS + SVC_CONNS] -= 1
 
+    def credit(self, dest: int, inpkts: int, inbytes: int, outpkts: int, outbytes: int) -> None:
+        """Add packets and bytes forwarded elsewhere (the kernel offload) to a dest's and its
+        service's counters, as if this table had forwarded them; refuses negative counts."""
+        self._check_dest(dest)
+        for name, v in (
+            ("inpkts", inpkts),
+            ("inbytes", inbytes),
+            ("outpkts", outpkts),
+            ("outbytes", outbytes),
+        ):
+            _check_range(name, v, 0, 1 << 62)
+        d = self._dests
+        b = dest * DEST_FIELDS
+        s = d[b + DEST_SVC] * SVC_FIELDS
+        d[b + DEST_INPKTS] += inpkts
+        d[b + DEST_INBYTES] += inbytes
+        d[b + DEST_OUTPKTS] += outpkts
+        d[b + DEST_OUTBYTES] += outbytes
+        self._svcs[s + SVC_INPKTS] += inpkts
+        self._svcs[s + SVC_INBYTES] += inbytes
+        self._svcs[s + SVC_OUTPKTS] += outpkts
+        self._svcs[s + SVC_OUTBYTES] += outbytes
+
+    def seen(self, handle: int, when: int) -> None:
+        """A packet of this connection was forwarded elsewhere at `when` (ms): its deadline
+        becomes when + its current timeout if that is later; state and counters unchanged."""
+        c = self._get(handle)
+        if when + c.timeout_ms > c.expires:
+            self._arm(handle, c, when, c.timeout_ms)
+
     def remove(self, handle: int) -> None:
         """Remove a connection or template now (unbind, detach); refuses one that controls any."""
         c = self._get(handle)

@@ -64,6 +64,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
+from director.dataplane import offload
 from director.dataplane.netlink import NTF_PROXY, IPRoute, NetlinkError
 from director.dataplane.tun import TunDevice, open_tun
 from director.errors import TunError
@@ -1159,6 +1160,15 @@ class Plumbing:
                             f"plumbing: removing stale {change}: {_netlink_text(e)}"
                         ) from e
                 removed.append(str(change))
+            # A killed director's offload program would go on forwarding its connections.
+            removed.extend(
+                f"offload program on {name}"
+                for name, index in (
+                    (ifs.public, ifs.public_index),
+                    (ifs.private, ifs.private_index),
+                )
+                if offload.detach_stale(index)
+            )
         for what in removed:
             log.info("plumbing: removed stale %s", what)
         return tuple(removed)

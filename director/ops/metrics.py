@@ -212,6 +212,26 @@ class ScrapeCollector(Collector):
         fastpath = InfoMetricFamily("lvsd_fastpath", "The fast path implementation in use.")
         fastpath.add_metric([], {"implementation": stats.implementation})
         yield fastpath
+        off = stats.offload
+        mode = InfoMetricFamily(
+            "lvsd_offload", "The data-plane mode chosen at start (tun, tun+offload) and why."
+        )
+        mode.add_metric([], {"mode": off.mode, "reason": off.reason})
+        yield mode
+        held = GaugeMetricFamily(
+            "lvsd_offload_connections", "Connections the kernel's offload map forwards now."
+        )
+        held.add_metric([], float(off.connections))
+        yield held
+        changes = CounterMetricFamily(
+            "lvsd_offload_changes",
+            "Connections put in the offload map, taken out, and cleared from it.",
+            labels=("change",),
+        )
+        for change, n in (("installed", off.installed), ("removed", off.removed)):
+            changes.add_metric([change], float(n))
+        changes.add_metric(["cleared"], float(off.cleared))
+        yield changes
         table = GaugeMetricFamily("lvsd_connection_table_entries", "Connections and templates.")
         table.add_metric([], float(stats.connections))
         yield table

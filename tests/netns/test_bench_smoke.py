@@ -47,6 +47,7 @@ def test_quick_run_writes_a_table_and_removes_the_lab(tmp_path: Path) -> None:
         "64-byte UDP received by real1, kpps",
         "64-byte UDP forwarded by the director, kpps",
         "director CPU per forwarded packet, µs",
+        "whole machine's busy CPU per 64-byte UDP packet received, µs",
         "connection rate, conn/s",
         "connection errors (wrk socket + non-2xx)",
     }

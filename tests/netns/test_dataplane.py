@@ -7,7 +7,8 @@
 
 The director serves the thesis's lvs.cf (TCP 80 and 21, wlc, weights 2000/1000/1000)
 plus a UDP service on port 9000, where each real runs a UDP echo. Every test runs
-against the C fast path and the Python twin.
+against the C fast path with the kernel offload and the Python twin on the TUN path
+(tests/netns/conftest.py's PAIRED).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from director.tools.demo import THESIS_CF, LabDirector, run_load
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
 from tests.conftest import require_root
-from tests.netns.conftest import unique_lab_name
+from tests.netns.conftest import PAIRED, DataPath, data_paths, unique_lab_name
 
 pytestmark = pytest.mark.netns
 
@@ -62,10 +63,11 @@ def lab_config() -> DirectorConfig:
 class Cluster:
     """A lab, its director and the helpers the tests share."""
 
-    def __init__(self, lab: Lab, director: LabDirector, implementation: str) -> None:
+    def __init__(self, lab: Lab, director: LabDirector, path: DataPath) -> None:
         self.lab = lab
         self.director = director
-        self.implementation = implementation
+        self.path = path
+        self.implementation = path.implementation
 
     def client(self, code: str, timeout: float = 60.0) -> str:
         """Run Python ``code`` in the client node; its stdout."""
@@ -107,25 +109,23 @@ def wait_udp_real_probed_up(director: LabDirector, within: float = 60.0) -> None
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module", params=["c", pytest.param("py")])
+@pytest.fixture(scope="module", params=data_paths(PAIRED))
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_root()
-    implementation: str = request.param
+    path: DataPath = request.param
     lab = Lab(LabSpec(), unique_lab_name())
     echoes: list[subprocess.Popen[bytes]] = []
     try:
         lab.up(reals=3)
         echoes += [lab.popen(real, [sys.executable, "-c", UDP_ECHO]) for real in lab.reals]
         before = _state_dump(lab, "director")
-        env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
-        director = LabDirector(lab, lab_config(), env=env).start()
+        director = LabDirector(lab, path.configure(lab_config()), env=path.env).start()
         try:
-            status = director.status()
-            assert status["fastpath"] == implementation, director.log()
+            path.check(director.status())
             # Probed up before any load: a real that has never passed a probe leaves at its
             # first failure, and the UDP probe's first try may meet a saturating download.
             wait_udp_real_probed_up(director)
-            yield Cluster(lab, director, implementation)
+            yield Cluster(lab, director, path)
         finally:
             assert director.stop() == 0, director.log()
         # After SIGTERM the director's namespace is exactly as before lvsd ran.

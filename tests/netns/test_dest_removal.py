@@ -27,7 +27,7 @@ from director.config import parse_config
 from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
-from tests.netns.conftest import unique_lab_name
+from tests.netns.conftest import PAIRED, DataPath, data_paths, unique_lab_name
 
 pytestmark = pytest.mark.netns
 
@@ -58,17 +58,17 @@ class Removal:
         return int(self.director.status()["drops"]["DROP_DEST_UNAVAILABLE"])
 
 
-@pytest.fixture(scope="module", params=["c", "py"])
+@pytest.fixture(scope="module", params=data_paths(PAIRED))
 def removal(request: pytest.FixtureRequest) -> Iterator[Removal]:
     require_root()
     lab = Lab(LabSpec(), unique_lab_name())
     try:
         lab.up(reals=3)
         cfg = parse_config("heartbeat = 0\n" + THESIS_CF.read_text(), "thesis-lvs.cf")
-        env = {"DIRECTOR_NO_EXTENSIONS": "1"} if request.param == "py" else {}
-        director = LabDirector(lab, cfg, env=env).start()
+        path: DataPath = request.param
+        director = LabDirector(lab, path.configure(cfg), env=path.env).start()
         try:
-            assert director.status()["fastpath"] == request.param
+            path.check(director.status())
             yield Removal(lab, director)
         finally:
             assert director.stop() == 0, director.log()

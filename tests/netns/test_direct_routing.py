@@ -29,7 +29,7 @@ from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
 from tests.conftest import require_root
-from tests.netns.conftest import LabFactory, unique_lab_name
+from tests.netns.conftest import PAIRED, DataPath, LabFactory, data_paths, unique_lab_name
 from tests.netns.test_dataplane import _state_dump
 from tests.netns.test_failover import STREAM, Pair, _result, cluster_config
 
@@ -74,19 +74,19 @@ class Cluster:
         return done.stdout
 
 
-@pytest.fixture(scope="module", params=["c", pytest.param("py")])
+@pytest.fixture(scope="module", params=data_paths(PAIRED))
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_root()
-    implementation: str = request.param
+    path: DataPath = request.param
+    implementation = path.implementation
     lab = Lab(DR_LAB, unique_lab_name())
     try:
         lab.up(reals=3, ftp=True)
         before = _state_dump(lab, "director")
-        env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
         cfg = parse_config(thesis_direct(), "thesis-lvs.cf (network = direct)")
-        director = LabDirector(lab, cfg, env=env).start()
+        director = LabDirector(lab, path.configure(cfg), env=path.env).start()
         try:
-            assert director.status()["fastpath"] == implementation, director.log()
+            path.check(director.status())
             yield Cluster(lab, director, implementation)
         finally:
             assert director.stop() == 0, director.log()

@@ -15,6 +15,7 @@ import pytest
 from director.config import parse_config
 from director.tools.demo import LabDirector
 from lab.cluster import Lab
+from tests.netns.conftest import CROSSED, DataPath, data_paths
 from tests.netns.test_nanny import config
 
 pytestmark = pytest.mark.netns
@@ -54,11 +55,11 @@ while time.monotonic() < end:
 """
 
 
-@pytest.mark.parametrize("implementation", ["c", "py"])
-def test_a_3000_byte_ping_to_the_vip_is_answered(lab: Lab, implementation: str) -> None:
-    env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
-    with LabDirector(lab, parse_config(config(), "lvs.cf"), env=env) as director:
-        assert director.status()["fastpath"] == implementation
+@pytest.mark.parametrize("path", data_paths(CROSSED))
+def test_a_3000_byte_ping_to_the_vip_is_answered(lab: Lab, path: DataPath) -> None:
+    cfg = path.configure(parse_config(config(), "lvs.cf"))
+    with LabDirector(lab, cfg, env=path.env) as director:
+        path.check(director.status())
         done = lab.run(
             "client", ["ping", "-c", "3", "-W", "2", "-s", "3000", VIP], check=False, timeout=30
         )

@@ -32,7 +32,7 @@ from director.config import load_config
 from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
-from tests.netns.conftest import LabFactory, unique_lab_name
+from tests.netns.conftest import CROSSED, DataPath, LabFactory, data_paths, unique_lab_name
 from tests.netns.test_failover import VIP, Pair, cluster_config
 
 pytestmark = [
@@ -162,17 +162,18 @@ class Cluster:
         return out
 
 
-@pytest.fixture(scope="module", params=["c", "py"])
+@pytest.fixture(scope="module", params=data_paths(CROSSED))
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """The lab and a director on the thesis's lvs.cf, once per fast path (C, then the twin)."""
+    """The lab and a director on the thesis's lvs.cf, once per data path (C on the TUN
+    path, then the twin with the kernel offload: the data connections are offloaded)."""
     require_root()
     lab = Lab(LabSpec(), unique_lab_name())
-    env = {"DIRECTOR_NO_EXTENSIONS": "1"} if request.param == "py" else {}
+    path: DataPath = request.param
     try:
         lab.up(reals=3, ftp=True)
         digest = make_big_file(lab, ["real1", "real2", "real3"])
-        with LabDirector(lab, load_config(THESIS_CF), env=env) as director:
-            assert director.status()["fastpath"] == request.param
+        with LabDirector(lab, path.configure(load_config(THESIS_CF)), env=path.env) as director:
+            path.check(director.status())
             yield Cluster(lab, director, digest)
     finally:
         lab.down()

@@ -25,7 +25,7 @@ from director.config import parse_config
 from director.ops import client
 from director.tools.demo import LabDirector
 from lab.cluster import Lab
-from tests.netns.conftest import LabFactory
+from tests.netns.conftest import PAIRED, DataPath, LabFactory, data_paths
 from tests.netns.test_dataplane import _state_dump
 
 pytestmark = pytest.mark.netns
@@ -79,10 +79,10 @@ def _sysfs(lab: Lab, path: str) -> str:
     return lab.run("director", ["cat", path]).stdout.strip()
 
 
-@pytest.mark.parametrize("implementation", ["c", "py"])
+@pytest.mark.parametrize("path", data_paths(PAIRED))
 @pytest.mark.parametrize("persistent", [300, 0])
 def test_marked_ports_share_a_persistent_real_and_keep_their_port(
-    lab_factory: LabFactory, implementation: str, persistent: int
+    lab_factory: LabFactory, path: DataPath, persistent: int
 ) -> None:
     """Persistent: every connection on either port lands on one real. Not persistent: rr
     spreads them. Either way a server without ``port`` gets each packet's own port."""
@@ -90,13 +90,12 @@ def test_marked_ports_share_a_persistent_real_and_keep_their_port(
     for rule in mark_rules(PORTS):
         lab.run("director", ["nft", rule])
     before = _state_dump(lab, "director")
-    env = {"DIRECTOR_NO_EXTENSIONS": "1"} if implementation == "py" else {}
     text = NAT_GLOBALS + fwmark_virtual(f"{VIP} eth0:1", PORTS[0], persistent)
-    cfg = parse_config(text, "fwmark-lvs.cf")
+    cfg = path.configure(parse_config(text, "fwmark-lvs.cf"))
     servers: list[subprocess.Popen[str]] = []
-    director = LabDirector(lab, cfg, env=env).start()
+    director = LabDirector(lab, cfg, env=path.env).start()
     try:
-        assert director.status()["fastpath"] == implementation, director.log()
+        path.check(director.status())
         for real in lab.reals:
             argv = [sys.executable, "-m", "lab.server", "--name", real]
             proc = lab.popen(

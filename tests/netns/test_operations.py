@@ -36,7 +36,7 @@ from director.ops import client
 from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from tests.conftest import require_root
-from tests.netns.conftest import unique_lab_name
+from tests.netns.conftest import CROSSED, DataPath, data_paths, unique_lab_name
 from tests.netns.test_nanny import logged_weights, start_http, stop_http
 
 pytestmark = pytest.mark.netns
@@ -94,6 +94,8 @@ class Ops:
         self.lab = lab
         self.director = director
         self.implementation = implementation
+        # The daemon's data-path line, kept by every configuration a test reloads.
+        self.prefix = ""
         self.servers: list[subprocess.Popen[bytes]] = []
 
     def lvsadm(
@@ -123,7 +125,7 @@ class Ops:
         return notices(self.director, signal.SIGHUP, b"READY=1")
 
     def reload_with(self, text: str) -> None:
-        self.director.config_path.write_text(text)
+        self.director.config_path.write_text(self.prefix + text)
         messages = self.reload()
         assert messages[0] == b"RELOADING=1", self.director.log()[-2000:]
 
@@ -159,16 +161,18 @@ def serving(lab: Lab, real: str) -> bool:
         conn.close()
 
 
-@pytest.fixture(scope="module", params=["c", "py"])
+@pytest.fixture(scope="module", params=data_paths(CROSSED))
 def running(request: pytest.FixtureRequest) -> Iterator[Ops]:
     require_root()
     lab = Lab(LabSpec(), unique_lab_name())
     try:
         lab.up(reals=3, ftp=True)
         cfg = parse_config(without_real3(thesis()), "thesis-lvs.cf")
-        env = {"DIRECTOR_NO_EXTENSIONS": "1"} if request.param == "py" else {}
-        director = LabDirector(lab, cfg, env=env).start()
-        ops = Ops(lab, director, request.param)
+        path: DataPath = request.param
+        director = LabDirector(lab, path.configure(cfg), env=path.env).start()
+        path.check(director.status())
+        ops = Ops(lab, director, path.implementation)
+        ops.prefix = path.text("")
         try:
             yield ops
         finally:

@@ -63,6 +63,14 @@ def has_rule(lab: Lab, node: str = "director") -> bool:
     return "lookup 469" in lab.run(node, ["ip", "rule", "show"]).stdout
 
 
+def offload_filters(lab: Lab, node: str = "director") -> int:
+    """lvsd's tc programs attached to the ingress of the node's eth0 and eth1."""
+    return sum(
+        "lvsd_offload" in lab.run(node, ["tc", "filter", "show", "dev", dev, "ingress"]).stdout
+        for dev in ("eth0", "eth1")
+    )
+
+
 SYSCTLS = (
     "net/ipv4/ip_forward",
     "net/ipv4/tcp_early_demux",
@@ -105,6 +113,7 @@ def test_kill_9_director_its_reaper_removes_the_claims(lab: Lab) -> None:
         assert has_nat_router(lab)
         assert has_rule(lab)
         assert arp_answers(lab) == {mac(lab, "director")}
+        assert offload_filters(lab) == 2  # ingress of eth0 and eth1
         assert d.proc is not None
         d.proc.kill()
         d.proc.wait()
@@ -117,6 +126,8 @@ def test_kill_9_director_its_reaper_removes_the_claims(lab: Lab) -> None:
         assert arp_answers(lab) == set()
         assert "reaper: the director died" in d.log()
         assert sysctls(lab) == before, d.log()[-3000:]
+        # The kernel offload's program no longer forwards the dead director's connections.
+        assert offload_filters(lab) == 0, d.log()[-3000:]
     finally:
         d.stop()
 

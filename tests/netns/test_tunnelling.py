@@ -28,7 +28,7 @@ from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab, LabSpec
 from lab.server import expected_digest
 from tests.conftest import require_root
-from tests.netns.conftest import LabFactory, unique_lab_name
+from tests.netns.conftest import CROSSED, DataPath, LabFactory, data_paths, unique_lab_name
 from tests.netns.test_dataplane import _state_dump
 from tests.netns.test_failover import STREAM, Pair, _result, cluster_config
 
@@ -48,20 +48,21 @@ class Cluster:
         return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
 
 
-@pytest.fixture(scope="module", params=["c", pytest.param("py")])
+@pytest.fixture(scope="module", params=data_paths(CROSSED))
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     require_root()
     lab = Lab(LabSpec(mode="tunnel"), unique_lab_name())
     try:
         lab.up(reals=3, ftp=True)
         before = _state_dump(lab, "director")
-        env = {"DIRECTOR_NO_EXTENSIONS": "1"} if request.param == "py" else {}
+        path: DataPath = request.param
         text = "heartbeat = 0\n" + THESIS_CF.read_text().replace(
             "network = nat\n", "network = tunnel\n"
         )
-        director = LabDirector(lab, parse_config(text, "thesis (tunnel)"), env=env).start()
+        cfg = path.configure(parse_config(text, "thesis (tunnel)"))
+        director = LabDirector(lab, cfg, env=path.env).start()
         try:
-            assert director.status()["fastpath"] == request.param
+            path.check(director.status())
             yield Cluster(lab, director)
         finally:
             assert director.stop() == 0, director.log()

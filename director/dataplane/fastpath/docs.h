@@ -107,6 +107,14 @@
     "service's conns counters, which count scheduled connections only (the kernel's\n" \
     "ip_vs_conn_stats); refuses a template."
 
+#define DOC_credit \
+    "Add packets and bytes forwarded elsewhere (the kernel offload) to a dest's and its\n" \
+    "service's counters, as if this table had forwarded them; refuses negative counts."
+
+#define DOC_seen \
+    "A packet of this connection was forwarded elsewhere at `when` (ms): its deadline\n" \
+    "becomes when + its current timeout if that is later; state and counters unchanged."
+
 #define DOC_remove \
     "Remove a connection or template now (unbind, detach); refuses one that controls any."
 
