@@ -437,7 +437,7 @@ class Director:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            self.offload.stop()
+            self.offload.stop(detach=not self._handed_over)
             try:
                 if not self._handed_over:
                     await asyncio.to_thread(self.plumbing.teardown)

@@ -306,6 +306,15 @@ static PyObject *Offload_close(OffloadObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Offload_release(OffloadObject *self, PyObject *unused) {
+    /* Leave the filters and qdiscs as they are: a successor replaced the program with its
+       own on the same handle and priority, and owns the hook from now on. */
+    (void)unused;
+    for (int i = 0; i < self->n_ifaces; i++)
+        self->attached[i] = self->created[i] = 0;
+    Py_RETURN_NONE;
+}
+
 static Py_ssize_t Offload_len(OffloadObject *self) { return (Py_ssize_t)self->entries; }
 
 static PyMethodDef Offload_methods[] = {
@@ -324,6 +333,8 @@ static PyMethodDef Offload_methods[] = {
     {"clear", (PyCFunction)Offload_clear, METH_NOARGS, "Remove every connection."},
     {"close", (PyCFunction)Offload_close, METH_NOARGS,
      "Detach the program from every interface (and remove the clsact qdiscs it created)."},
+    {"release", (PyCFunction)Offload_release, METH_NOARGS,
+     "Forget the interfaces without detaching anything (a successor's program is there)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -93,6 +93,7 @@ class _Loader(Protocol):
     def uninstall(self, *key: int) -> tuple[int, int, int, int, int, int]: ...
     def clear(self) -> None: ...
     def close(self) -> None: ...
+    def release(self) -> None: ...
     def __len__(self) -> int: ...
 
 
@@ -154,10 +155,14 @@ class Offload:
         self.mode, self.reason = mode, reason
         log.info("offload: %s (%s)", mode, reason)
 
-    def stop(self) -> None:
-        """Detach the program: every packet goes through the TUN again."""
+    def stop(self, detach: bool = True) -> None:
+        """Detach the program: every packet goes through the TUN again. Without ``detach``
+        (handed over) leave the hook alone: the successor's program replaced this one's."""
         if self._loader is not None:
-            self._loader.close()
+            if detach:
+                self._loader.close()
+            else:
+                self._loader.release()
             self._loader = None
             self._installed.clear()
 

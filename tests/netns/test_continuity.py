@@ -24,6 +24,7 @@ import pytest
 
 from director.config import DirectorConfig, parse_config
 from director.daemon import snapshot
+from director.dataplane.offload import OFFLOAD
 from director.tools.demo import THESIS_CF, LabDirector
 from lab.cluster import Lab
 from tests.netns.conftest import LabFactory
@@ -196,11 +197,26 @@ def test_takeover_keeps_the_download_and_every_request_and_the_old_daemon_exits(
         assert after["decided"] == 0
         assert _packets(after) > 0
         assert before["decided"] >= 2
+        # The old daemon left the hook to its successor (offload is on by default, and
+        # built here): the kernel forwards with the new daemon's program; its exit
+        # detached nothing.
+        assert after["offload"]["mode"] == OFFLOAD, after["offload"]
+        assert _tc_programs(lab) == 2, director.log()[-3000:]
+        assert after["offload"]["installed"] >= 1, after["offload"]
     finally:
         director.stop()
         if old.poll() is None:
             old.kill()
             old.wait()
+
+
+def _tc_programs(lab: Lab) -> int:
+    """The director's interfaces whose ingress holds a tc BPF program."""
+    shown = (
+        lab.run("director", ["tc", "filter", "show", "dev", dev, "ingress"]).stdout
+        for dev in ("eth0", "eth1")
+    )
+    return sum(" bpf " in out for out in shown)
 
 
 def _conns(d: LabDirector) -> int:

@@ -81,6 +81,9 @@ class Loader:
     def close(self) -> None:
         pass
 
+    def release(self) -> None:
+        pass
+
     def __len__(self) -> int:
         return len(self.entries)
 
