@@ -19,7 +19,6 @@ The state directory is a temporary directory (on whatever file system holds /tmp
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib
 import os
@@ -30,11 +29,11 @@ from types import ModuleType
 
 import uvloop
 
+from benchmarks.bench_stall import stall
 from director.config import DirectorConfig
 from director.daemon import snapshot
 from director.ipvs.service import IPVS
 
-TICK_S = 0.001
 VIP, CLIENTS = 0x0A000105, 0xC6330000
 ESTABLISHED = 1
 
@@ -70,24 +69,13 @@ async def measure(ipvs: IPVS, state: Path) -> dict[str, float]:
         longest, total = max(longest, took), total + took
     # A whole write_once beside a 1 ms ticker.
     writer = snapshot.SnapshotWriter(ipvs.table, lambda: ipvs, lambda: cfg, lambda: now)
-    worst = 0.0
-    done = False
+    written: list[bool] = []
 
-    async def ticker() -> None:
-        nonlocal worst
-        while not done:
-            before = time.perf_counter()
-            await asyncio.sleep(TICK_S)
-            worst = max(worst, time.perf_counter() - before - TICK_S)
+    async def write() -> None:
+        written.append(await writer.write_once())
 
-    task = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0.05)
-    t0 = time.perf_counter()
-    ok = await writer.write_once()
-    whole = time.perf_counter() - t0
-    done = True
-    await task
-    assert ok, writer.failures
+    worst, whole = await stall(write)
+    assert written == [True], writer.failures
     s = writer.statistics()
     # Restore into an empty table of the same shape.
     fresh = IPVS(type(ipvs.table)(len(ipvs.table) + 16, 64, 8))
