@@ -277,8 +277,14 @@ class Director:
         self.group: Group | None = None
         if cfg.active_active:
             settings = group_settings(cfg)
+            # Through the offload's view, as pulse: the table's change log has one reader.
             self.group = Group(
-                cfg, settings, self.plumbing, self.table, lambda: self.ipvs, self._packets_in
+                cfg,
+                settings,
+                self.plumbing,
+                self.offload.table_view(),
+                lambda: self.ipvs,
+                self._packets_in,
             )
 
     def stop(self) -> None:

@@ -53,7 +53,9 @@ class LabDirector:
     ``env`` adds variables (e.g. ``DIRECTOR_NO_EXTENSIONS=1``); ``nofile`` sets the
     daemon's descriptor limit, soft and hard (what ``ulimit -n`` gives a shell).
     ``prefix`` goes before the command (a wrapper that mounts the state directory).
-    Snapshots go to ``dir/state`` unless ``cfg`` names a ``state_dir``.
+    Snapshots go to ``dir/state`` unless ``cfg`` names a ``state_dir``. ``dir`` (the
+    control socket, the log, the lvs.cf written) is in the lab's run directory, and goes
+    with the lab.
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class LabDirector:
         self.nofile = nofile
         self.node = node
         self.prefix = tuple(prefix)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"lvsd-{lab.name}-{node}-"))
+        # In the lab's run directory, which ``lab.down()`` removes with everything in it.
+        lab.run_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"lvsd-{node}-", dir=lab.run_dir))
         self.socket_path = self.dir / "lvsd.sock"
         # Snapshots go to the lab daemon's own directory unless the file names one.
         state = cfg.state_dir
