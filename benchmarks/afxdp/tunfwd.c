@@ -62,7 +62,8 @@ int main(int argc, char **argv)
 		}
 		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n <= 0) {
-			errs++;
+			if (errno != EINTR)
+				errs++;
 			continue;
 		}
 		rx++;

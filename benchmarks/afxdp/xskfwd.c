@@ -230,7 +230,10 @@ int main(int argc, char **argv)
 		if (m) {
 			xsk_ring_prod__submit(&out.tx, m);
 			fwd += m;
-			sendto(out_fd, NULL, 0, MSG_DONTWAIT, NULL, 0); /* copy mode: kick transmit */
+			/* Copy mode: each sendto() transmits at most 32 frames (the kernel's
+			 * TX_BATCH_SIZE), so kick once per 32. */
+			for (uint32_t k = 0; k < (m + 31) / 32; k++)
+				sendto(out_fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
 		}
 	}
 	printf("xdp_mode=%s rx_bind=%s tx_bind=%s rx=%llu forwarded=%llu not_matched=%llu "
