@@ -262,22 +262,8 @@ class Group(Pulse):
         return len(entries)
 
     def _group_sync(self, event: GroupSync) -> None:
-        if not self.cfg.syncdaemon:
-            return
-        self._counts["sync_received"] += 1
-        self._lag_ms = max(0, time.time_ns() // 1_000_000 - event.sent_ms)
-        try:
-            entries = sync.decode(event.payload, self.cfg.syncd_id)
-        except sync.SyncError as err:
-            self._counts["sync_refused"] += 1
-            log.warning("group: from %s: %s", event.peer, err)
-            return
-        now = now_ms()
-        for entry in entries:
-            if self.apply_entry(entry, now):
-                self._counts["sync_applied"] += 1
-            else:
-                self._counts["sync_refused"] += 1
+        if self.cfg.syncdaemon:
+            self.apply_sync(event.payload, event.sent_ms, f"group: from {event.peer}")
 
     def apply_entry(self, e: sync.ConnEntry, now: int) -> bool:
         """As ``Pulse.apply_entry``, but a connection this director holds itself (it

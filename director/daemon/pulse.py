@@ -431,25 +431,31 @@ class Pulse:
     # -- connection sync: the standby side -------------------------------------------------
 
     def _sync_received(self, event: SyncReceived) -> None:
-        if not self.cfg.syncdaemon:
+        if not self.cfg.syncdaemon or not self.apply_sync(event.payload, event.sent_ms, "failover"):
             return
+        if event.dump_end:
+            log.info("failover: holding the active director's table (%d entries)", len(self.table))
+            self.peer.table_synced()
+
+    def apply_sync(self, payload: bytes, sent_ms: int, where: str) -> bool:
+        """Decode one sync message and mirror its entries (``apply_entry``), counting what
+        was received, applied and refused; False if the message itself is refused (logged
+        after ``where``)."""
         self._counts["sync_received"] += 1
-        self._lag_ms = max(0, time.time_ns() // 1_000_000 - event.sent_ms)
+        self._lag_ms = max(0, time.time_ns() // 1_000_000 - sent_ms)
         try:
-            entries = sync.decode(event.payload, self.cfg.syncd_id)
+            entries = sync.decode(payload, self.cfg.syncd_id)
         except sync.SyncError as err:
             self._counts["sync_refused"] += 1
-            log.warning("failover: %s", err)
-            return
+            log.warning("%s: %s", where, err)
+            return False
         now = now_ms()
         for entry in entries:
             if self.apply_entry(entry, now):
                 self._counts["sync_applied"] += 1
             else:
                 self._counts["sync_refused"] += 1
-        if event.dump_end:
-            log.info("failover: holding the active director's table (%d entries)", len(self.table))
-            self.peer.table_synced()
+        return True
 
     def apply_entry(self, e: sync.ConnEntry, now: int) -> bool:
         """Mirror one synced entry into the table; False if no service or dest matches."""
